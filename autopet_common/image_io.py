@@ -1,0 +1,295 @@
+"""Image I/O with geometry, in the challenge's coordinate convention.
+
+Conventions (see ``../shared/challenge-facts.md``):
+
+- Every array returned or accepted here is indexed ``[i, j, k]`` in ITK / NIfTI order
+  (x fastest), the order ``nibabel`` uses and the order click points are written in.
+  ``SimpleITK.GetArrayFromImage`` returns ``[k, j, i]``; :func:`read_image` transposes it
+  (a view, no copy: the result is Fortran-contiguous).
+- :class:`Geometry` holds spacing (mm), origin (mm) and the 3x3 direction matrix, all in
+  ITK (LPS) physical space, exactly as SimpleITK reports them for ``.mha`` and ``.nii.gz``.
+- Writes are atomic: a temporary file in the target folder, then ``os.replace``. A failed
+  write leaves no partial output file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import GridMismatchError, ImageReadError, NonFiniteError
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+
+
+def image_suffix(path: str | os.PathLike) -> str:
+    """Return the image suffix of ``path`` (``.nii.gz`` counts as one suffix)."""
+    name = Path(path).name.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return Path(path).suffix
+
+
+def strip_image_suffix(path: str | os.PathLike) -> str:
+    """File name of ``path`` without its image suffix: ``a/case_0001.nii.gz`` -> ``case_0001``."""
+    name = Path(path).name
+    suffix = image_suffix(name)
+    return name[: len(name) - len(suffix)] if suffix else name
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Voxel grid of an image: spacing, origin and direction in ITK physical space.
+
+    ``shape`` is in NIfTI order ``(nx, ny, nz)``; ``direction`` is row-major 3x3.
+    """
+
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
+    origin: tuple[float, ...] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = field(default=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
+        object.__setattr__(self, "origin", tuple(float(s) for s in self.origin))
+        object.__setattr__(self, "direction", tuple(float(s) for s in self.direction))
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in millilitres (spacing in mm, 1 ml = 1000 mm^3)."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    def index_to_physical(self, index: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Continuous voxel index ``[i, j, k]`` (or an ``(n, 3)`` array) -> physical point (mm)."""
+        idx = np.asarray(index, dtype=float)
+        return (self.direction_matrix @ (idx * np.asarray(self.spacing)).T).T + np.asarray(self.origin)
+
+    def physical_to_index(self, point: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Physical point (mm) (or an ``(n, 3)`` array) -> continuous voxel index ``[i, j, k]``."""
+        p = np.asarray(point, dtype=float) - np.asarray(self.origin)
+        return (np.linalg.solve(self.direction_matrix, p.T).T) / np.asarray(self.spacing)
+
+    def with_shape(self, shape: Sequence[int]) -> "Geometry":
+        return Geometry(tuple(shape), self.spacing, self.origin, self.direction)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "spacing": list(self.spacing),
+                "origin": list(self.origin), "direction": list(self.direction)}
+
+    @classmethod
+    def from_sitk(cls, image: Any) -> "Geometry":
+        return cls(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+
+    def apply_to_sitk(self, image: Any) -> None:
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+
+
+def _sitk():
+    import SimpleITK as sitk  # imported lazily: importing this module does no work
+
+    return sitk
+
+
+def read_sitk_image(path: str | os.PathLike, what: str = "image") -> Any:
+    """Read ``path`` with SimpleITK; a missing, corrupt or truncated file raises
+    :class:`ImageReadError` naming the file."""
+    sitk = _sitk()
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{what} not found: {path}")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
+        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise ImageReadError(f"cannot read {what} {path}: corrupt, truncated or not an image "
+                             f"({first_line})") from None
+    if image.GetDimension() != 3:
+        raise ImageReadError(f"{what} {path} has {image.GetDimension()} dimensions, expected 3")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageReadError(f"{what} {path} has {image.GetNumberOfComponentsPerPixel()} "
+                             "components per voxel, expected a scalar image")
+    return image
+
+
+def read_image(path: str | os.PathLike, dtype: Any = None, check_finite: bool = False,
+               what: str = "image") -> tuple[np.ndarray, Geometry]:
+    """Read a 3D image as ``(array[i, j, k], Geometry)``.
+
+    ``dtype`` casts the array; ``check_finite`` raises :class:`NonFiniteError` (naming the file)
+    when the image holds NaN or infinite values. ``what`` names the input in error messages.
+    """
+    sitk = _sitk()
+    image = read_sitk_image(path, what)
+    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    if check_finite:
+        require_finite(array, f"{what} {path}")
+    return array, Geometry.from_sitk(image)
+
+
+def read_geometry(path: str | os.PathLike, what: str = "image") -> Geometry:
+    """Geometry of an image file, read from its header only."""
+    sitk = _sitk()
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{what} not found: {path}")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise ImageReadError(f"cannot read the header of {what} {path}: corrupt or not an image") from None
+    return Geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+
+
+def require_finite(array: np.ndarray, name: str) -> None:
+    """Raise :class:`NonFiniteError` naming ``name`` if ``array`` has NaN or infinite values."""
+    if np.issubdtype(array.dtype, np.floating):
+        bad = ~np.isfinite(array)
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad:
+            raise NonFiniteError(f"{name} contains {n_bad} NaN or infinite voxel(s)")
+
+
+def same_grid(a: Geometry, b: Geometry, atol: float = 1e-3) -> bool:
+    """True when two geometries describe the same voxel grid (shape exact, the rest to ``atol``)."""
+    return (a.shape == b.shape
+            and np.allclose(a.spacing, b.spacing, atol=atol, rtol=0)
+            and np.allclose(a.origin, b.origin, atol=atol, rtol=0)
+            and np.allclose(a.direction, b.direction, atol=atol, rtol=0))
+
+
+def check_same_grid(a: Geometry, b: Geometry, name_a: str, name_b: str, atol: float = 1e-3) -> None:
+    """Raise :class:`GridMismatchError` naming both inputs when their grids differ."""
+    if same_grid(a, b, atol):
+        return
+    diffs = []
+    for attr in ("shape", "spacing", "origin", "direction"):
+        va, vb = getattr(a, attr), getattr(b, attr)
+        if attr == "shape":
+            differ = va != vb
+        else:
+            differ = not np.allclose(va, vb, atol=atol, rtol=0)
+        if differ:
+            fmt = lambda v: "(" + ", ".join(f"{x:g}" for x in v) + ")"
+            diffs.append(f"{attr} {fmt(va)} vs {fmt(vb)}")
+    raise GridMismatchError(f"{name_a} and {name_b} are not on the same grid: " + "; ".join(diffs))
+
+
+def to_sitk(array: np.ndarray, geometry: Geometry | None = None) -> Any:
+    """NumPy array ``[i, j, k]`` (+ geometry) -> SimpleITK image."""
+    sitk = _sitk()
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    if geometry is not None:
+        if tuple(geometry.shape) != tuple(array.shape):
+            raise GridMismatchError(f"array of shape {array.shape} does not fit a geometry of "
+                                    f"shape {geometry.shape}")
+        geometry.apply_to_sitk(image)
+    return image
+
+
+def _atomic_target(path: Path) -> Path:
+    """A temporary path next to ``path`` that keeps its suffix (SimpleITK picks the writer by it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = image_suffix(path) or path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{strip_image_suffix(path)}.", suffix=f".tmp{suffix}",
+                               dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_sitk_image(image: Any, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write a SimpleITK image atomically (temporary file, then rename)."""
+    sitk = _sitk()
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike,
+                dtype: Any = None, compress: bool = True) -> Path:
+    """Write ``array[i, j, k]`` with ``geometry`` to ``path`` (.nii.gz, .mha, ...), atomically."""
+    array = np.asarray(array)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    return write_sitk_image(to_sitk(array, geometry), path, compress)
+
+
+def write_mask(mask: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> Path:
+    """Write a binary mask (anything > 0 is foreground) as uint8 0/1 with ``geometry``."""
+    return write_image((np.asarray(mask) > 0).astype(np.uint8), geometry, path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON atomically (NumPy scalars and arrays are converted)."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def find_single_image(folder: str | os.PathLike, what: str) -> Path:
+    """The one image file in ``folder``; a clear error if there is none or more than one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageReadError(f"{what}: folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and image_suffix(p) in IMAGE_SUFFIXES)
+    if not files:
+        raise ImageReadError(f"{what}: no image (.mha, .nii.gz, ...) in {folder}")
+    if len(files) > 1:
+        names = ", ".join(p.name for p in files)
+        raise ImageReadError(f"{what}: expected exactly one image in {folder}, found {len(files)}: {names}")
+    return files[0]
+
+
+def list_images(folder: str | os.PathLike, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name (hidden and temporary files skipped)."""
+    suffixes = tuple(suffixes)
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and not p.name.startswith(".") and image_suffix(p) in suffixes)
