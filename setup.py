@@ -12,7 +12,7 @@ setup(
                 "nnU-Net v2 extensions, Grand Challenge entrypoint, phantoms.",
     python_requires=">=3.10",
     packages=find_packages(include=["autopet_common*", "clicks*", "evaluation_metrics*", "Task1*",
-                                    "Task2*", "publication_template*"]),
+                                    "Task2*", "publication_template*", "local_challenge*"]),
     install_requires=requirements,
     extras_require={"test": ["pytest>=7"]},
     entry_points={
