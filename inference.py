@@ -1,0 +1,334 @@
+#!/usr/bin/env python
+"""Grand Challenge entrypoint for autoPET/CT IV (Task 1 PET/CT; Task 2 dispatched to Task2).
+
+Container contract (Task 1), one run per case and click step:
+
+    /input/images/ct/<uuid>.mha          CT in HU
+    /input/images/pet/<uuid>.mha         PET in SUV (another uuid; normally the same grid)
+    /input/lesion-clicks.json            "Multiple points" clicks; absent or empty = step 0
+ -> /output/images/tumor-lesion-segmentation/<CT uuid>.mha
+                                         exactly one binary uint8 mask on the PET grid
+                                         (= the input grid; written atomically)
+
+If CT and PET grids differ, CT is resampled (linear, -1024 HU outside) onto the PET grid and the
+log says so; clicks are voxel indices [i, j, k] on that grid. Clicks outside the image are
+skipped with a warning. With a trained nnU-Net folder (``--model``, or ``/opt/ml/model`` when it
+holds one) the Task 1 nnU-Net predictor runs within ``--time_budget``; without one, the
+model-free click-guided PET baseline (Task1/model_free_baseline.py) runs.
+
+Bad input (missing or corrupt image, two images in one folder, malformed click JSON, unknown
+point names, NaN voxels) prints ``error: <message>`` to stderr, exits with status 2 and writes
+no output file.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_INPUT = Path("/input")
+DEFAULT_OUTPUT = Path("/output")
+DEFAULT_MODEL_DIR = Path("/opt/ml/model")
+TASK1_OUTPUT_SUBDIR = Path("images") / "tumor-lesion-segmentation"
+TASK1_CLICKS_FILE = "lesion-clicks.json"
+MODEL_FREE = "model-free"
+# Seconds kept back from the budget for writing the mask, process exit and container teardown.
+DEFAULT_MARGIN_SECONDS = 30.0
+
+log = logging.getLogger("inference")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports ru_maxrss in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def peak_gpu_mb() -> float | None:
+    """Peak GPU memory allocated by torch in this process, in MB; None when torch or CUDA is
+    not in use (torch is never imported just to ask)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+            return None
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    except Exception:  # a broken CUDA setup must not break the log line
+        return None
+
+
+class Phase:
+    """Context manager that logs a phase's wall time and the peak memory after it."""
+
+    def __init__(self, name: str, timings: dict[str, float]):
+        self.name, self.timings = name, timings
+
+    def __enter__(self) -> "Phase":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        seconds = time.perf_counter() - self.start
+        self.timings[self.name] = seconds
+        gpu = peak_gpu_mb()
+        gpu_text = f", peak GPU {gpu:.0f} MB" if gpu is not None else ""
+        log.info("phase %-10s %7.2f s  (peak RSS %.0f MB%s)%s", self.name, seconds, peak_rss_mb(),
+                 gpu_text, "  [failed]" if exc[0] else "")
+
+
+# ----------------------------------------------------------------------------- task & model
+
+def looks_like_task1_input(input_dir: Path) -> bool:
+    return (input_dir / "images" / "ct").is_dir() or (input_dir / "images" / "pet").is_dir()
+
+
+def looks_like_task2_input(input_dir: Path) -> bool:
+    images = input_dir / "images"
+    return any((images / f"{prefix}-followup-ct").is_dir() for prefix in ("primary", "secondary"))
+
+
+def detect_task(input_dir: Path) -> int:
+    """1 or 2 from the input layout; :class:`InputError` when it is neither."""
+    from autopet_common.errors import InputError
+
+    try:
+        from Task2.inference import is_task2_input
+    except ImportError:
+        is_task2_input = looks_like_task2_input
+    if not input_dir.is_dir():
+        raise InputError(f"input folder not found: {input_dir}")
+    if is_task2_input(input_dir):
+        return 2
+    if looks_like_task1_input(input_dir):
+        return 1
+    found = sorted(p.relative_to(input_dir).as_posix() for p in input_dir.glob("*/*"))[:10]
+    raise InputError(f"cannot tell the task from {input_dir}: expected images/ct + images/pet "
+                     f"(Task 1) or images/primary-followup-ct (Task 2); found {found or 'nothing'}")
+
+
+def find_nnunet_model(folder: Path) -> Path | None:
+    """The nnU-Net trained-model folder (holding plans.json, dataset.json and fold_*) at or
+    up to three levels below ``folder``; None if there is none."""
+    if not folder.is_dir():
+        return None
+    candidates = [folder] + sorted(p for depth in ("*", "*/*", "*/*/*") for p in folder.glob(depth) if p.is_dir())
+    for candidate in candidates:
+        if ((candidate / "plans.json").is_file() and (candidate / "dataset.json").is_file()
+                and any(candidate.glob("fold_*"))):
+            return candidate
+    return None
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path | None:
+    """``None`` -> /opt/ml/model if it holds a trained nnU-Net folder, else model-free;
+    ``"model-free"`` -> model-free; a path -> that nnU-Net folder (an error if it is none)."""
+    from autopet_common.errors import InputError
+
+    if model is None:
+        return find_nnunet_model(DEFAULT_MODEL_DIR)
+    if str(model) == MODEL_FREE:
+        return None
+    path = Path(model)
+    if not path.exists():
+        raise InputError(f"--model folder not found: {path}")
+    found = find_nnunet_model(path)
+    if found is None:
+        raise InputError(f"--model {path} holds no trained nnU-Net folder (plans.json, dataset.json "
+                         "and fold_*/ expected at most three levels down)")
+    return found
+
+
+# ----------------------------------------------------------------------------- Task 1
+
+def resample_onto(array: Any, geometry: Any, target: Any, default_value: float) -> Any:
+    """Resample ``array[i, j, k]`` on ``geometry`` onto the ``target`` grid (linear)."""
+    import numpy as np
+    import SimpleITK as sitk
+    from autopet_common.image_io import to_sitk
+
+    reference = sitk.Image([int(s) for s in target.shape], sitk.sitkFloat32)
+    target.apply_to_sitk(reference)
+    moved = sitk.Resample(to_sitk(np.asarray(array, dtype=np.float32), geometry), reference,
+                          sitk.Transform(), sitk.sitkLinear, float(default_value), sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(moved).transpose(2, 1, 0)
+
+
+def read_task1_clicks(input_dir: Path, shape: Sequence[int]) -> dict[str, list[list[int]]]:
+    """Clicks from ``lesion-clicks.json`` inside the image; absent or empty file = step 0."""
+    from autopet_common.click_io import read_clicks_json, split_clicks_inside
+
+    path = input_dir / TASK1_CLICKS_FILE
+    if not path.exists():
+        log.info("no %s: step 0 (no clicks)", TASK1_CLICKS_FILE)
+        return {"tumor": [], "background": []}
+    if path.stat().st_size == 0 or not path.read_text().strip():
+        log.info("%s is empty: step 0 (no clicks)", path)
+        return {"tumor": [], "background": []}
+    clicks = read_clicks_json(path)
+    inside, outside = split_clicks_inside(clicks, tuple(shape))
+    n_outside = sum(len(v) for v in outside.values())
+    if n_outside:
+        log.warning("skipping %d click(s) outside the image of shape %s in %s: %s", n_outside,
+                    tuple(shape), path, {k: v for k, v in outside.items() if v})
+    log.info("clicks: %d tumor, %d background", len(inside.get("tumor", [])), len(inside.get("background", [])))
+    return {"tumor": [list(map(int, p)) for p in inside.get("tumor", [])],
+            "background": [list(map(int, p)) for p in inside.get("background", [])]}
+
+
+def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, time_budget: float,
+              margin: float, device: str, remove_below_suv: float | None, started: float,
+              timings: dict[str, float], predictor_options: dict[str, Any] | None = None) -> Path:
+    import numpy as np
+    from autopet_common.image_io import find_single_image, read_image, same_grid, write_mask
+
+    with Phase("read", timings):
+        ct_path = find_single_image(input_dir / "images" / "ct", "CT")
+        pet_path = find_single_image(input_dir / "images" / "pet", "PET")
+        pet, geometry = read_image(pet_path, dtype=np.float32, check_finite=True, what="PET image")
+        ct, ct_geometry = read_image(ct_path, dtype=np.float32, check_finite=True, what="CT image")
+        log.info("CT  %s shape %s spacing %s", ct_path.name, ct_geometry.shape, _fmt(ct_geometry.spacing))
+        log.info("PET %s shape %s spacing %s", pet_path.name, geometry.shape, _fmt(geometry.spacing))
+        if not same_grid(ct_geometry, geometry):
+            log.warning("CT and PET grids differ: resampling CT (linear, -1024 HU outside) onto the "
+                        "PET grid %s; the mask is written on the PET grid", geometry.shape)
+            ct = resample_onto(ct, ct_geometry, geometry, default_value=-1024.0)
+        clicks = read_task1_clicks(input_dir, geometry.shape)
+
+    if model_dir is None:
+        from Task1.model_free_baseline import segment_model_free
+
+        log.info("model: %s (click-guided 41%% SUVmax region growing; no torch)", MODEL_FREE)
+        with Phase("predict", timings):
+            mask = segment_model_free(pet, clicks, geometry.spacing)
+    else:
+        from Task1.predict import Task1Predictor  # lazily: torch is only imported on this path
+
+        with Phase("load", timings):
+            remaining = time_budget - margin - (time.perf_counter() - started)
+            log.info("model: %s; %.0f s of the %.0f s budget left for prediction", model_dir, remaining, time_budget)
+            predictor = Task1Predictor(model_dir, device=device, time_budget=max(remaining, 1.0),
+                                       **(predictor_options or {}))
+        with Phase("predict", timings):
+            mask = predictor.predict(ct, pet, geometry, clicks)
+        description = predictor.describe()
+        log.info("predictor: %s", description)
+        if description.get("dropped"):
+            log.warning("dropped to fit the time budget: %s", description["dropped"])
+
+    mask = np.asarray(mask) > 0
+    if mask.shape != tuple(geometry.shape):
+        raise RuntimeError(f"prediction shape {mask.shape} does not match the input grid {geometry.shape}")
+    if remove_below_suv is not None:
+        removed = int(np.count_nonzero(mask & (pet < remove_below_suv)))
+        mask &= pet >= remove_below_suv
+        log.info("post-processing: removed %d predicted voxel(s) with SUV < %g", removed, remove_below_suv)
+    log.info("mask: %d voxel(s), %.2f ml", int(mask.sum()), float(mask.sum()) * geometry.voxel_volume_ml)
+
+    from autopet_common.image_io import strip_image_suffix
+
+    out_path = output_dir / TASK1_OUTPUT_SUBDIR / f"{strip_image_suffix(ct_path)}.mha"
+    with Phase("write", timings):
+        write_mask(mask, geometry, out_path)
+    log.info("wrote %s", out_path)
+    return out_path
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
+
+
+# ----------------------------------------------------------------------------- entry points
+
+def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str | os.PathLike = DEFAULT_OUTPUT,
+                  model: str | os.PathLike | None = None, task: str | int = "auto",
+                  time_budget: float = 300.0, margin: float = DEFAULT_MARGIN_SECONDS,
+                  device: str = "auto", remove_below_suv: float | None = None,
+                  predictor_options: dict[str, Any] | None = None) -> list[Path]:
+    """Run one challenge step: read ``input_dir``, write the mask(s) under ``output_dir``.
+
+    ``model``: None (``/opt/ml/model`` if it holds a trained nnU-Net folder, else model-free),
+    ``"model-free"``, or an nnU-Net folder. ``task``: "auto", 1 or 2. ``time_budget``: seconds
+    for the whole run; the nnU-Net predictor gets what is left after reading minus ``margin``.
+    ``remove_below_suv``: drop predicted voxels with PET below this SUV (the challenge's
+    data-centric baseline used 1.0). Returns the written file(s). Raises
+    :class:`autopet_common.errors.InputError` on bad input, before writing anything.
+    """
+    started = time.perf_counter()
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    timings: dict[str, float] = {}
+    task_number = detect_task(input_dir) if str(task) == "auto" else int(task)
+    if task_number not in (1, 2):
+        raise ValueError(f"task must be 'auto', 1 or 2, got {task!r}")
+    model_dir = resolve_model(model)
+    log.info("task %d; input %s; output %s; model %s; device %s; budget %.0f s (margin %.0f s)",
+             task_number, input_dir, output_dir, model_dir or MODEL_FREE,
+             "cpu" if model_dir is None and task_number == 1 else device, time_budget, margin)
+    if task_number == 2:
+        try:
+            from Task2.inference import run_task2
+        except ImportError as exc:
+            raise RuntimeError(f"Task 2 input but Task2.inference is not available: {exc}") from exc
+        with Phase("task2", timings):
+            written = [Path(p) for p in run_task2(input_dir, output_dir, model_dir=model_dir, device=device)]
+    else:
+        written = [run_task1(input_dir, output_dir, model_dir, time_budget, margin, device,
+                             remove_below_suv, started, timings, predictor_options)]
+    total = time.perf_counter() - started
+    log.info("total %.2f s (budget %.0f s)%s; peak RSS %.0f MB", total, time_budget,
+             "  OVER BUDGET" if total > time_budget else "", peak_rss_mb())
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inference.py",
+        description=__doc__.split("\n\n")[0] + "\n\n" + "\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="input folder (default /input)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default /output)")
+    parser.add_argument("--model", default=None,
+                        help="trained nnU-Net folder, or 'model-free' to force the classical baseline "
+                             "(default: /opt/ml/model if it holds a trained model, else model-free)")
+    parser.add_argument("--task", default="auto", choices=["auto", "1", "2"],
+                        help="challenge task; auto detects it from the input layout (default auto)")
+    parser.add_argument("--time_budget", type=float, default=300.0,
+                        help="seconds for the whole run; the challenge allows 300 (default 300)")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN_SECONDS,
+                        help=f"seconds kept back from the budget for writing and exit (default {DEFAULT_MARGIN_SECONDS:g})")
+    parser.add_argument("--device", default="auto", help="auto, cuda or cpu (nnU-Net path only)")
+    parser.add_argument("--folds", default=None,
+                        help="comma-separated folds of the nnU-Net model (default: all, trimmed to the budget)")
+    parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="nnU-Net checkpoint file name")
+    parser.add_argument("--disable_mirroring", action="store_true", help="no test-time mirroring (nnU-Net path)")
+    parser.add_argument("--remove_below_suv", type=float, default=None, metavar="SUV",
+                        help="post-processing: remove predicted voxels with SUV below this (e.g. 1.0)")
+    parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from autopet_common.errors import InputError
+
+    predictor_options: dict[str, Any] = {"checkpoint": args.checkpoint, "use_mirroring": not args.disable_mirroring}
+    if args.folds:
+        predictor_options["folds"] = [int(f) if f.strip().isdigit() else f.strip() for f in args.folds.split(",")]
+    try:
+        run_inference(args.input, args.output, model=args.model, task=args.task, time_budget=args.time_budget,
+                      margin=args.margin, device=args.device, remove_below_suv=args.remove_below_suv,
+                      predictor_options=predictor_options)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
