@@ -1,0 +1,1 @@
+"""Challenge short-paper template (LNCS) and the script that fills it from this repository's results."""
