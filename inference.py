@@ -165,19 +165,14 @@ def read_task1_clicks(input_dir: Path, shape: Sequence[int]) -> dict[str, list[l
     path = input_dir / TASK1_CLICKS_FILE
     if not path.exists():
         log.info("no %s: step 0 (no clicks)", TASK1_CLICKS_FILE)
-        return {"tumor": [], "background": []}
-    if path.stat().st_size == 0 or not path.read_text().strip():
-        log.info("%s is empty: step 0 (no clicks)", path)
-        return {"tumor": [], "background": []}
-    clicks = read_clicks_json(path)
+    clicks = read_clicks_json(path, missing_ok=True)
     inside, outside = split_clicks_inside(clicks, tuple(shape))
-    n_outside = sum(len(v) for v in outside.values())
-    if n_outside:
-        log.warning("skipping %d click(s) outside the image of shape %s in %s: %s", n_outside,
-                    tuple(shape), path, {k: v for k, v in outside.items() if v})
-    log.info("clicks: %d tumor, %d background", len(inside.get("tumor", [])), len(inside.get("background", [])))
-    return {"tumor": [list(map(int, p)) for p in inside.get("tumor", [])],
-            "background": [list(map(int, p)) for p in inside.get("background", [])]}
+    if outside:
+        log.warning("skipping %d click(s) outside the image of shape %s in %s: %s", len(outside),
+                    tuple(shape), path, ", ".join(f"{kind} {point}" for kind, point in outside))
+    log.info("clicks: %d tumor, %d background%s", len(inside["tumor"]), len(inside["background"]),
+             "" if inside["tumor"] or inside["background"] else " (step 0)")
+    return inside
 
 
 def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, time_budget: float,

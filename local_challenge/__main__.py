@@ -1,0 +1,95 @@
+"""CLI: ``python -m local_challenge --cohort DIR --output DIR [options]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .runner import DEFAULT_ENTRYPOINT, N_STEPS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local_challenge",
+        description="Run the autoPET/CT IV Task 1 interactive protocol locally: for each case of a "
+                    "cohort (nnU-Net raw layout with labels), simulate the challenge's 10 tumor + 10 "
+                    "background clicks, run the entrypoint once per step 0..10 as a separate process "
+                    "with Grand Challenge inputs (or `docker run` with the challenge's flags), record "
+                    "wall time and peak memory per run, flag runs over the time budget, and score "
+                    "the predictions (Dice, FPV, FNV per step, AUCs, curve PNG).",
+        epilog="Writes to OUTPUT: metrics (from evaluation_metrics: metrics_interactive.csv, "
+               "metrics_per_step.csv, summary.json, curve PNG), run_log.json, runs.csv, clicks/<case>.json, "
+               "labels/, predictions/<case>_pred<s>.mha and logs/<case>_step<s>.log.")
+    parser.add_argument("--cohort", type=Path,
+                        help="nnU-Net raw cohort: imagesTr/<case>_0000 (CT), _0001 (PET), labelsTr/<case>")
+    parser.add_argument("--output", type=Path, required=True, help="folder for the results")
+    parser.add_argument("--task", type=int, default=1, choices=[1, 2],
+                        help="1: PET/CT (default); 2: longitudinal CT via Task2.challenge_run")
+    parser.add_argument("--model", default=None,
+                        help="passed to the entrypoint's --model: a trained nnU-Net folder or 'model-free' "
+                             "(default: the entrypoint's own default)")
+    parser.add_argument("--docker", metavar="IMAGE", default=None,
+                        help="run this Docker image with --network none --cap-drop ALL --shm-size 2g "
+                             "--gpus all instead of the entrypoint script (needs a Docker engine)")
+    parser.add_argument("--entrypoint", type=Path, default=DEFAULT_ENTRYPOINT,
+                        help="entrypoint script (default: the repository's inference.py)")
+    parser.add_argument("--time_budget", type=float, default=300.0,
+                        help="seconds allowed per run, as on Grand Challenge (default 300)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="kill a run after this many seconds (default: the time budget)")
+    parser.add_argument("--dataset_name", default="auto", choices=["auto", "FDG-PETCT", "PSMA-PETCT"],
+                        help="tracer for the click simulation; auto reads it from the case id / dataset.json")
+    parser.add_argument("--max_cases", type=int, default=None, help="only the first N cases (sorted by id)")
+    parser.add_argument("--steps", type=int, default=N_STEPS,
+                        help=f"number of steps 0..N-1 (default {N_STEPS}, the challenge's protocol)")
+    parser.add_argument("--make_phantoms", type=int, default=None, metavar="N",
+                        help="first write a phantom cohort of N cases (half FDG, half PSMA) to "
+                             "OUTPUT/cohort and run on it (ignores --cohort)")
+    parser.add_argument("--phantom_size", default="small", choices=["tiny", "small", "medium", "full"],
+                        help="phantom size for --make_phantoms (default small)")
+    parser.add_argument("--seed", type=int, default=0, help="phantom seed for --make_phantoms (default 0)")
+    parser.add_argument("--keep_work", action="store_true",
+                        help="keep the per-step Grand Challenge input/output folders under OUTPUT/work")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from autopet_common.errors import InputError
+
+    try:
+        if args.task == 2:
+            try:
+                from Task2.challenge_run import run_task2_cohort
+            except ImportError as exc:
+                raise InputError(f"--task 2 needs Task2.challenge_run.run_task2_cohort, not available: {exc}")
+            if args.cohort is None:
+                raise InputError("--cohort is required")
+            run_task2_cohort(args.cohort, args.output, model=args.model, time_budget=args.time_budget)
+            return 0
+        cohort = args.cohort
+        if args.make_phantoms:
+            from .runner import write_mixed_phantom_cohort
+
+            cohort = write_mixed_phantom_cohort(args.output / "cohort", args.make_phantoms,
+                                                size=args.phantom_size, seed=args.seed)
+        if cohort is None:
+            raise InputError("give --cohort DIR (or --make_phantoms N)")
+        from .runner import run_local_challenge, format_report
+
+        result = run_local_challenge(cohort, args.output, model=args.model, docker_image=args.docker,
+                                     entrypoint=args.entrypoint, time_budget=args.time_budget,
+                                     timeout=args.timeout, dataset_name=args.dataset_name,
+                                     max_cases=args.max_cases, steps=range(args.steps),
+                                     keep_work=args.keep_work, progress=not args.no_progress)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(result))
+    return 1 if result.run_log.get("n_failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

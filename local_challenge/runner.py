@@ -1,0 +1,476 @@
+"""Run the Task 1 interactive protocol locally, exactly as Grand Challenge runs a submission.
+
+For every case of a cohort (nnU-Net raw layout: ``imagesTr/<case>_0000`` CT,
+``imagesTr/<case>_0001`` PET, ``labelsTr/<case>``) the runner
+
+1. simulates the case's 10 tumor + 10 background clicks with :func:`clicks.simulate_clicks`
+   (the challenge's published algorithm, seeded, so the same clicks every time);
+2. writes a Grand Challenge input folder (``images/ct/<uuid>.mha``, ``images/pet/<uuid>.mha``)
+   and, for each step s = 0..10, ``lesion-clicks.json`` with the first s tumor and s background
+   clicks ("Multiple points" format; step 0 has no points);
+3. runs the entrypoint (``inference.py``) once per step as a separate process -- or
+   ``docker run`` with the challenge's flags when a Docker image is given -- and records its
+   wall time, peak memory (``os.wait4`` rusage of that child) and exit code, killing it at the
+   timeout and flagging runs over the time budget;
+4. checks that exactly one mask came out, on the input grid, and copies it to
+   ``predictions/<case>_pred<s>.mha`` (a failed run counts as an empty mask, and is reported);
+5. scores all steps with :func:`evaluation_metrics.evaluate_folder` (CSV, summary, curve PNG)
+   and writes ``run_log.json`` and ``runs.csv`` beside them.
+
+Arrays are ``[i, j, k]`` (NIfTI order) throughout; click points are voxel indices in that order.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ENTRYPOINT = REPO_ROOT / "inference.py"
+N_STEPS = 11  # steps 0..10
+TASK1_OUTPUT_SUBDIR = Path("images") / "tumor-lesion-segmentation"
+DOCKER_FLAGS = ("--network", "none", "--cap-drop", "ALL", "--shm-size", "2g", "--gpus", "all")
+
+
+@dataclass(frozen=True)
+class CohortCase:
+    """One case of a raw-layout cohort: its id and image / label paths."""
+
+    case_id: str
+    ct_path: Path
+    pet_path: Path
+    label_path: Path
+    dataset_name: str = "FDG-PETCT"
+
+
+@dataclass
+class RunRecord:
+    """One run of the entrypoint (one case, one step)."""
+
+    case: str
+    step: int
+    seconds: float
+    peak_memory_mb: float | None
+    exit_code: int
+    over_budget: bool
+    timed_out: bool = False
+    output_ok: bool = True
+    problem: str = ""
+
+
+@dataclass
+class LocalChallengeResult:
+    output_dir: Path
+    runs: list[RunRecord] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    run_log: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- cohort
+
+def _image_with_stem(folder: Path, stem: str) -> Path | None:
+    from autopet_common.image_io import IMAGE_SUFFIXES
+
+    for suffix in IMAGE_SUFFIXES:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def guess_dataset_name(case_id: str, dataset_json: dict | None = None) -> str:
+    """"PSMA-PETCT" when the case id or the dataset.json name mentions PSMA, else "FDG-PETCT"."""
+    text = case_id.lower()
+    if "psma" in text:
+        return "PSMA-PETCT"
+    if "fdg" in text:
+        return "FDG-PETCT"
+    name = str((dataset_json or {}).get("name", "")).lower()
+    return "PSMA-PETCT" if "psma" in name else "FDG-PETCT"
+
+
+def discover_cohort(cohort_dir: str | os.PathLike, dataset_name: str = "auto") -> list[CohortCase]:
+    """Cases of an nnU-Net raw cohort (imagesTr + labelsTr, or imagesTs + labelsTs), sorted by id.
+
+    ``dataset_name``: "FDG-PETCT", "PSMA-PETCT" or "auto" (from the case id / dataset.json).
+    Raises :class:`autopet_common.errors.InputError` for a missing folder, a case without PET
+    or without label.
+    """
+    from autopet_common.errors import InputError
+    from autopet_common.image_io import list_images, strip_image_suffix
+
+    cohort_dir = Path(cohort_dir)
+    if not cohort_dir.is_dir():
+        raise InputError(f"cohort folder not found: {cohort_dir}")
+    dataset_json = None
+    if (cohort_dir / "dataset.json").is_file():
+        try:
+            dataset_json = json.loads((cohort_dir / "dataset.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{cohort_dir / 'dataset.json'} is not valid JSON: {exc.msg}") from None
+    for images_name, labels_name in (("imagesTr", "labelsTr"), ("imagesTs", "labelsTs")):
+        images, labels = cohort_dir / images_name, cohort_dir / labels_name
+        if images.is_dir():
+            break
+    else:
+        raise InputError(f"{cohort_dir} is not an nnU-Net raw cohort: no imagesTr/ (or imagesTs/) folder")
+    if not labels.is_dir():
+        raise InputError(f"{cohort_dir}: {labels_name}/ not found; the local challenge needs labels to score")
+    cases = []
+    for ct_path in list_images(images):
+        stem = strip_image_suffix(ct_path)
+        if not stem.endswith("_0000"):
+            continue
+        case_id = stem[: -len("_0000")]
+        pet_path = _image_with_stem(images, f"{case_id}_0001")
+        if pet_path is None:
+            raise InputError(f"case {case_id}: PET image {images / (case_id + '_0001')}.* not found")
+        label_path = _image_with_stem(labels, case_id)
+        if label_path is None:
+            raise InputError(f"case {case_id}: label {labels / case_id}.* not found")
+        name = guess_dataset_name(case_id, dataset_json) if dataset_name == "auto" else dataset_name
+        cases.append(CohortCase(case_id, ct_path, pet_path, label_path, name))
+    if not cases:
+        raise InputError(f"no cases (<case>_0000 CT images) in {images}")
+    return cases
+
+
+def case_uuid(case_id: str, modality: str) -> str:
+    """Deterministic uuid for a case's image, as Grand Challenge names its input files."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"autopet-ct-iv-local-challenge/{case_id}/{modality}"))
+
+
+# ----------------------------------------------------------------------------- running one step
+
+def run_process(command: Sequence[str], log_path: Path, timeout: float,
+                env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None
+                ) -> tuple[float, float | None, int, bool]:
+    """Run ``command`` with stdout+stderr to ``log_path``; kill it after ``timeout`` seconds.
+
+    Returns ``(seconds, peak_memory_mb, exit_code, timed_out)``. Peak memory is the child's own
+    ``ru_maxrss`` from ``os.wait4`` (RUSAGE_CHILDREN deltas are unreliable across runs).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    timed_out = threading.Event()
+    with open(log_path, "wb") as log_file:
+        start = time.perf_counter()
+        process = subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT,
+                                   env=env, cwd=cwd, start_new_session=True)
+
+        def kill() -> None:
+            timed_out.set()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # its own session: children die with it
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
+    return seconds, usage.ru_maxrss / 1024.0, process.returncode, timed_out.is_set()
+
+
+def entrypoint_command(input_dir: Path, output_dir: Path, entrypoint: Path, model: str | None,
+                       time_budget: float, extra_args: Sequence[str] = ()) -> list[str]:
+    command = [sys.executable, str(entrypoint), "--input", str(input_dir), "--output", str(output_dir),
+               "--time_budget", f"{time_budget:g}"]
+    if model:
+        command += ["--model", str(model)]
+    return command + list(extra_args)
+
+
+def docker_command(input_dir: Path, output_dir: Path, image: str) -> list[str]:
+    return ["docker", "run", "--rm", *DOCKER_FLAGS, "-v", f"{input_dir.resolve()}:/input:ro",
+            "-v", f"{output_dir.resolve()}:/output", image]
+
+
+def check_docker() -> None:
+    """Raise a clear error when no Docker engine answers."""
+    from autopet_common.errors import InputError
+
+    if shutil.which("docker") is None:
+        raise InputError("--docker given but the docker command is not installed")
+    probe = subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if probe.returncode != 0:
+        raise InputError(f"--docker given but no Docker engine answers: {probe.stderr.strip()[:300]}")
+
+
+def collect_mask(output_dir: Path, expected_name: str, geometry: Any) -> tuple[Path | None, str]:
+    """The single mask a run wrote, checked against the contract; ``(path, "")`` or ``(None, why)``."""
+    import numpy as np
+    from autopet_common.errors import InputError
+    from autopet_common.image_io import list_images, read_image, same_grid
+
+    folder = output_dir / TASK1_OUTPUT_SUBDIR
+    if not folder.is_dir():
+        return None, f"no {TASK1_OUTPUT_SUBDIR} folder in the output"
+    files = list_images(folder)
+    if len(files) != 1:
+        return None, f"expected exactly one mask in {TASK1_OUTPUT_SUBDIR}, found {len(files)}"
+    if files[0].name != expected_name:
+        return None, f"mask named {files[0].name}, expected {expected_name} (the CT uuid)"
+    try:
+        mask, mask_geometry = read_image(files[0], what="predicted mask")
+    except InputError as exc:
+        return None, str(exc)
+    if not same_grid(mask_geometry, geometry):
+        return None, "mask is not on the input grid (shape, spacing, origin or direction differ)"
+    if not np.isin(np.unique(mask), (0, 1)).all():
+        return None, f"mask is not binary: values {np.unique(mask)[:10].tolist()}"
+    return files[0], ""
+
+
+# ----------------------------------------------------------------------------- the whole run
+
+def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                        model: str | None = None, docker_image: str | None = None,
+                        entrypoint: str | os.PathLike = DEFAULT_ENTRYPOINT,
+                        time_budget: float = 300.0, timeout: float | None = None,
+                        dataset_name: str = "auto", max_cases: int | None = None,
+                        steps: Sequence[int] = tuple(range(N_STEPS)), entrypoint_args: Sequence[str] = (),
+                        keep_work: bool = False, progress: bool = True,
+                        simulate: Callable[..., dict] | None = None) -> LocalChallengeResult:
+    """Run the Task 1 protocol on a cohort and score it. See the module docstring.
+
+    ``model``: passed to the entrypoint's ``--model`` (None: its default; "model-free").
+    ``docker_image``: run ``docker run <flags> IMAGE`` instead of the entrypoint script.
+    ``timeout``: seconds after which a run is killed (default: the time budget, as on Grand
+    Challenge). Returns the runs, the metrics summary and the run log; writes everything
+    under ``output_dir``.
+    """
+    import numpy as np
+    from tqdm import tqdm
+    from autopet_common.click_io import clicks_at_step, write_clicks_json
+    from autopet_common.image_io import atomic_write_json, check_same_grid, read_image, write_image, write_mask
+
+    if simulate is None:
+        from clicks import simulate_clicks as simulate
+    if docker_image:
+        check_docker()
+    output_dir = Path(output_dir)
+    timeout = float(timeout if timeout is not None else time_budget)
+    cases = discover_cohort(cohort_dir, dataset_name)
+    if max_cases:
+        cases = cases[:max_cases]
+    steps = list(steps)
+    gt_dir, pred_dir = output_dir / "labels", output_dir / "predictions"
+    clicks_dir, logs_dir, work_dir = output_dir / "clicks", output_dir / "logs", output_dir / "work"
+    for folder in (gt_dir, pred_dir, clicks_dir, logs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    result = LocalChallengeResult(output_dir)
+    bar = tqdm(total=len(cases) * len(steps), desc="local challenge", unit="run", disable=not progress)
+    for case in cases:
+        ct, ct_geometry = read_image(case.ct_path, np.float32, check_finite=True, what=f"case {case.case_id} CT")
+        pet, geometry = read_image(case.pet_path, np.float32, check_finite=True, what=f"case {case.case_id} PET")
+        label, label_geometry = read_image(case.label_path, what=f"case {case.case_id} label")
+        check_same_grid(label_geometry, geometry, f"label {case.label_path}", f"PET {case.pet_path}")
+        label = (label > 0).astype(np.uint8)
+        write_mask(label, geometry, gt_dir / f"{case.case_id}.nii.gz")
+        case_clicks = simulate(label, pet, dataset_name=case.dataset_name)
+        write_clicks_json(clicks_dir / f"{case.case_id}.json", case_clicks)
+
+        ct_uuid, pet_uuid = case_uuid(case.case_id, "ct"), case_uuid(case.case_id, "pet")
+        input_dir = work_dir / case.case_id / "input"
+        write_image(ct, ct_geometry, input_dir / "images" / "ct" / f"{ct_uuid}.mha")
+        write_image(pet, geometry, input_dir / "images" / "pet" / f"{pet_uuid}.mha")
+        del ct, pet, label
+
+        for step in steps:
+            clicks_path = input_dir / "lesion-clicks.json"
+            write_clicks_json(clicks_path, clicks_at_step(case_clicks, step), gc_format=True)
+            run_output = work_dir / case.case_id / f"output_step{step}"
+            shutil.rmtree(run_output, ignore_errors=True)
+            run_output.mkdir(parents=True)
+            if docker_image:
+                os.chmod(run_output, 0o777)  # the container's non-root user writes here
+                command = docker_command(input_dir, run_output, docker_image)
+            else:
+                command = entrypoint_command(input_dir, run_output, Path(entrypoint), model, time_budget,
+                                             entrypoint_args)
+            log_path = logs_dir / f"{case.case_id}_step{step}.log"
+            seconds, peak_mb, exit_code, timed_out = run_process(command, log_path, timeout)
+            if docker_image:
+                peak_mb = None  # the docker client's memory says nothing about the container
+            record = RunRecord(case.case_id, step, round(seconds, 3),
+                               None if peak_mb is None else round(peak_mb, 1), exit_code,
+                               over_budget=timed_out or seconds > time_budget, timed_out=timed_out)
+            mask_path, problem = (None, f"exit code {exit_code}") if exit_code != 0 else \
+                collect_mask(run_output, f"{ct_uuid}.mha", geometry)
+            if timed_out:
+                problem = f"killed after {timeout:g} s"
+            target = pred_dir / f"{case.case_id}_pred{step}.mha"
+            if mask_path is None:
+                record.output_ok, record.problem = False, problem
+                write_mask(np.zeros(geometry.shape, np.uint8), geometry, target)  # scored as empty
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                tqdm.write(f"run {case.case_id} step {step} failed: {problem}; log {log_path}: "
+                           + " | ".join(tail), file=sys.stderr)
+            else:
+                shutil.copyfile(mask_path, target)
+            result.runs.append(record)
+            bar.set_postfix_str(f"{case.case_id} step {step}: {seconds:.1f} s")
+            bar.update(1)
+        if not keep_work:
+            shutil.rmtree(work_dir / case.case_id, ignore_errors=True)
+    bar.close()
+    if not keep_work:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+    _write_runs_csv(output_dir / "runs.csv", result.runs)
+    result.run_log = build_run_log(result.runs, model, docker_image, time_budget)
+    atomic_write_json(output_dir / "run_log.json", result.run_log)
+    result.summary = score(gt_dir, pred_dir, output_dir, steps, progress)
+    return result
+
+
+def score(gt_dir: Path, pred_dir: Path, output_dir: Path, steps: Sequence[int],
+          progress: bool = True) -> dict[str, Any]:
+    from evaluation_metrics import evaluate_folder
+
+    return evaluate_folder(gt_dir, pred_dir, output_dir, n_clicks=len(steps), plot=True, progress=progress)
+
+
+def _write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
+    from autopet_common.image_io import atomic_write_text
+    import io
+
+    buffer = io.StringIO()
+    fields = list(asdict(runs[0]).keys()) if runs else [f for f in RunRecord.__dataclass_fields__]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for run in runs:
+        writer.writerow(asdict(run))
+    atomic_write_text(path, buffer.getvalue())
+
+
+def describe_model(model: str | None) -> dict[str, Any]:
+    """Trainer / plans / configuration / folds of an nnU-Net folder (None fields for model-free)."""
+    info: dict[str, Any] = {"model": "model-free", "trainer": None, "plans": None, "configuration": None,
+                            "folds": None, "encoding": None}
+    if model in (None, "model-free"):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("_entrypoint", DEFAULT_ENTRYPOINT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # the entrypoint does no work at import
+        found = module.resolve_model(None) if model is None else None
+        if found is None:
+            return info
+        model = str(found)
+    path = Path(model)
+    info["model"] = str(path)
+    parts = path.name.split("__")
+    if len(parts) == 3:
+        info["trainer"], info["plans"], info["configuration"] = parts
+    folds = sorted(p.name[len("fold_"):] for p in path.glob("fold_*") if p.is_dir())
+    info["folds"] = [int(f) if f.isdigit() else f for f in folds] or None
+    trainer = info["trainer"] or ""
+    for name in ("ball", "edt", "gaussian"):
+        if name in trainer.lower():
+            info["encoding"] = name
+    return info
+
+
+def build_run_log(runs: Sequence[RunRecord], model: str | None, docker_image: str | None,
+                  time_budget: float) -> dict[str, Any]:
+    """The ``run_log.json`` the publication template reads (see local_challenge/README.md)."""
+    seconds = [r.seconds for r in runs]
+    memory = [r.peak_memory_mb for r in runs if r.peak_memory_mb is not None]
+    info = describe_model(model)
+    device = "docker --gpus all" if docker_image else (
+        "cpu" if info["model"] == "model-free" else os.environ.get("CUDA_VISIBLE_DEVICES") and "cuda" or "auto")
+    return {
+        "task": 1,
+        **info,
+        "docker_image": docker_image,
+        "device": device,
+        "n_runs": len(runs),
+        "median_seconds_per_run": round(statistics.median(seconds), 3) if seconds else None,
+        "max_seconds_per_run": round(max(seconds), 3) if seconds else None,
+        "max_peak_memory_mb": round(max(memory), 1) if memory else None,
+        "n_over_budget": sum(r.over_budget for r in runs),
+        "n_failed": sum(not r.output_ok for r in runs),
+        "time_budget_seconds": float(time_budget),
+        "runs": [{"case": r.case, "step": r.step, "seconds": r.seconds, "peak_memory_mb": r.peak_memory_mb,
+                  "exit_code": r.exit_code, "over_budget": r.over_budget} for r in runs],
+    }
+
+
+# ----------------------------------------------------------------------------- reporting
+
+def _fmt_number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "nan" if value != value else f"{value:.{digits}f}"
+
+
+def format_report(result: LocalChallengeResult) -> str:
+    """Markdown summary of a local challenge run: leaderboard measures and run-time budget."""
+    log, summary = result.run_log, result.summary
+    means = summary.get("means", {})
+    lines = [
+        f"Local challenge: {summary.get('n_cases', 0)} case(s), {log.get('n_runs', 0)} run(s), "
+        f"model {log.get('model')}",
+        "",
+        "| DSC@10 | FPV@10 (ml) | FNV@10 (ml) | AUC-DSC | AUC-FPV | AUC-FNV |",
+        "|---|---|---|---|---|---|",
+        "| " + " | ".join(_fmt_number(means.get(k)) for k in
+                         ("dice_final", "fpv_final", "fnv_final", "dice_auc", "fpv_auc", "fnv_auc")) + " |",
+        "",
+        "Mean Dice per step: " + ", ".join(_fmt_number(v) for v in summary.get("per_step_means", {}).get("dice", [])),
+        "",
+        f"Run time: median {_fmt_number(log.get('median_seconds_per_run'), 2)} s, max "
+        f"{_fmt_number(log.get('max_seconds_per_run'), 2)} s per run (budget "
+        f"{_fmt_number(log.get('time_budget_seconds'), 0)} s); peak memory "
+        f"{_fmt_number(log.get('max_peak_memory_mb'), 0)} MB; over budget: {log.get('n_over_budget', 0)}; "
+        f"failed: {log.get('n_failed', 0)}",
+        f"Results in {result.output_dir}: summary.json, metrics_interactive.csv, metrics_per_step.csv, "
+        f"{summary.get('plot') or 'no plot'}, run_log.json, runs.csv",
+    ]
+    return "\n".join(lines)
+
+
+def write_mixed_phantom_cohort(out_dir: str | os.PathLike, n_cases: int, size: str = "small",
+                               seed: int = 0) -> Path:
+    """A raw-layout phantom cohort of ``n_cases`` (first half FDG, rest PSMA) in ``out_dir``.
+
+    Case ids carry the tracer (``fdg_...`` / ``psma_...``) so the click simulation uses the
+    right dataset name. Deterministic for a given ``seed``.
+    """
+    from autopet_common.phantoms import make_petct_case
+    from autopet_common.image_io import atomic_write_json, write_image, write_mask
+
+    out_dir = Path(out_dir)
+    n_fdg = (n_cases + 1) // 2
+    for index in range(n_cases):
+        tracer = "FDG" if index < n_fdg else "PSMA"
+        case = make_petct_case(size=size, tracer=tracer, seed=seed + index)
+        case_id = f"{tracer.lower()}_{index:03d}"
+        write_image(case.ct, case.geometry, out_dir / "imagesTr" / f"{case_id}_0000.nii.gz")
+        write_image(case.pet, case.geometry, out_dir / "imagesTr" / f"{case_id}_0001.nii.gz")
+        write_mask(case.label, case.geometry, out_dir / "labelsTr" / f"{case_id}.nii.gz")
+    atomic_write_json(out_dir / "dataset.json", {
+        "name": "phantom FDG+PSMA cohort", "channel_names": {"0": "CT", "1": "PET"},
+        "labels": {"background": 0, "lesion": 1}, "numTraining": n_cases, "file_ending": ".nii.gz"})
+    return out_dir
