@@ -1,0 +1,39 @@
+# Grand Challenge algorithm container for autoPET/CT IV (Task 1 PET/CT, Task 2 longitudinal CT).
+# Build with ./build.sh, try it with ./test.sh, save it for upload with ./export.sh.
+# The base image provides Python, CUDA 12.8, cuDNN 9 and torch 2.8 (nnunetv2 2.8.1 accepts
+# torch >= 2.1.2 except 2.9.*); torch is NOT reinstalled below.
+FROM --platform=linux/amd64 pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
+
+# Unbuffered output: the log survives a container killed at the time limit.
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/opt/app \
+    nnUNet_raw=/tmp/nnUNet_raw \
+    nnUNet_preprocessed=/tmp/nnUNet_preprocessed \
+    nnUNet_results=/opt/ml/model
+
+# Grand Challenge runs the container as a non-root user.
+RUN groupadd -r user && useradd -m --no-log-init -r -g user user
+
+WORKDIR /opt/app
+
+# Dependencies first (a cached layer while only the code changes). The base image's torch is
+# pinned as a constraint, so pip keeps it instead of pulling another multi-GB build.
+COPY --chown=user:user requirements.txt /opt/app/
+RUN python -c "import torch; print('torch==' + torch.__version__)" > /tmp/keep-base-torch.txt \
+ && python -m pip install --requirement /opt/app/requirements.txt --constraint /tmp/keep-base-torch.txt \
+ && rm /tmp/keep-base-torch.txt
+
+# The code the entrypoint imports (test/test_inference_docker.py runs exactly these files).
+COPY --chown=user:user inference.py /opt/app/
+COPY --chown=user:user autopet_common /opt/app/autopet_common
+COPY --chown=user:user clicks /opt/app/clicks
+COPY --chown=user:user Task1 /opt/app/Task1
+COPY --chown=user:user Task2 /opt/app/Task2
+
+USER user
+
+# Model weights uploaded to Grand Challenge appear under /opt/ml/model; inference.py uses them
+# when they hold a trained nnU-Net folder and falls back to the model-free baseline otherwise.
+ENTRYPOINT ["python", "inference.py"]
