@@ -1,0 +1,353 @@
+"""Task 1 phantoms: whole-body PET/CT cases with lesions, and cohorts on disk.
+
+Arrays are indexed ``[i, j, k]`` (NIfTI order, shape ``(nx, ny, nz)``); CT in HU (float32),
+PET in SUV (float32), label uint8 0/1. See :mod:`.anatomy` for the body layout.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..image_io import Geometry, atomic_write_json, write_image, write_mask
+from .anatomy import (HOT_ORGANS, ORGANS, Box, body_profile, body_r2, build_anatomy,
+                      ellipsoid_q, norm_to_index, norm_to_voxels)
+from .common import deterministic_uuid, make_rng, resolve_grid
+
+TRACERS = ("FDG", "PSMA")
+LESION_SUV_RANGE = (3.0, 20.0)
+LESION_RADIUS_MAX_MM = 25.0
+PET_FWHM_MM = 6.5
+CT_NOISE_HU = 10.0
+
+
+@dataclass
+class PetCtCase:
+    """One synthetic PET/CT case. Arrays ``[i, j, k]``; ``label`` is the lesion mask before blur."""
+
+    ct: np.ndarray
+    pet: np.ndarray
+    label: np.ndarray
+    geometry: Geometry
+    case_id: str
+    tracer: str
+    lesions: list[dict[str, Any]]
+    organ_boxes: dict[str, Box] = field(default_factory=dict, repr=False)
+    uptake: dict[str, float] = field(default_factory=dict)
+    seed: Any = 0
+
+    def organ_mask(self, name: str) -> np.ndarray:
+        """Full-size boolean mask of organ ``name`` (built on demand to save memory)."""
+        if name not in self.organ_boxes:
+            raise KeyError(f"no organ {name!r}; known: {', '.join(sorted(self.organ_boxes))}")
+        return self.organ_boxes[name].full(self.geometry.shape)
+
+    @property
+    def organs(self) -> dict[str, np.ndarray]:
+        """All organ masks as full-size arrays (memory hungry on large presets)."""
+        return {name: self.organ_mask(name) for name in self.organ_boxes}
+
+    def body_mask(self) -> np.ndarray:
+        """Voxels inside the body outline."""
+        return body_r2(self.geometry.shape) <= 1.0
+
+
+def _unit_vector(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=3)
+    return v / max(np.linalg.norm(v), 1e-9)
+
+
+def _extent_along(direction: np.ndarray, semi: np.ndarray) -> float:
+    """Distance from an ellipsoid's centre to its surface along unit ``direction`` (voxels)."""
+    return float(1.0 / math.sqrt(float(np.sum((direction / semi) ** 2))))
+
+
+def _sample_site(kind: str, shape, r2, rng, tracer, previous, lesion_semi) -> tuple[np.ndarray, str | None, int | None]:
+    """A lesion centre (voxel index) for site ``kind``; returns (centre, near_organ, touches)."""
+    nx, ny, nz = shape
+    if kind == "touching" and previous:
+        other = previous[-1]
+        d = _unit_vector(rng)
+        # 0.8 x the sum of both extents: the ellipsoids overlap, so they form one component.
+        dist = 0.8 * (_extent_along(d, other["semi_vox"]) + _extent_along(d, lesion_semi))
+        return other["centre_vox"] + d * dist, None, other["index"]
+    if kind == "near_organ":
+        organ = str(rng.choice(HOT_ORGANS[tracer]))
+        centre, semi, _ = ORGANS[organ]
+        c = norm_to_index(shape, centre)
+        s = norm_to_voxels(shape, semi)
+        d = _unit_vector(rng)
+        surface = c + s * d
+        normal = d / s
+        normal /= np.linalg.norm(normal)
+        gap = rng.uniform(0.5, 2.0)
+        return surface + normal * (_extent_along(normal, lesion_semi) + gap), organ, None
+    if kind in ("lung", "liver"):
+        organ = rng.choice(["lung_right", "lung_left"]) if kind == "lung" else "liver"
+        centre, semi, _ = ORGANS[str(organ)]
+        p = _unit_vector(rng) * rng.uniform(0, 0.6) ** (1 / 3)
+        return norm_to_index(shape, np.asarray(centre) + 0.7 * np.asarray(semi) * p), None, None
+    if kind == "bone":
+        if rng.random() < 0.6:
+            uvw = (rng.uniform(-0.015, 0.015), 0.11 + rng.uniform(-0.015, 0.015), rng.uniform(0.15, 0.72))
+        else:
+            uvw = (rng.choice([-1, 1]) * rng.uniform(0.08, 0.18), 0.05 + rng.uniform(-0.03, 0.03),
+                   rng.uniform(0.15, 0.25))
+        return norm_to_index(shape, uvw), None, None
+    # Lymph node / soft-tissue lesion anywhere in the trunk or neck.
+    w = rng.uniform(0.12, 0.76)
+    k = min(int(w * nz), nz - 1)
+    a, b, cv, _ = body_profile(nz)
+    ang = rng.uniform(0, 2 * math.pi)
+    rad = math.sqrt(rng.uniform(0, 1)) * 0.65
+    uvw = (a[k] * rad * math.cos(ang), cv[k] + b[k] * rad * math.sin(ang), w)
+    return norm_to_index(shape, uvw), None, None
+
+
+def _plan_lesions(shape, spacing, r2, rng, tracer, n_lesions) -> list[dict[str, Any]]:
+    """Choose centres, sizes and uptake. Lesion 1 touches lesion 0, lesion 2 sits next to a hot
+    organ (when there are that many); the rest draw their site at random."""
+    spacing = np.asarray(spacing, dtype=float)
+    r_min = max(1.0 * float(spacing.max()), 3.0)
+    r_max = max(LESION_RADIUS_MAX_MM, 2 * r_min)
+    plans: list[dict[str, Any]] = []
+    kinds = ["lymph_node", "lung", "liver", "bone", "near_organ"]
+    probs = [0.35, 0.15, 0.15, 0.15, 0.20]
+    for index in range(n_lesions):
+        if index == 1:
+            kind = "touching"
+        elif index == 2:
+            kind = "near_organ"
+        elif index > 2 and rng.random() < 0.15:
+            kind = "touching"
+        else:
+            kind = str(rng.choice(kinds, p=probs))
+        for _ in range(50):
+            radius_mm = float(math.exp(rng.uniform(math.log(r_min), math.log(r_max))))
+            radii_mm = radius_mm * rng.uniform(0.75, 1.25, size=3)
+            semi = np.maximum(radii_mm / spacing, 0.75)
+            centre, organ, touches = _sample_site(kind, shape, r2, rng, tracer, plans, semi)
+            idx = np.round(centre).astype(int)
+            if np.any(idx < 1) or np.any(idx >= np.asarray(shape) - 1):
+                continue
+            if r2[tuple(idx)] > 0.75:
+                continue
+            break
+        else:
+            continue
+        site = kind if kind not in ("touching",) else plans[-1]["site"] if plans else "lymph_node"
+        plans.append({
+            "index": len(plans), "centre_vox": centre, "semi_vox": semi, "radius_mm": radius_mm,
+            "radii_mm": radii_mm, "site": site, "near_organ": organ,
+            "placed_touching": touches,
+            "suv_max": float(math.exp(rng.uniform(math.log(LESION_SUV_RANGE[0]), math.log(LESION_SUV_RANGE[1])))),
+            "ct_hu": float({"lung": rng.uniform(20, 45), "liver": rng.uniform(15, 35),
+                            "bone": rng.uniform(60, 120)}.get(site, rng.uniform(45, 70))),
+            # Larger lesions get a second lobe so not every lesion is a perfect ellipsoid.
+            "lobe": (_unit_vector(rng) * 0.6, rng.uniform(0.5, 0.8)) if radius_mm > 10 and rng.random() < 0.5 else None,
+        })
+    return plans
+
+
+def _lesion_q(shape, plan):
+    """(slices, q) of a planned lesion, q <= 1 inside; the optional lobe is merged by min()."""
+    sl, q = ellipsoid_q(shape, plan["centre_vox"], plan["semi_vox"])
+    if sl is None or plan["lobe"] is None:
+        return sl, q
+    offset, scale = plan["lobe"]
+    semi = plan["semi_vox"]
+    lobe_centre = plan["centre_vox"] + offset * semi
+    lo = np.array([s.start for s in sl])
+    hi = np.array([s.stop for s in sl])
+    lsl, lq = ellipsoid_q(shape, lobe_centre, semi * scale)
+    if lsl is None:
+        return sl, q
+    # Union bounding box, q as the minimum of both shapes.
+    ulo = np.minimum(lo, [s.start for s in lsl])
+    uhi = np.maximum(hi, [s.stop for s in lsl])
+    usl = tuple(slice(int(a), int(b)) for a, b in zip(ulo, uhi))
+    uq = np.full(tuple(uhi - ulo), np.inf, dtype=np.float32)
+    a_sl = tuple(slice(int(s.start - u), int(s.stop - u)) for s, u in zip(sl, ulo))
+    b_sl = tuple(slice(int(s.start - u), int(s.stop - u)) for s, u in zip(lsl, ulo))
+    uq[a_sl] = np.minimum(uq[a_sl], q)
+    uq[b_sl] = np.minimum(uq[b_sl], lq)
+    return usl, uq
+
+
+def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 0,
+                    n_lesions: int | None = None, empty: bool = False,
+                    shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
+                    case_id: str | None = None) -> PetCtCase:
+    """Make one synthetic whole-body PET/CT case.
+
+    ``size`` is a preset (tiny ~64x64x48 at 5x5x8 mm, small 128x128x96 at 4x4x6 mm, medium
+    200x200x160 at 3x3x4.5 mm, full 400x400x326 at 2.04x2.04x3 mm) unless ``shape`` and
+    ``spacing`` (mm) are given. ``n_lesions=None`` draws 0..15 from the seed; ``empty=True``
+    makes a case without lesions. Deterministic for a given ``seed`` (int or int sequence).
+    """
+    tracer = str(tracer).upper()
+    if tracer not in TRACERS:
+        raise InputError(f"unknown tracer {tracer!r}; choose FDG or PSMA")
+    geometry = resolve_grid(size, shape, spacing)
+    shape3 = geometry.shape
+    spacing3 = np.asarray(geometry.spacing)
+    rng = make_rng(seed)
+    anatomy = build_anatomy(shape3, spacing3, rng, tracer)
+    ct, pet, r2 = anatomy.ct, anatomy.pet, anatomy.r2
+    if empty:
+        n_lesions = 0
+    elif n_lesions is None:
+        n_lesions = int(rng.integers(0, 16))
+    elif n_lesions < 0:
+        raise InputError(f"n_lesions must be >= 0, got {n_lesions}")
+
+    plans = _plan_lesions(shape3, spacing3, r2, rng, tracer, int(n_lesions))
+    label = np.zeros(shape3, dtype=np.uint8)
+    painted: list[tuple[dict, tuple[slice, ...], np.ndarray]] = []
+    for plan in plans:
+        sl, q = _lesion_q(shape3, plan)
+        if sl is None:
+            continue
+        mask = (q <= 1.0) & (r2[sl] <= 1.0)
+        if not mask.any():
+            centre = tuple(np.clip(np.round(plan["centre_vox"]).astype(int), 0, np.asarray(shape3) - 1))
+            if r2[centre] > 1.0:
+                continue
+            sl = tuple(slice(c, c + 1) for c in centre)
+            q = np.zeros((1, 1, 1), np.float32)
+            mask = np.ones((1, 1, 1), bool)
+        ct[sl][mask] = plan["ct_hu"]
+        pet[sl][mask] = (plan["suv_max"] * (1.0 - 0.3 * np.clip(q[mask], 0, 1))).astype(np.float32)
+        label[sl][mask] = 1
+        painted.append((plan, sl, mask))
+
+    lesions = _describe_lesions(label, painted, geometry)
+
+    # Partial-volume blur after placing the lesions, then count-dependent noise.
+    sigma_vox = (PET_FWHM_MM / 2.3548) / spacing3
+    from scipy.ndimage import gaussian_filter
+    pet = gaussian_filter(pet, sigma=sigma_vox, truncate=3.0, output=np.float32)
+    voxel_ml = float(np.prod(spacing3))
+    alpha = float(np.clip(0.02 * math.sqrt(12.5 / voxel_ml), 0.004, 0.04))
+    noise = rng.standard_normal(size=shape3, dtype=np.float32)
+    noise *= np.sqrt(np.maximum(pet, 0) * np.float32(alpha))
+    pet += noise
+    np.maximum(pet, 0, out=pet)
+    rng.standard_normal(size=shape3, dtype=np.float32, out=noise)
+    noise *= np.float32(CT_NOISE_HU)
+    ct += noise
+    np.clip(ct, -1024, 3071, out=ct)
+    del noise
+    if case_id is None:
+        case_id = f"PHANTOM_{tracer}_{seed if isinstance(seed, int) else '_'.join(map(str, seed))}"
+    return PetCtCase(ct=ct, pet=pet, label=label, geometry=geometry, case_id=case_id, tracer=tracer,
+                     lesions=lesions, organ_boxes=anatomy.organs, uptake=anatomy.uptake, seed=seed)
+
+
+def _describe_lesions(label, painted, geometry: Geometry) -> list[dict[str, Any]]:
+    """Per-lesion metadata, with which lesions ended up in the same 26-connected component."""
+    import cc3d
+
+    if not painted:
+        return []
+    components = cc3d.connected_components(label, connectivity=26)
+    comp_of = []
+    for plan, sl, mask in painted:
+        ids = components[sl][mask]
+        comp_of.append(int(np.bincount(ids[ids > 0]).argmax()) if np.any(ids > 0) else 0)
+    out = []
+    for n, (plan, sl, mask) in enumerate(painted):
+        touching = [m + 1 for m, c in enumerate(comp_of) if m != n and c == comp_of[n] and c > 0]
+        idx = np.argwhere(mask) + np.array([s.start for s in sl])
+        out.append({
+            "id": n + 1,
+            "centre": [round(float(x), 3) for x in plan["centre_vox"]],
+            "centre_of_gravity": [round(float(x), 3) for x in idx.mean(axis=0)],
+            "radius_mm": round(plan["radius_mm"], 3),
+            "radii_mm": [round(float(r), 3) for r in plan["radii_mm"]],
+            "n_voxels": int(mask.sum()),
+            "volume_ml": round(float(mask.sum()) * geometry.voxel_volume_ml, 4),
+            "suv_max": round(plan["suv_max"], 3),
+            "ct_hu": round(plan["ct_hu"], 1),
+            "site": plan["site"],
+            "near_organ": plan["near_organ"],
+            "touching": touching,
+            "component": comp_of[n],
+        })
+    return out
+
+
+def _case_tracers(tracer: str, n_cases: int) -> list[str]:
+    t = str(tracer).upper()
+    if t == "MIXED":
+        return [TRACERS[i % 2] for i in range(n_cases)]
+    if t not in TRACERS:
+        raise InputError(f"unknown tracer {tracer!r}; choose FDG, PSMA or mixed")
+    return [t] * n_cases
+
+
+def write_task1_cohort(out_dir, n_cases: int = 3, tracer: str = "FDG", size: str = "tiny",
+                       seed: int = 0, dataset_id: int | None = None, dataset_name: str | None = None,
+                       gc_layout: bool = True, empty_every: int | None = None,
+                       n_lesions: int | None = None, progress: bool = False) -> Path:
+    """Write a Task 1 cohort in nnU-Net raw layout (and Grand Challenge layout); return its folder.
+
+    Layout under the returned folder (``out_dir``, or ``out_dir/DatasetXXX_Name`` when
+    ``dataset_id`` is given): ``imagesTr/<case>_0000.nii.gz`` (CT, HU, int16),
+    ``imagesTr/<case>_0001.nii.gz`` (PET, SUV, float32), ``labelsTr/<case>.nii.gz`` (uint8),
+    ``dataset.json``, ``lesions.json`` (per-case lesion metadata) and, with ``gc_layout``,
+    ``gc/<case>/images/ct/<uuid>.mha`` + ``gc/<case>/images/pet/<uuid>.mha``.
+    ``tracer`` may be ``"mixed"`` (FDG, PSMA alternating). With ``empty_every=N`` every N-th
+    case has no lesion. Case ``n`` uses seed ``[seed, n]``.
+    """
+    if n_cases < 1:
+        raise InputError(f"n_cases must be >= 1, got {n_cases}")
+    if empty_every is not None and empty_every < 1:
+        raise InputError(f"empty_every must be >= 1, got {empty_every}")
+    tracers = _case_tracers(tracer, n_cases)
+    root = Path(out_dir)
+    if dataset_id is not None:
+        if not 1 <= int(dataset_id) <= 999:
+            raise InputError(f"dataset_id must be in 1..999, got {dataset_id}")
+        name = dataset_name or f"Phantom{str(tracer).upper() if str(tracer).upper() != 'MIXED' else 'PETCT'}"
+        root = root / f"Dataset{int(dataset_id):03d}_{name}"
+    uuid_rng = make_rng([seed, 987654321])
+    meta: dict[str, Any] = {}
+    iterator = range(n_cases)
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(iterator, desc="task1 phantoms", unit="case")
+    for n in iterator:
+        case_tracer = tracers[n]
+        case_id = f"PHANTOM_{case_tracer}_{n:04d}"
+        empty = bool(empty_every) and (n + 1) % empty_every == 0
+        case = make_petct_case(size=size, tracer=case_tracer, seed=[seed, n], empty=empty,
+                               n_lesions=n_lesions, case_id=case_id)
+        ct16 = np.round(case.ct).astype(np.int16)
+        write_image(ct16, case.geometry, root / "imagesTr" / f"{case_id}_0000.nii.gz")
+        write_image(case.pet, case.geometry, root / "imagesTr" / f"{case_id}_0001.nii.gz", dtype=np.float32)
+        write_mask(case.label, case.geometry, root / "labelsTr" / f"{case_id}.nii.gz")
+        entry: dict[str, Any] = {"tracer": case_tracer, "seed": [seed, n], "empty": empty,
+                                 "geometry": case.geometry.to_dict(), "lesions": case.lesions}
+        if gc_layout:
+            ct_uuid, pet_uuid = deterministic_uuid(uuid_rng), deterministic_uuid(uuid_rng)
+            write_image(ct16, case.geometry, root / "gc" / case_id / "images" / "ct" / f"{ct_uuid}.mha")
+            write_image(case.pet, case.geometry, root / "gc" / case_id / "images" / "pet" / f"{pet_uuid}.mha")
+            entry["gc"] = {"ct": f"gc/{case_id}/images/ct/{ct_uuid}.mha",
+                           "pet": f"gc/{case_id}/images/pet/{pet_uuid}.mha"}
+        meta[case_id] = entry
+        del case
+    atomic_write_json(root / "dataset.json", {
+        "name": root.name,
+        "description": f"Synthetic autoPET/CT IV Task 1 phantoms ({size}, seed {seed}); not patient data.",
+        "channel_names": {"0": "CT", "1": "PET"},
+        "labels": {"background": 0, "lesion": 1},
+        "numTraining": n_cases,
+        "file_ending": ".nii.gz",
+    })
+    atomic_write_json(root / "lesions.json", meta)
+    return root
