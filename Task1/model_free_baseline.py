@@ -11,15 +11,17 @@ voxel indices; points outside the volume are ignored here (callers warn about th
 
 The algorithm (all radii in mm, so it behaves the same on any voxel spacing):
 
-1. **Tumor click -> fixed-fraction threshold region.** The local SUVmax is the maximum PET
-   value within ``peak_radius_mm`` (default 10 mm) of the click. The region is the set of
-   voxels with SUV >= ``threshold_fraction`` x SUVmax (default 41 %, the classical
-   "41 % of SUVmax" PET volume delineation) that is 26-connected to the click (or, when
-   the click voxel itself is below the threshold, to the SUVmax voxel). Growth is confined
-   to a ball of ``max_radius_mm`` (default 50 mm) around the click; when the region reaches
-   that ball's rim it has leaked into something large (an organ), so the fraction is raised
-   in steps (0.5, 0.6, 0.7) until it no longer does. A click whose local SUVmax is below
-   ``min_peak_suv`` (nothing to delineate) yields a small ball of ``fallback_radius_mm``.
+1. **Tumor click -> fixed-fraction threshold region.** The local SUVmax is found by steepest
+   ascent from the click through 26-neighbours, at most ``peak_radius_mm`` (default 10 mm)
+   from the click (so a click beside a hotter organ keeps its own lesion's peak). The region
+   is the set of voxels with ``threshold_fraction`` x SUVmax <= SUV <= ``ceiling_factor`` x
+   SUVmax (default 41 %, the classical "41 % of SUVmax" PET delineation, and 1.2: much hotter
+   voxels belong to a neighbour) that is 26-connected to the click (or, when the click voxel
+   itself is below the threshold, to the SUVmax voxel). Growth is confined to a ball of
+   ``max_radius_mm`` (default 50 mm) around the click; when the region reaches that ball's rim
+   it has leaked into something large (an organ), so the fraction is raised in steps (0.5,
+   0.6, 0.7) until it no longer does. A click whose SUVmax is below ``min_peak_suv`` (1.5:
+   nothing to delineate) yields a small ball of ``fallback_radius_mm`` (4 mm).
 2. **Background click -> veto.** A click-grown region that contains a background click is
    re-thresholded with the raised fractions; if the background click is still inside, the
    region is dropped. Auto-detected components containing a background click are dropped.
@@ -51,6 +53,7 @@ class ModelFreeParams:
 
     threshold_fraction: float = 0.41
     peak_radius_mm: float = 10.0
+    ceiling_factor: float = 1.2
     max_radius_mm: float = 50.0
     min_peak_suv: float = 1.5
     fallback_radius_mm: float = 4.0
@@ -113,6 +116,28 @@ def _connected_to(binary: np.ndarray, seeds: Sequence[tuple[int, ...]]) -> np.nd
     return np.isin(labels, list(wanted))
 
 
+def _climb_to_peak(pet: np.ndarray, click: tuple[int, ...], spacing: Sequence[float],
+                   radius_mm: float) -> tuple[tuple[int, ...], float]:
+    """Steepest ascent from ``click`` through 26-neighbours to a local SUV maximum, staying
+    within ``radius_mm`` of the click. Returns (peak voxel, its SUV). Unlike the maximum over a
+    ball, this finds the click's own lesion peak even beside a hotter organ."""
+    shape = pet.shape
+    spacing = np.asarray(spacing, dtype=float)
+    current = click
+    for _ in range(64):  # a bound: ascent ends far sooner on real data
+        lo = [max(0, c - 1) for c in current]
+        hi = [min(s, c + 2) for c, s in zip(current, shape)]
+        window = pet[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        best = np.unravel_index(int(np.argmax(window)), window.shape)
+        candidate = tuple(int(l + b) for l, b in zip(lo, best))
+        if pet[candidate] <= pet[current]:
+            break
+        if np.linalg.norm((np.asarray(candidate) - np.asarray(click)) * spacing) > radius_mm:
+            break
+        current = candidate
+    return current, float(pet[current])
+
+
 def grow_from_click(pet: np.ndarray, click: Sequence[int], spacing: Sequence[float],
                     params: ModelFreeParams = ModelFreeParams(),
                     background: Sequence[tuple[int, int, int]] = ()) -> np.ndarray | None:
@@ -120,11 +145,7 @@ def grow_from_click(pet: np.ndarray, click: Sequence[int], spacing: Sequence[flo
     background click vetoes it. See the module docstring for the rule."""
     shape = pet.shape
     click = tuple(int(c) for c in click)
-    peak_box, peak_ball = _ball_box(click, params.peak_radius_mm, spacing, shape)
-    local = np.where(peak_ball, pet[peak_box], -np.inf)
-    peak_flat = int(np.argmax(local))
-    suv_max = float(local.flat[peak_flat])
-    peak = tuple(int(s.start + o) for s, o in zip(peak_box, np.unravel_index(peak_flat, local.shape)))
+    peak, suv_max = _climb_to_peak(pet, click, spacing, params.peak_radius_mm)
 
     grow_box, grow_ball = _ball_box(click, params.max_radius_mm, spacing, shape)
     origin = [s.start for s in grow_box]
@@ -143,7 +164,9 @@ def grow_from_click(pet: np.ndarray, click: Sequence[int], spacing: Sequence[flo
     region = None
     fractions = (params.threshold_fraction,) + tuple(f for f in _RAISED_FRACTIONS if f > params.threshold_fraction)
     for fraction in fractions:
-        above = (pet_box >= fraction * suv_max) & grow_ball
+        # Voxels much hotter than this lesion's own peak belong to a neighbour (an organ or
+        # another lesion): never grow into them.
+        above = (pet_box >= fraction * suv_max) & (pet_box <= params.ceiling_factor * suv_max) & grow_ball
         seed = to_box(click) if above[to_box(click)] else to_box(peak)
         region = _connected_to(above, [seed])
         leaks = bool(np.any(region & rim))

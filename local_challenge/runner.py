@@ -453,24 +453,12 @@ def format_report(result: LocalChallengeResult) -> str:
 
 def write_mixed_phantom_cohort(out_dir: str | os.PathLike, n_cases: int, size: str = "small",
                                seed: int = 0) -> Path:
-    """A raw-layout phantom cohort of ``n_cases`` (first half FDG, rest PSMA) in ``out_dir``.
+    """A raw-layout phantom cohort of ``n_cases`` (FDG and PSMA alternating) in ``out_dir``.
 
-    Case ids carry the tracer (``fdg_...`` / ``psma_...``) so the click simulation uses the
-    right dataset name. Deterministic for a given ``seed``.
+    Case ids carry the tracer (``PHANTOM_FDG_0000``, ``PHANTOM_PSMA_0001``, ...), so the click
+    simulation uses the right dataset name. Deterministic for a given ``seed``.
     """
-    from autopet_common.phantoms import make_petct_case
-    from autopet_common.image_io import atomic_write_json, write_image, write_mask
+    from autopet_common.phantoms import write_task1_cohort
 
-    out_dir = Path(out_dir)
-    n_fdg = (n_cases + 1) // 2
-    for index in range(n_cases):
-        tracer = "FDG" if index < n_fdg else "PSMA"
-        case = make_petct_case(size=size, tracer=tracer, seed=seed + index)
-        case_id = f"{tracer.lower()}_{index:03d}"
-        write_image(case.ct, case.geometry, out_dir / "imagesTr" / f"{case_id}_0000.nii.gz")
-        write_image(case.pet, case.geometry, out_dir / "imagesTr" / f"{case_id}_0001.nii.gz")
-        write_mask(case.label, case.geometry, out_dir / "labelsTr" / f"{case_id}.nii.gz")
-    atomic_write_json(out_dir / "dataset.json", {
-        "name": "phantom FDG+PSMA cohort", "channel_names": {"0": "CT", "1": "PET"},
-        "labels": {"background": 0, "lesion": 1}, "numTraining": n_cases, "file_ending": ".nii.gz"})
-    return out_dir
+    return write_task1_cohort(out_dir, n_cases=n_cases, tracer="mixed", size=size, seed=seed,
+                              gc_layout=False, progress=True)
