@@ -1,0 +1,469 @@
+"""The challenge's click simulation, exact and fast on the CPU.
+
+Reproduces the published autoPET/CT IV simulator (``clicks/simulate_clicks.py`` of the
+challenge repository; algorithm in ``../shared/challenge-facts.md``) draw for draw:
+
+- NumPy's legacy generator seeded with 42 once per case (a private ``RandomState(42)``, the
+  same stream as ``np.random.seed(42)`` without touching global state), then the same
+  ``choice`` calls with the same arguments in the same order.
+- Tumor: 26-connected components of the label (``cc3d``; its numbering depends on the memory
+  layout of the array, so arrays are passed on unchanged: files are read Fortran-ordered,
+  exactly like ``nibabel``), ``min(budget, n)`` of them sampled without replacement; the
+  centre click of each is the first arg-max (C order of the ``[i, j, k]`` array: i slowest)
+  of its Euclidean distance transform (unit spacing, distance to the nearest voxel of the
+  volume outside the component); fill-up clicks cycle over the sampled components and pick
+  one of the voxels with the smallest distance, in ``np.nonzero`` order.
+- Background: threshold = ``np.percentile(pet[label == 0], 99.75)`` (linear interpolation,
+  float64), region = ``pet > threshold`` outside the label; centre clicks as for tumors;
+  fill-up clicks pick any voxel of the component, except for a component whose every voxel
+  has distance 1: the published code then picks among all voxels *outside* the component
+  (the "background quirk", reproduced by default; ``background_in_component=True`` restricts
+  the pick to the component). Where that pick falls on tumor the published code aborts; here
+  the pick is drawn again from the same stream.
+
+Speed: each sampled component's distance transform is computed on its bounding box grown by
+one voxel and clipped to the volume (``edt``, squared distances, no black border). Inside
+that box every distance equals the full-volume one: the nearest voxel outside the component
+of any voxel in the box can be moved onto the one-voxel shell (clamping each coordinate to
+the box only shortens the distance), and the shell lies outside the component wherever it
+is inside the volume; where the box is clipped, the volume border is not background in
+either computation. The percentile is computed with two partial sorts in the PET's own
+dtype and NumPy's float64 interpolation formula (checked against ``np.percentile`` in the
+tests), instead of a full float64 copy.
+
+Arrays are indexed ``[i, j, k]`` (NIfTI order); clicks are lists of Python ints.
+Nothing happens at import time.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from autopet_common.click_io import clicks_to_gc_format, empty_clicks
+from autopet_common.errors import GridMismatchError, ImageReadError, InputError
+
+SEED = 42
+BACKGROUND_PERCENTILE = 99.75
+DATASETS = {
+    # name: (background clicks?, default click budget)
+    "FDG-PETCT": (True, 10),
+    "PSMA-FDG-PETCT": (True, 10),
+    "Longitudinal-CT": (False, 2),
+}
+CLICK_FORMATS = ("JSON", "JSON_GC", "heatmap")
+
+
+class EmptyRegionError(InputError):
+    """A click region (tumor or high-uptake background) has no voxel."""
+
+
+class LabelValueWarning(UserWarning):
+    """A label holds values other than 0 and 1 and was binarised (anything non-zero is tumor)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pure array core
+# --------------------------------------------------------------------------------------------
+
+def dataset_settings(dataset_name: str) -> tuple[bool, int]:
+    """``(has_background_clicks, default_click_budget)`` of a challenge dataset name."""
+    try:
+        return DATASETS[dataset_name]
+    except KeyError:
+        raise ValueError(f"unknown dataset name {dataset_name!r}; choose one of "
+                         f"{', '.join(DATASETS)}") from None
+
+
+def binarise_label(label: np.ndarray, case: str = "label") -> np.ndarray:
+    """Label -> bool mask (non-zero is tumor), keeping the memory layout (it decides ``cc3d``'s
+    component numbering). Values other than 0/1 give a :class:`LabelValueWarning`; NaN is an
+    error."""
+    label = np.asarray(label)
+    if label.ndim != 3:
+        raise InputError(f"{case}: label must be a 3D array, got shape {label.shape}")
+    if label.dtype == bool:
+        return label
+    if np.issubdtype(label.dtype, np.floating) and not np.isfinite(label).all():
+        raise InputError(f"{case}: label contains NaN or infinite values")
+    mask = label != 0
+    if np.count_nonzero(mask) != np.count_nonzero(label == 1):
+        values = np.unique(label)
+        shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if len(values) > 8 else "")
+        warnings.warn(f"{case}: label has values other than 0 and 1 ({shown}); binarised "
+                      "(non-zero = tumor)", LabelValueWarning, stacklevel=3)
+    return mask
+
+
+def _numpy_linear_quantile_parts():
+    """NumPy's own virtual-index and interpolation functions for method "linear" (so the
+    result follows the installed NumPy bit for bit), or the NumPy 2.x formulas if private."""
+    try:
+        from numpy.lib._function_base_impl import _QuantileMethods, _lerp
+        return _QuantileMethods["linear"]["get_virtual_index"], _lerp
+    except (ImportError, KeyError, AttributeError):
+        def lerp(a, b, t):
+            diff = b - a
+            return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+        return (lambda n, q: (n - 1) * q), lerp
+
+
+def reference_percentile(values: np.ndarray, q: float = BACKGROUND_PERCENTILE) -> float:
+    """``np.percentile(values.astype(np.float64), q)`` (method "linear"), bit for bit, without
+    the float64 copy and the full partial sort of that copy.
+
+    ``values`` is a 1D array (it is partially sorted in place). The two neighbouring order
+    statistics are found in the array's own dtype (exact: they are values of the array), then
+    NumPy's virtual index and interpolation are applied in float64.
+    """
+    n = values.size
+    if n == 0:
+        raise ValueError("percentile of an empty array")
+    get_virtual_index, lerp = _numpy_linear_quantile_parts()
+    quantile = np.true_divide(q, 100)
+    virtual = np.asanyarray(get_virtual_index(n, quantile))
+    if virtual >= n - 1:
+        return float(np.float64(values.max()))
+    if virtual < 0:
+        return float(np.float64(values.min()))
+    previous = np.floor(virtual)
+    index = int(previous)
+    values.partition([index, index + 1])
+    a = np.asarray(values[index], dtype=np.float64)
+    b = np.asarray(values[index + 1], dtype=np.float64)
+    gamma = float(np.asanyarray(virtual - previous))
+    return float(lerp(a, b, gamma))
+
+
+def _greater_than(array: np.ndarray, threshold: float) -> np.ndarray:
+    """``array > threshold`` with the comparison made in float64, as the published code does
+    (it reads the PET as float64), without a float64 copy of a float32 array."""
+    if array.dtype == np.float32:
+        # For float32 x: x > t  <=>  x > (largest float32 <= t).
+        t32 = np.float32(threshold)
+        if np.float64(t32) > threshold:
+            t32 = np.nextafter(t32, np.float32(-np.inf))
+        return array > t32
+    return array.astype(np.float64, copy=False) > np.float64(threshold)
+
+
+@dataclass
+class _Component:
+    """One connected component, cropped to its bounding box grown by one voxel."""
+
+    offset: np.ndarray       # [i, j, k] of the crop's first voxel in the volume
+    mask: np.ndarray         # bool crop: voxels of this component
+    dist2: np.ndarray        # squared distance transform (0 outside the component)
+
+    def to_volume(self, crop_index: Sequence[int]) -> list[int]:
+        return [int(c) + int(o) for c, o in zip(crop_index, self.offset)]
+
+    def centre(self) -> list[int]:
+        """First arg-max of the distance transform in C order (i slowest)."""
+        return self.to_volume(np.unravel_index(int(np.argmax(self.dist2)), self.dist2.shape))
+
+    def uniform(self) -> bool:
+        """True when every voxel has the same distance (in practice: all at distance 1)."""
+        inside = self.dist2[self.mask]
+        return bool(inside.min() == inside.max())
+
+    def surface_voxels(self) -> np.ndarray:
+        """Voxels with the smallest positive distance, ``np.nonzero`` order (crop coordinates)."""
+        inside = self.dist2[self.mask]
+        return np.argwhere(self.mask & (self.dist2 == inside.min()))
+
+    def voxels(self) -> np.ndarray:
+        return np.argwhere(self.mask)
+
+
+def _component(labels: np.ndarray, label: int, bbox: Sequence[slice]) -> _Component:
+    import edt  # imported lazily: no work at import time
+
+    shape = labels.shape
+    lo = [max(0, s.start - 1) for s in bbox]
+    hi = [min(n, s.stop + 1) for s, n in zip(bbox, shape)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    mask = np.ascontiguousarray(labels[box] == label)
+    if mask.all():
+        # The component fills the volume (no voxel outside it): no finite distance; mirror
+        # scipy's full-volume result so the published behaviour is kept.
+        from scipy import ndimage
+        full = labels == label
+        dist2 = (ndimage.distance_transform_edt(full) ** 2)[box]
+    else:
+        dist2 = edt.edtsq(mask, black_border=False, parallel=1)
+    return _Component(np.asarray(lo), mask, np.ascontiguousarray(dist2))
+
+
+def _labelled_components(mask: np.ndarray):
+    """26-connected components (numbered like the published code: ``cc3d`` on the array as
+    laid out in memory) and their bounding boxes."""
+    import cc3d
+
+    labels = cc3d.connected_components(mask, connectivity=26)
+    stats = cc3d.statistics(labels)
+    boxes = stats["bounding_boxes"]
+    n = int(labels.max()) if labels.size else 0
+    return labels, np.arange(1, n + 1, dtype=labels.dtype), boxes
+
+
+def _perturb(click: list[int], offset: int | None, region: np.ndarray, rng: np.random.Generator,
+             inside_value: bool) -> list[int]:
+    """Add a random offset of 0..offset voxels per axis; keep it only if the moved point stays
+    in the volume and in its region (``region == inside_value``), as the published code does."""
+    if offset is None:
+        return click
+    moved = [c + int(d) for c, d in zip(click, rng.integers(0, int(offset) + 1, size=3))]
+    if all(0 <= m < s for m, s in zip(moved, region.shape)) and bool(region[tuple(moved)]) == inside_value:
+        return moved
+    return click
+
+
+def _check_offset(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number of voxels >= 0, got {value!r}") from None
+    if number != float(value) or number < 0:
+        raise ValueError(f"{name} must be a whole number of voxels >= 0, got {value!r}")
+    return number
+
+
+def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_name: str = "FDG-PETCT",
+                    click_budget: int | None = None, center_offset: int | None = None,
+                    edge_offset: int | None = None, seed: int = SEED,
+                    background_in_component: bool = False, case: str = "case") -> dict[str, list]:
+    """Simulate the challenge's clicks for one case (pure function on arrays).
+
+    ``label`` (binary; other values are binarised with a warning) and ``pet`` (SUV) are 3D
+    arrays ``[i, j, k]`` on the same grid; ``pet`` is needed unless the dataset has no
+    background clicks (``Longitudinal-CT``). ``click_budget`` defaults to the dataset's (10, or
+    2 for Longitudinal-CT). ``seed`` 42 gives the challenge's clicks. ``center_offset`` /
+    ``edge_offset`` add a reproducible random offset of 0..N voxels per axis (drawn from a
+    separate generator seeded with ``seed``, so the unperturbed draws are unchanged), kept
+    only if the point stays in its region (tumor clicks: the label; background: outside it).
+    ``case`` names the case in messages.
+
+    Returns ``{"tumor": [[i, j, k], ...], "background": [[i, j, k], ...]}``.
+    Raises :class:`InputError` subclasses for mismatched shapes, NaN in the PET, a missing PET
+    and an empty background region.
+    """
+    with_background, default_budget = dataset_settings(dataset_name)
+    budget = default_budget if click_budget is None else int(click_budget)
+    if budget < 0:
+        raise ValueError(f"click budget must be >= 0, got {click_budget!r}")
+    center_offset = _check_offset("center_offset", center_offset)
+    edge_offset = _check_offset("edge_offset", edge_offset)
+
+    tumor = binarise_label(label, case)
+    if with_background:
+        if pet is None:
+            raise InputError(f"{case}: a PET image is needed for background clicks ({dataset_name})")
+        pet = np.asarray(pet)
+        if pet.shape != tumor.shape:
+            raise GridMismatchError(f"{case}: label {tumor.shape} and PET {pet.shape} have "
+                                    "different shapes")
+        if not np.issubdtype(pet.dtype, np.number) or np.issubdtype(pet.dtype, np.complexfloating):
+            raise InputError(f"{case}: PET must be a real-valued image, got dtype {pet.dtype}")
+        if np.issubdtype(pet.dtype, np.floating):
+            n_bad = int(np.count_nonzero(~np.isfinite(pet)))
+            if n_bad:
+                raise InputError(f"{case}: PET contains {n_bad} NaN or infinite voxel(s)")
+
+    rng = np.random.RandomState(seed)
+    perturb_rng = np.random.default_rng(seed)
+    clicks = empty_clicks()
+
+    if tumor.any():
+        labels, unique_labels, boxes = _labelled_components(tumor)
+        size = min(budget, len(unique_labels))
+        sampled = rng.choice(unique_labels, size=size, replace=False)
+        components = [_component(labels, int(lab), boxes[int(lab)]) for lab in sampled]
+        for comp in components:
+            clicks["tumor"].append(_perturb(comp.centre(), center_offset, tumor, perturb_rng, True))
+        while len(clicks["tumor"]) < budget:
+            for comp in components:
+                surface = comp.surface_voxels()
+                click = comp.to_volume(surface[rng.choice(surface.shape[0])])
+                clicks["tumor"].append(_perturb(click, edge_offset, tumor, perturb_rng, True))
+                if len(clicks["tumor"]) == budget:
+                    break
+
+    if with_background:
+        # C-order views make the boolean gather a fast sequential pass for Fortran arrays; the
+        # percentile does not depend on the order of the values.
+        non_tumor = pet.T[~tumor.T] if pet.flags.f_contiguous else pet[~tumor]
+        if non_tumor.size == 0:
+            raise EmptyRegionError(f"{case}: the label covers the whole image; no background "
+                                   "voxel for background clicks")
+        threshold = reference_percentile(non_tumor)
+        del non_tumor
+        region = _greater_than(pet, threshold) * ~tumor
+        labels, unique_labels, boxes = _labelled_components(region)
+        if len(unique_labels) == 0 and budget > 0:
+            raise EmptyRegionError(f"{case}: no PET voxel outside the label is above the "
+                                   f"{BACKGROUND_PERCENTILE}th percentile ({threshold:g}); no "
+                                   "high-uptake region for background clicks (constant PET?)")
+        size = min(budget, len(unique_labels))
+        sampled = rng.choice(unique_labels, size=size, replace=False)
+        components = [_component(labels, int(lab), boxes[int(lab)]) for lab in sampled]
+        for comp in components:
+            clicks["background"].append(_perturb(comp.centre(), center_offset, tumor, perturb_rng, False))
+        while len(clicks["background"]) < budget:
+            for comp in components:
+                if comp.uniform() and not background_in_component:
+                    click = _outside_component_pick(comp, tumor, rng)
+                else:
+                    voxels = comp.voxels()
+                    click = comp.to_volume(voxels[rng.choice(voxels.shape[0])])
+                clicks["background"].append(_perturb(click, edge_offset, tumor, perturb_rng, False))
+                if len(clicks["background"]) == budget:
+                    break
+    return clicks
+
+
+def _outside_component_pick(comp: _Component, tumor: np.ndarray, rng: np.random.RandomState) -> list[int]:
+    """The published background fill-up pick for a component whose voxels all have distance 1:
+    ``np.random.choice(count)`` over every voxel *outside* the component (C order), drawn
+    again while it falls on tumor. Maps the drawn rank to a voxel without listing the volume.
+    """
+    shape = tumor.shape
+    inside = np.ravel_multi_index(tuple((comp.voxels() + comp.offset).T), shape)  # ascending
+    n_outside = int(np.prod(shape)) - inside.size
+    # rank r -> flat index r + #{component voxels before it}; inside[m] - m is non-decreasing.
+    shifted = inside - np.arange(inside.size)
+    while True:
+        rank = int(rng.choice(n_outside))
+        flat = rank + int(np.searchsorted(shifted, rank, side="right"))
+        click = [int(v) for v in np.unravel_index(flat, shape)]
+        if not tumor[tuple(click)]:
+            return click
+
+
+def lesion_centre_points(mask: np.ndarray) -> dict[int, tuple[float, float, float]]:
+    """Centre of gravity ``(x, y, z)`` (float voxel indices ``[i, j, k]``) of each lesion.
+
+    A binary mask is split into 26-connected components (numbered 1.. in ``cc3d`` order);
+    a multi-label mask (values other than 0/1) gives one point per label id.
+    """
+    import cc3d
+
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise InputError(f"mask must be a 3D array, got shape {mask.shape}")
+    if np.issubdtype(mask.dtype, np.floating):
+        if not np.isfinite(mask).all():
+            raise InputError("mask contains NaN or infinite values")
+        if not np.array_equal(mask, np.round(mask)):
+            raise InputError("mask has non-integer values")
+        mask = mask.astype(np.int64)
+    if mask.dtype == bool or set(np.unique(mask).tolist()) <= {0, 1}:
+        labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
+    else:
+        if mask.min() < 0:
+            raise InputError("mask has negative label values")
+        labels = mask
+    stats = cc3d.statistics(labels)
+    counts, centroids = stats["voxel_counts"], stats["centroids"]
+    return {int(lesion): tuple(float(v) for v in centroids[lesion])
+            for lesion in range(1, len(counts)) if counts[lesion] > 0}
+
+
+# --------------------------------------------------------------------------------------------
+# File edges
+# --------------------------------------------------------------------------------------------
+
+def default_pet_path(label_path: str | os.PathLike, channel: str = "_0001") -> Path:
+    """The published convention: replace ``labels`` by ``images`` in the label path and
+    ``.nii.gz`` by ``<channel>.nii.gz`` in its name (``labelsTr/x.nii.gz`` ->
+    ``imagesTr/x_0001.nii.gz``)."""
+    path = Path(label_path)
+    folder = str(path.parent).replace("labels", "images")
+    name = path.name
+    name = name[: -len(".nii.gz")] + f"{channel}.nii.gz" if name.endswith(".nii.gz") else name
+    return Path(folder) / name
+
+
+def load_case(input_label: Any, input_pet: Any = None, with_background: bool = True, case: str | None = None):
+    """Load a label and PET (paths or arrays ``[i, j, k]``) and check them.
+
+    Returns ``(label, pet_or_None, geometry_or_None, case_name)``. A missing PET, corrupt
+    images, different grids and NaN in the PET raise :class:`InputError` naming the case.
+    """
+    from autopet_common.image_io import check_same_grid, read_image, strip_image_suffix
+
+    geometry = None
+    if isinstance(input_label, (str, os.PathLike)):
+        case = case or strip_image_suffix(input_label)
+        label, geometry = read_image(input_label, what=f"label of case {case}")
+    else:
+        label = np.asarray(input_label)
+        case = case or "case"
+    pet = None
+    if with_background:
+        if input_pet is None:
+            if geometry is None:
+                raise InputError(f"{case}: a PET array is needed for background clicks")
+            input_pet = default_pet_path(input_label)
+        if isinstance(input_pet, (str, os.PathLike)):
+            if not Path(input_pet).is_file():
+                raise ImageReadError(f"{case}: PET not found: {input_pet}")
+            pet, pet_geometry = read_image(input_pet, check_finite=True, what=f"PET of case {case}")
+            if geometry is not None:
+                check_same_grid(geometry, pet_geometry, f"label of case {case}", f"PET {input_pet}")
+        else:
+            pet = np.asarray(input_pet)
+    return label, pet, geometry, case
+
+
+def process_image(input_label: Any, input_pet: Any = None, dataset_name: str = "FDG-PETCT",
+                  click_format: str = "JSON", center_offset: int | None = None,
+                  edge_offset: int | None = None, click_budget: int | None = None, seed: int = SEED,
+                  background_in_component: bool = False, encoding: str = "gaussian",
+                  encoding_size: float | None = None):
+    """Simulate one case's clicks from paths or arrays, as the published ``process_image``.
+
+    ``input_label`` / ``input_pet``: NIfTI (or any image) paths or arrays ``[i, j, k]``;
+    without ``input_pet``, a label path ``.../labelsTr/<case>.nii.gz`` implies the PET
+    ``.../imagesTr/<case>_0001.nii.gz``. ``click_format``: ``"JSON"`` (simulator dict),
+    ``"JSON_GC"`` (Grand Challenge dict) or ``"heatmap"`` (``(tumor_map, background_map)``
+    float32 arrays on the label's grid; ``encoding`` ``"gaussian"`` (sigma 3 voxels, peak 1)
+    or ``"edt"`` (ball, radius 2 voxels); ``encoding_size`` overrides the size).
+    """
+    if click_format not in CLICK_FORMATS:
+        raise ValueError(f"unknown click format {click_format!r}; choose one of {CLICK_FORMATS}")
+    with_background, _ = dataset_settings(dataset_name)
+    label, pet, _, case = load_case(input_label, input_pet, with_background)
+    clicks = simulate_clicks(label, pet, dataset_name, click_budget, center_offset, edge_offset,
+                             seed, background_in_component, case)
+    if click_format == "JSON":
+        return clicks
+    if click_format == "JSON_GC":
+        return clicks_to_gc_format(clicks)
+    from .encodings import encode_clicks
+    return encode_clicks(np.shape(label), clicks, encoding, encoding_size)
+
+
+def write_lesion_centre_points(mask: Any, output_json: str | os.PathLike) -> dict[int, tuple]:
+    """Write a mask's per-lesion centres of gravity as a Task 2 "Points of interest" file
+    (atomically). ``mask`` is a path or an array ``[i, j, k]``; returns the points."""
+    from autopet_common.click_io import write_task2_points
+    from autopet_common.image_io import read_image
+
+    if isinstance(mask, (str, os.PathLike)):
+        array, _ = read_image(mask, what="lesion mask")
+        try:
+            points = lesion_centre_points(array)
+        except InputError as exc:
+            raise InputError(f"lesion mask {mask}: {exc}") from None
+    else:
+        points = lesion_centre_points(mask)
+    write_task2_points(output_json, points)
+    return points
