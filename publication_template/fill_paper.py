@@ -294,8 +294,10 @@ def render_results_tex(tasks: Sequence[TaskResults], figure_paths: dict[int, str
     lines += [r"\bottomrule", r"\end{tabular}"]
     missing = [t for t in tasks if t.n_missing_predictions]
     if missing:
-        note = "; ".join(f"Task {t.task}: {t.n_missing_predictions} missing prediction(s)" for t in missing)
-        lines.append(r"\par\smallskip{\footnotesize " + latex_escape(note) + r" in the evaluation.}")
+        # evaluation_metrics leaves a case with any missing step file out of the means.
+        note = "; ".join(f"Task {t.task}: {t.n_missing_predictions} missing prediction file(s)" for t in missing)
+        lines.append(r"\par\smallskip{\footnotesize " + latex_escape(note)
+                     + r"; cases with a missing prediction are not in the means.}")
     lines += [r"\end{table}", ""]
     for t in tasks:
         path = figure_paths.get(t.task)
