@@ -209,7 +209,7 @@ class RunFacts:
 
 RUN_LOG_STRING_KEYS = ("model", "trainer", "plans", "configuration", "encoding", "device")
 RUN_LOG_NUMBER_KEYS = ("n_runs", "median_seconds_per_run", "max_seconds_per_run",
-                       "max_peak_memory_mb", "n_over_budget", "time_budget_seconds")
+                       "max_peak_memory_mb", "n_over_budget", "n_failed", "time_budget_seconds")
 
 
 def load_run_log(path: str | os.PathLike | None, task: int) -> RunFacts:
@@ -338,9 +338,10 @@ def render_method_facts_tex(title: str, team: str, authors: str, institute: str,
     Per task ``X`` in {One, Two}: ``\\TaskXTrainer``, ``\\TaskXPlans``, ``\\TaskXConfiguration``,
     ``\\TaskXFolds``, ``\\TaskXEncoding``, ``\\TaskXDevice``, ``\\TaskXModel``, ``\\TaskXRuns``,
     ``\\TaskXMedianSecondsPerRun``, ``\\TaskXMaxSecondsPerRun``, ``\\TaskXMaxPeakMemoryMB``,
-    ``\\TaskXRunsOverBudget``, ``\\TaskXTimeBudgetSeconds``, ``\\TaskXCases`` and one macro per
+    ``\\TaskXRunsOverBudget``, ``\\TaskXRunsFailed``, ``\\TaskXTimeBudgetSeconds``, ``\\TaskXCases`` and one macro per
     leaderboard measure (``\\TaskXDiceFinal`` ...). Missing facts read "n/a". ``\\ifHaveTaskTwo``
-    tells paper.tex whether Task 2 results were given.
+    tells paper.tex whether Task 2 results were given, ``\\ifTaskXModelFree`` whether the run
+    log's model is the model-free baseline.
     """
     by_task = {t.task: t for t in tasks}
     lines = [
@@ -351,6 +352,8 @@ def render_method_facts_tex(title: str, team: str, authors: str, institute: str,
         _macro("PaperInstitute", latex_escape(institute)),
         r"\newif\ifHaveTaskOne",
         r"\newif\ifHaveTaskTwo",
+        r"\newif\ifTaskOneModelFree",
+        r"\newif\ifTaskTwoModelFree",
     ]
     measure_macro = {"dice_final": "DiceFinal", "fpv_final": "FpvFinal", "fnv_final": "FnvFinal",
                      "dice_auc": "DiceAuc", "fpv_auc": "FpvAuc", "fnv_auc": "FnvAuc"}
@@ -359,6 +362,8 @@ def render_method_facts_tex(title: str, team: str, authors: str, institute: str,
         results = by_task.get(task)
         lines.append(f"\\HaveTask{word}{'true' if results else 'false'}")
         values = facts.get(task, RunFacts(task=task, source=None)).values
+        # The local challenge logs model "model-free" for the baseline without a network.
+        lines.append(f"\\Task{word}ModelFree{'true' if values.get('model') == 'model-free' else 'false'}")
 
         def text(key: str) -> str:
             value = values.get(key)
@@ -378,10 +383,11 @@ def render_method_facts_tex(title: str, team: str, authors: str, institute: str,
             _macro(f"Task{word}Encoding", text("encoding")),
             _macro(f"Task{word}Device", text("device")),
             _macro(f"Task{word}Runs", number("n_runs", 0)),
-            _macro(f"Task{word}MedianSecondsPerRun", number("median_seconds_per_run", 1)),
-            _macro(f"Task{word}MaxSecondsPerRun", number("max_seconds_per_run", 1)),
+            _macro(f"Task{word}MedianSecondsPerRun", number("median_seconds_per_run", 2)),
+            _macro(f"Task{word}MaxSecondsPerRun", number("max_seconds_per_run", 2)),
             _macro(f"Task{word}MaxPeakMemoryMB", number("max_peak_memory_mb", 0)),
             _macro(f"Task{word}RunsOverBudget", number("n_over_budget", 0)),
+            _macro(f"Task{word}RunsFailed", number("n_failed", 0)),
             _macro(f"Task{word}TimeBudgetSeconds", number("time_budget_seconds", 0)),
             _macro(f"Task{word}Cases", str(results.n_cases) if results else NOT_AVAILABLE),
         ]

@@ -178,9 +178,11 @@ def test_fill_from_phantom_evaluation_table_equals_summary(tmp_path):
     assert macros["TaskOneTrainer"] == r"nnUNetTrainer\_\allowbreak{}ClickBall\_\allowbreak{}250epochs"
     assert macros["TaskOneFolds"] == "0, 1, 2, 3, 4"
     assert macros["TaskOneEncoding"] == r"edt\_\allowbreak{}ball"
-    assert macros["TaskOneMedianSecondsPerRun"] == "41.3"
+    assert macros["TaskOneMedianSecondsPerRun"] == "41.26"
+    assert macros["TaskOneRunsFailed"] == "n/a"            # n_failed absent from this log
     assert macros["TaskOneMaxPeakMemoryMB"] == "3121"
     assert macros["TaskOneCases"] == "3"
+    assert r"\TaskOneModelFreefalse" in (out / "method_facts.tex").read_text()
     assert float(macros["TaskOneDiceFinal"]) == pytest.approx(summary["means"]["dice_final"], abs=5e-5)
     assert tree_digest(TEMPLATE) == before, "fill_paper must never edit the template folder"
 
@@ -242,7 +244,8 @@ def test_missing_task2_and_null_plot(tmp_path):
 
 def test_user_text_is_latex_escaped(tmp_path):
     write_summary(tmp_path / "t1")
-    write_run_log(tmp_path / "log.json", folds="all", trainer=None, encoding="gauss_sigma3 (100%)")
+    write_run_log(tmp_path / "log.json", folds="all", trainer=None, encoding="gauss_sigma3 (100%)", n_failed=2,
+                  model="model-free")
     out = tmp_path / "out"
     fp.fill_paper(tmp_path / "t1", out, task1_run_log=tmp_path / "log.json", team="A_B & C #1",
                   title="Clicks: 50% better {really}", authors="Ann One; Bob Two")
@@ -250,9 +253,10 @@ def test_user_text_is_latex_escaped(tmp_path):
     assert macros["PaperTeam"] == r"A\_B \& C \#1"
     assert macros["PaperTitle"] == r"Clicks: 50\% better \{really\}"
     assert macros["PaperAuthors"] == r"Ann One \and Bob Two"
-    assert macros["TaskOneFolds"] == "all"
+    assert macros["TaskOneFolds"] == "all" and macros["TaskOneRunsFailed"] == "2"
     assert macros["TaskOneTrainer"] == "n/a"                 # model-free baseline: null strings
     assert macros["TaskOneEncoding"] == r"gauss\_\allowbreak{}sigma3 (100\%)"
+    assert r"\TaskOneModelFreetrue" in (out / "method_facts.tex").read_text()
 
 
 # ---------------------------------------------------------------- bad input: message, exit code, no output
