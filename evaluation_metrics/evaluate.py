@@ -331,7 +331,9 @@ def _evaluate(gt, pred, mode: str, out_dir=None, n_clicks: int | None = None, nu
                      "fnv": s["fnv"]} for r in results for s in r["steps"]]
             plot_interactive_curves(rows, out_dir / PLOT_NAME,
                                     title=f"{'Task 2' if mode == 'task2' else 'Task 1'}: "
-                                          f"{len(results)} case(s)")
+                                          f"{len(results)} case(s), "
+                                          f"{summary['n_cases_without_lesions']} without lesions "
+                                          "(no Dice, no FNV)")
             summary["plot"] = PLOT_NAME
         elif plot:
             warnings.warn("--plot needs per-step predictions (--n_clicks or --task 2); no plot written")

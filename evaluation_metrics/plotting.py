@@ -64,13 +64,14 @@ def plot_interactive_curves(per_step_rows_or_csv, out_png: str | os.PathLike,
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.0), constrained_layout=True)
     for ax, (key, label, limits) in zip(axes, PANELS):
         data = values[key]
-        for case_values in data:
-            ax.plot(steps, case_values, color="tab:blue", alpha=0.25, linewidth=0.8)
+        for index, case_values in enumerate(data):
+            ax.plot(steps, case_values, color="tab:blue", alpha=0.45, linewidth=0.9,
+                    label="each case" if index == 0 else None)
         with np.errstate(all="ignore"):
             counts = np.sum(np.isfinite(data), axis=0)
             mean = np.where(counts > 0, np.nansum(data, axis=0) / np.maximum(counts, 1), np.nan)
         ax.plot(steps, mean, color="black", linewidth=2.5, marker="o", markersize=4,
-                label=f"mean ({len(cases)} case{'s' if len(cases) != 1 else ''})")
+                label="mean over cases (NaN-aware)")
         ax.set_xlabel("number of clicks per class")
         ax.set_ylabel(label)
         ax.set_xticks(steps)
@@ -90,6 +91,9 @@ def plot_interactive_curves(per_step_rows_or_csv, out_png: str | os.PathLike,
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, format="png")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the PNG normal file permissions
         os.replace(tmp, out_png)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
