@@ -23,6 +23,7 @@ no output file.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import resource
@@ -197,23 +198,27 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, time_bu
     if model_dir is None:
         from Task1.model_free_baseline import segment_model_free
 
-        log.info("model: %s (click-guided 41%% SUVmax region growing; no torch)", MODEL_FREE)
+        log.info("model: %s (click-guided 41%% SUVmax region growing; no torch); device: cpu", MODEL_FREE)
         with Phase("predict", timings):
             mask = segment_model_free(pet, clicks, geometry.spacing)
     else:
         from Task1.predict import Task1Predictor  # lazily: torch is only imported on this path
 
         with Phase("load", timings):
-            remaining = time_budget - margin - (time.perf_counter() - started)
-            log.info("model: %s; %.0f s of the %.0f s budget left for prediction", model_dir, remaining, time_budget)
-            predictor = Task1Predictor(model_dir, device=device, time_budget=max(remaining, 1.0),
-                                       **(predictor_options or {}))
+            log.info("model: %s", model_dir)
+            predictor = Task1Predictor(model_dir, device=device, **(predictor_options or {}))
+        # The predictor counts its budget from the start of predict(): give it what is left of
+        # ours after reading and loading, minus the margin for writing and exit.
+        remaining = max(time_budget - margin - (time.perf_counter() - started), 1.0)
+        predictor.time_budget = remaining
+        log.info("%.0f s of the %.0f s budget left for prediction", remaining, time_budget)
         with Phase("predict", timings):
             mask = predictor.predict(ct, pet, geometry, clicks)
         description = predictor.describe()
-        log.info("predictor: %s", description)
+        log.info("device: %s", description.get("device"))
+        log.info("predictor: %s", json.dumps(description, default=str))
         if description.get("dropped"):
-            log.warning("dropped to fit the time budget: %s", description["dropped"])
+            log.warning("dropped to fit the time budget: %s", ", ".join(map(str, description["dropped"])))
 
     mask = np.asarray(mask) > 0
     if mask.shape != tuple(geometry.shape):

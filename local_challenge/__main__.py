@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds allowed per run, as on Grand Challenge (default 300)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="kill a run after this many seconds (default: the time budget)")
-    parser.add_argument("--dataset_name", default="auto", choices=["auto", "FDG-PETCT", "PSMA-PETCT"],
-                        help="tracer for the click simulation; auto reads it from the case id / dataset.json")
+    parser.add_argument("--dataset_name", default="FDG-PETCT", choices=["FDG-PETCT", "PSMA-FDG-PETCT"],
+                        help="dataset name for the click simulation (both give 10 tumor + 10 background "
+                             "clicks; default FDG-PETCT)")
     parser.add_argument("--max_cases", type=int, default=None, help="only the first N cases (sorted by id)")
     parser.add_argument("--steps", type=int, default=N_STEPS,
                         help=f"number of steps 0..N-1 (default {N_STEPS}, the challenge's protocol)")

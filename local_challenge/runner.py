@@ -89,21 +89,11 @@ def _image_with_stem(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def guess_dataset_name(case_id: str, dataset_json: dict | None = None) -> str:
-    """"PSMA-PETCT" when the case id or the dataset.json name mentions PSMA, else "FDG-PETCT"."""
-    text = case_id.lower()
-    if "psma" in text:
-        return "PSMA-PETCT"
-    if "fdg" in text:
-        return "FDG-PETCT"
-    name = str((dataset_json or {}).get("name", "")).lower()
-    return "PSMA-PETCT" if "psma" in name else "FDG-PETCT"
-
-
-def discover_cohort(cohort_dir: str | os.PathLike, dataset_name: str = "auto") -> list[CohortCase]:
+def discover_cohort(cohort_dir: str | os.PathLike, dataset_name: str = "FDG-PETCT") -> list[CohortCase]:
     """Cases of an nnU-Net raw cohort (imagesTr + labelsTr, or imagesTs + labelsTs), sorted by id.
 
-    ``dataset_name``: "FDG-PETCT", "PSMA-PETCT" or "auto" (from the case id / dataset.json).
+    ``dataset_name``: the click simulator's dataset name for every case ("FDG-PETCT" or
+    "PSMA-FDG-PETCT": both give 10 tumor + 10 background clicks).
     Raises :class:`autopet_common.errors.InputError` for a missing folder, a case without PET
     or without label.
     """
@@ -113,12 +103,6 @@ def discover_cohort(cohort_dir: str | os.PathLike, dataset_name: str = "auto") -
     cohort_dir = Path(cohort_dir)
     if not cohort_dir.is_dir():
         raise InputError(f"cohort folder not found: {cohort_dir}")
-    dataset_json = None
-    if (cohort_dir / "dataset.json").is_file():
-        try:
-            dataset_json = json.loads((cohort_dir / "dataset.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{cohort_dir / 'dataset.json'} is not valid JSON: {exc.msg}") from None
     for images_name, labels_name in (("imagesTr", "labelsTr"), ("imagesTs", "labelsTs")):
         images, labels = cohort_dir / images_name, cohort_dir / labels_name
         if images.is_dir():
@@ -139,8 +123,7 @@ def discover_cohort(cohort_dir: str | os.PathLike, dataset_name: str = "auto") -
         label_path = _image_with_stem(labels, case_id)
         if label_path is None:
             raise InputError(f"case {case_id}: label {labels / case_id}.* not found")
-        name = guess_dataset_name(case_id, dataset_json) if dataset_name == "auto" else dataset_name
-        cases.append(CohortCase(case_id, ct_path, pet_path, label_path, name))
+        cases.append(CohortCase(case_id, ct_path, pet_path, label_path, dataset_name))
     if not cases:
         raise InputError(f"no cases (<case>_0000 CT images) in {images}")
     return cases
@@ -242,7 +225,7 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                         model: str | None = None, docker_image: str | None = None,
                         entrypoint: str | os.PathLike = DEFAULT_ENTRYPOINT,
                         time_budget: float = 300.0, timeout: float | None = None,
-                        dataset_name: str = "auto", max_cases: int | None = None,
+                        dataset_name: str = "FDG-PETCT", max_cases: int | None = None,
                         steps: Sequence[int] = tuple(range(N_STEPS)), entrypoint_args: Sequence[str] = (),
                         keep_work: bool = False, progress: bool = True,
                         simulate: Callable[..., dict] | None = None) -> LocalChallengeResult:
@@ -283,7 +266,7 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         check_same_grid(label_geometry, geometry, f"label {case.label_path}", f"PET {case.pet_path}")
         label = (label > 0).astype(np.uint8)
         write_mask(label, geometry, gt_dir / f"{case.case_id}.nii.gz")
-        case_clicks = simulate(label, pet, dataset_name=case.dataset_name)
+        case_clicks = simulate(label, pet, dataset_name=case.dataset_name, case=case.case_id)
         write_clicks_json(clicks_dir / f"{case.case_id}.json", case_clicks)
 
         ct_uuid, pet_uuid = case_uuid(case.case_id, "ct"), case_uuid(case.case_id, "pet")
@@ -334,7 +317,8 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         shutil.rmtree(work_dir, ignore_errors=True)
 
     _write_runs_csv(output_dir / "runs.csv", result.runs)
-    result.run_log = build_run_log(result.runs, model, docker_image, time_budget)
+    log_paths = [logs_dir / f"{r.case}_step{r.step}.log" for r in result.runs if r.output_ok]
+    result.run_log = build_run_log(result.runs, model, docker_image, time_budget, log_paths)
     atomic_write_json(output_dir / "run_log.json", result.run_log)
     result.summary = score(gt_dir, pred_dir, output_dir, steps, progress)
     return result
@@ -360,47 +344,43 @@ def _write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def describe_model(model: str | None) -> dict[str, Any]:
-    """Trainer / plans / configuration / folds of an nnU-Net folder (None fields for model-free)."""
-    info: dict[str, Any] = {"model": "model-free", "trainer": None, "plans": None, "configuration": None,
-                            "folds": None, "encoding": None}
-    if model in (None, "model-free"):
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("_entrypoint", DEFAULT_ENTRYPOINT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # the entrypoint does no work at import
-        found = module.resolve_model(None) if model is None else None
-        if found is None:
-            return info
-        model = str(found)
-    path = Path(model)
-    info["model"] = str(path)
-    parts = path.name.split("__")
-    if len(parts) == 3:
-        info["trainer"], info["plans"], info["configuration"] = parts
-    folds = sorted(p.name[len("fold_"):] for p in path.glob("fold_*") if p.is_dir())
-    info["folds"] = [int(f) if f.isdigit() else f for f in folds] or None
-    trainer = info["trainer"] or ""
-    for name in ("ball", "edt", "gaussian"):
-        if name in trainer.lower():
-            info["encoding"] = name
+def describe_model_from_logs(log_paths: Sequence[Path], model: str | None) -> dict[str, Any]:
+    """What the entrypoint actually ran, read from its logs: the ``predictor: {json}`` line of
+    the nnU-Net path (trainer, plans, configuration, folds, encoding, device) or
+    ``model: model-free``. Falls back to ``model`` as given when no log says."""
+    info: dict[str, Any] = {"model": str(model) if model else "unknown", "trainer": None, "plans": None,
+                            "configuration": None, "folds": None, "encoding": None, "device": "unknown"}
+    for path in log_paths:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if "predictor: {" in line:
+                try:
+                    described = json.loads(line[line.index("predictor: {") + len("predictor: "):])
+                except json.JSONDecodeError:
+                    continue
+                info.update({"model": described.get("model_dir", info["model"]),
+                             "device": described.get("device", info["device"]),
+                             **{k: described.get(k) for k in ("trainer", "plans", "configuration", "folds", "encoding")}})
+                return info
+            if "model: model-free" in line:
+                info.update(model="model-free", device="cpu")
+                return info
     return info
 
 
 def build_run_log(runs: Sequence[RunRecord], model: str | None, docker_image: str | None,
-                  time_budget: float) -> dict[str, Any]:
+                  time_budget: float, log_paths: Sequence[Path] = ()) -> dict[str, Any]:
     """The ``run_log.json`` the publication template reads (see local_challenge/README.md)."""
     seconds = [r.seconds for r in runs]
     memory = [r.peak_memory_mb for r in runs if r.peak_memory_mb is not None]
-    info = describe_model(model)
-    device = "docker --gpus all" if docker_image else (
-        "cpu" if info["model"] == "model-free" else os.environ.get("CUDA_VISIBLE_DEVICES") and "cuda" or "auto")
+    info = describe_model_from_logs(log_paths, model)
     return {
         "task": 1,
         **info,
         "docker_image": docker_image,
-        "device": device,
         "n_runs": len(runs),
         "median_seconds_per_run": round(statistics.median(seconds), 3) if seconds else None,
         "max_seconds_per_run": round(max(seconds), 3) if seconds else None,
@@ -455,8 +435,8 @@ def write_mixed_phantom_cohort(out_dir: str | os.PathLike, n_cases: int, size: s
                                seed: int = 0) -> Path:
     """A raw-layout phantom cohort of ``n_cases`` (FDG and PSMA alternating) in ``out_dir``.
 
-    Case ids carry the tracer (``PHANTOM_FDG_0000``, ``PHANTOM_PSMA_0001``, ...), so the click
-    simulation uses the right dataset name. Deterministic for a given ``seed``.
+    Case ids carry the tracer (``PHANTOM_FDG_0000``, ``PHANTOM_PSMA_0001``, ...). Deterministic
+    for a given ``seed``.
     """
     from autopet_common.phantoms import write_task1_cohort
 
