@@ -209,3 +209,25 @@ def test_cli_modes_and_errors(cohort, tmp_path):
     missing = run_cli("-g", cohort["gt"], "-p", tmp_path / "o", "-o", tmp_path / "m")
     assert missing.returncode != 0 and missing.stderr.startswith("error: ")
     assert "case_a.nii.gz" in missing.stderr and not (tmp_path / "m").exists()
+
+
+def test_simulated_predictions_improve_and_are_scored_by_module_cli(tmp_path):
+    from evaluation_metrics.simulate_predictions import main as simulate_main, simulate_prediction_steps
+
+    rng = np.random.default_rng(11)
+    label = lesion_mask(rng, 5)
+    steps = simulate_prediction_steps(label, 11, seed=3)
+    assert len(steps) == 11 and all(s.shape == label.shape for s in steps)
+    from evaluation_metrics import lesion_detection
+    found = [lesion_detection(label, s)["tp"] for s in steps]
+    assert found == sorted(found) and found[-1] == lesion_detection(label, label)["tp"]
+    gt_dir = tmp_path / "gt"
+    write_mask(label, geometry(), gt_dir / "case_x.nii.gz")
+    assert simulate_main(["-g", str(gt_dir), "-o", str(tmp_path / "pred"), "--task", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["case_x_pred1.nii.gz", "case_x_pred2.nii.gz"]
+    result = subprocess.run([sys.executable, "-m", "evaluation_metrics", "-g", str(gt_dir), "-p",
+                             str(tmp_path / "pred"), "-o", str(tmp_path / "out"), "--task", "2",
+                             "--min_overlap", "0.5", "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["mode"] == "task2" and [d["step"] for d in summary["detection"]["per_step"]] == [1, 2]
