@@ -360,7 +360,7 @@ def evaluate_folder(gt, pred, out_dir=None, n_clicks: int | None = None, num_pro
                     plot: bool = False, allow_missing: bool = False, min_overlap: float = 0.0,
                     progress: bool = True) -> dict:
     """Score a cohort (Task 1) and return the summary (the dict written to ``summary.json``,
-    NaN as ``float('nan')``, plus ``"results"`` with every case's per-step measures).
+    undefined means as None, plus ``"results"``: every case's per-step measures, NaN as NaN).
 
     ``gt``: a folder of ``<case>.nii.gz`` / ``.mha`` masks or a single file. ``pred``: a folder
     (or, static mode with a single GT file, a file). Without ``n_clicks``: predictions
