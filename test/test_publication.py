@@ -365,3 +365,6 @@ def test_pdf_builds_without_errors(tmp_path):
     assert not re.search(r"Citation `[^']+' .*undefined", log)
     assert not re.search(r"Reference `[^']+' .*undefined", log)
     assert not list(TEMPLATE.glob("paper.aux")), "the build must not write into the template folder"
+    if shutil.which("pdffonts"):   # publishers reject bitmap (Type 3) fonts
+        fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True).stdout
+        assert "Type 3" not in fonts, fonts
