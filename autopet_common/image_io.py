@@ -110,6 +110,9 @@ def read_sitk_image(path: str | os.PathLike, what: str = "image") -> Any:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{what} not found: {path}")
+    if path.name.lower().endswith(".gz"):
+        # ITK's NIfTI reader zero-fills a truncated .nii.gz without raising: check the stream.
+        _check_gzip_complete(path, what)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
@@ -124,12 +127,45 @@ def read_sitk_image(path: str | os.PathLike, what: str = "image") -> Any:
     return image
 
 
+def _check_gzip_complete(path: Path, what: str) -> None:
+    """Raise :class:`ImageReadError` if the gzip file ``path`` is truncated or corrupt."""
+    import zlib
+
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        with open(path, "rb") as handle:
+            while True:
+                chunk = handle.read(1 << 22)
+                if not chunk:
+                    break
+                while chunk:
+                    decompressor.decompress(chunk)
+                    # A file may hold several gzip members: start over on what follows one.
+                    chunk = decompressor.unused_data if decompressor.eof else b""
+                    if chunk:
+                        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    except zlib.error as exc:
+        raise ImageReadError(f"cannot read {what} {path}: corrupt gzip data ({exc})") from None
+    if not decompressor.eof:
+        raise ImageReadError(f"cannot read {what} {path}: the file is truncated "
+                             "(gzip stream ends early)")
+
+
+def _nifti_has_non_finite(path: Path) -> int:
+    """Count NaN/inf voxels in a NIfTI file as stored (SimpleITK's reader turns them into 0)."""
+    import nibabel
+
+    data = np.asanyarray(nibabel.load(str(path)).dataobj)
+    return int(np.count_nonzero(~np.isfinite(data))) if np.issubdtype(data.dtype, np.floating) else 0
+
+
 def read_image(path: str | os.PathLike, dtype: Any = None, check_finite: bool = False,
                what: str = "image") -> tuple[np.ndarray, Geometry]:
     """Read a 3D image as ``(array[i, j, k], Geometry)``.
 
     ``dtype`` casts the array; ``check_finite`` raises :class:`NonFiniteError` (naming the file)
-    when the image holds NaN or infinite values. ``what`` names the input in error messages.
+    when the image holds NaN or infinite values. (SimpleITK reads NaN/inf in NIfTI files as 0, so
+    for floating-point NIfTI the check reads the stored values again with nibabel.) ``what`` names the input in error messages.
     """
     sitk = _sitk()
     image = read_sitk_image(path, what)
@@ -138,6 +174,10 @@ def read_image(path: str | os.PathLike, dtype: Any = None, check_finite: bool = 
         array = array.astype(dtype, copy=False)
     if check_finite:
         require_finite(array, f"{what} {path}")
+        if image_suffix(path) in (".nii", ".nii.gz") and np.issubdtype(array.dtype, np.floating):
+            n_bad = _nifti_has_non_finite(Path(path))
+            if n_bad:
+                raise NonFiniteError(f"{what} {path} contains {n_bad} NaN or infinite voxel(s)")
     return array, Geometry.from_sitk(image)
 
 
