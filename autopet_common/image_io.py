@@ -245,6 +245,17 @@ def to_sitk(array: np.ndarray, geometry: Geometry | None = None) -> Any:
     return image
 
 
+def _default_file_mode() -> int:
+    """Mode a plain ``open()`` would give a new file (0666 less the umask).
+
+    ``tempfile.mkstemp`` creates files readable by the owner only; renamed into place they
+    would stay so, and a container running as another user could not read its own outputs.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_target(path: Path) -> Path:
     """A temporary path next to ``path`` that keeps its suffix (SimpleITK picks the writer by it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,6 +273,7 @@ def write_sitk_image(image: Any, path: str | os.PathLike, compress: bool = True)
     tmp = _atomic_target(path)
     try:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -291,6 +303,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
