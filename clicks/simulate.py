@@ -92,7 +92,11 @@ def binarise_label(label: np.ndarray, case: str = "label") -> np.ndarray:
     if np.issubdtype(label.dtype, np.floating) and not np.isfinite(label).all():
         raise InputError(f"{case}: label contains NaN or infinite values")
     mask = label != 0
-    if np.count_nonzero(mask) != np.count_nonzero(label == 1):
+    if np.issubdtype(label.dtype, np.unsignedinteger):
+        binary = label.size == 0 or label.max() <= 1
+    else:
+        binary = np.count_nonzero(mask) == np.count_nonzero(label == 1)
+    if not binary:
         values = np.unique(label)
         shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if len(values) > 8 else "")
         warnings.warn(f"{case}: label has values other than 0 and 1 ({shown}); binarised "
@@ -113,31 +117,76 @@ def _numpy_linear_quantile_parts():
         return (lambda n, q: (n - 1) * q), lerp
 
 
-def reference_percentile(values: np.ndarray, q: float = BACKGROUND_PERCENTILE) -> float:
-    """``np.percentile(values.astype(np.float64), q)`` (method "linear"), bit for bit, without
-    the float64 copy and the full partial sort of that copy.
-
-    ``values`` is a 1D array (it is partially sorted in place). The two neighbouring order
-    statistics are found in the array's own dtype (exact: they are values of the array), then
-    NumPy's virtual index and interpolation are applied in float64.
-    """
-    n = values.size
+def _linear_percentile(n: int, q: float, order_statistics) -> float:
+    """NumPy's "linear" percentile of ``n`` values, given ``order_statistics(i, j)`` returning the
+    values at sorted positions ``i`` and ``j`` (0-based); arithmetic in float64 like
+    ``np.percentile`` on a float64 array."""
     if n == 0:
         raise ValueError("percentile of an empty array")
     get_virtual_index, lerp = _numpy_linear_quantile_parts()
     quantile = np.true_divide(q, 100)
     virtual = np.asanyarray(get_virtual_index(n, quantile))
     if virtual >= n - 1:
-        return float(np.float64(values.max()))
+        index = n - 1
+        return float(np.float64(order_statistics(index, index)[0]))
     if virtual < 0:
-        return float(np.float64(values.min()))
+        return float(np.float64(order_statistics(0, 0)[0]))
     previous = np.floor(virtual)
     index = int(previous)
-    values.partition([index, index + 1])
-    a = np.asarray(values[index], dtype=np.float64)
-    b = np.asarray(values[index + 1], dtype=np.float64)
+    a, b = order_statistics(index, index + 1)
     gamma = float(np.asanyarray(virtual - previous))
-    return float(lerp(a, b, gamma))
+    return float(lerp(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), gamma))
+
+
+def reference_percentile(values: np.ndarray, q: float = BACKGROUND_PERCENTILE) -> float:
+    """``np.percentile(values.astype(np.float64), q)`` (method "linear"), bit for bit, without
+    the float64 copy.
+
+    ``values`` is a 1D array (it is partially sorted in place). The two neighbouring order
+    statistics are found in the array's own dtype (exact: they are values of the array), then
+    NumPy's virtual index and interpolation are applied in float64.
+    """
+    def order_statistics(i: int, j: int):
+        values.partition([i, j] if j != i else [i])
+        return values[i], values[j]
+
+    return _linear_percentile(values.size, q, order_statistics)
+
+
+def background_threshold(pet: np.ndarray, tumor: np.ndarray, q: float = BACKGROUND_PERCENTILE,
+                         n_tumor: int | None = None) -> float:
+    """``np.percentile(pet[tumor == 0].astype(np.float64), q)``, exactly, fast.
+
+    Only the values at the two needed ranks matter. A cut ``g`` taken from a strided
+    subsample keeps the top values ``pet >= g`` outside the tumor; when they include both
+    ranks (almost always), the order statistics come from that small set, else from all
+    non-tumor values.
+    """
+    n_tumor = int(np.count_nonzero(tumor)) if n_tumor is None else n_tumor
+    n = pet.size - n_tumor
+    if n <= 0:
+        raise ValueError("no value outside the tumor")
+
+    def order_statistics(i: int, j: int):
+        step = max(1, int(round((pet.size / 250_000) ** (1 / 3))))
+        sample = np.asarray(pet[::step, ::step, ::step]).ravel()
+        if step > 1 and sample.size > 100:
+            # 4x the needed share of top values (plus slack) to stay safe with few samples.
+            share = min(1.0, 4.0 * (n - i) / n + 50.0 / sample.size)
+            k = int(np.floor((1.0 - share) * (sample.size - 1)))
+            cut = np.partition(sample, k)[k]
+            top = pet >= cut
+            top &= ~tumor
+            candidates = pet[top]
+            below = n - candidates.size  # non-tumor values < cut: all before the needed ranks
+            if below <= i:
+                candidates.partition([i - below, j - below] if j != i else [i - below])
+                return candidates[i - below], candidates[j - below]
+        values = pet.T[~tumor.T] if pet.flags.f_contiguous else pet[~tumor]
+        values.partition([i, j] if j != i else [i])
+        return values[i], values[j]
+
+    return _linear_percentile(n, q, order_statistics)
 
 
 def _greater_than(array: np.ndarray, threshold: float) -> np.ndarray:
@@ -202,14 +251,23 @@ def _component(labels: np.ndarray, label: int, bbox: Sequence[slice]) -> _Compon
 
 def _labelled_components(mask: np.ndarray):
     """26-connected components (numbered like the published code: ``cc3d`` on the array as
-    laid out in memory) and their bounding boxes."""
+    laid out in memory), their labels ``1..n`` and a function giving a label's bounding box.
+
+    Bounding boxes come from the (sparse) foreground voxel list, which is much faster than a
+    full-volume statistics pass."""
     import cc3d
 
-    labels = cc3d.connected_components(mask, connectivity=26)
-    stats = cc3d.statistics(labels)
-    boxes = stats["bounding_boxes"]
-    n = int(labels.max()) if labels.size else 0
-    return labels, np.arange(1, n + 1, dtype=labels.dtype), boxes
+    labels, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
+    # Flat indices in memory order (a view, no copy, for C- or Fortran-ordered arrays).
+    order = "F" if mask.flags.f_contiguous and not mask.flags.c_contiguous else "C"
+    flat = np.flatnonzero(mask.ravel(order=order))
+    ids = labels.ravel(order=order)[flat]
+
+    def bbox(label: int) -> tuple[slice, ...]:
+        coords = np.unravel_index(flat[ids == label], mask.shape, order=order)
+        return tuple(slice(int(c.min()), int(c.max()) + 1) for c in coords)
+
+    return labels, np.arange(1, int(n) + 1, dtype=labels.dtype), bbox
 
 
 def _perturb(click: list[int], offset: int | None, region: np.ndarray, rng: np.random.Generator,
@@ -272,7 +330,8 @@ def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_na
                                     "different shapes")
         if not np.issubdtype(pet.dtype, np.number) or np.issubdtype(pet.dtype, np.complexfloating):
             raise InputError(f"{case}: PET must be a real-valued image, got dtype {pet.dtype}")
-        if np.issubdtype(pet.dtype, np.floating):
+        if np.issubdtype(pet.dtype, np.floating) and not (np.isfinite(pet.min()) and np.isfinite(pet.max())):
+            # min/max propagate NaN and show infinities: two fast reductions instead of a mask.
             n_bad = int(np.count_nonzero(~np.isfinite(pet)))
             if n_bad:
                 raise InputError(f"{case}: PET contains {n_bad} NaN or infinite voxel(s)")
@@ -285,7 +344,7 @@ def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_na
         labels, unique_labels, boxes = _labelled_components(tumor)
         size = min(budget, len(unique_labels))
         sampled = rng.choice(unique_labels, size=size, replace=False)
-        components = [_component(labels, int(lab), boxes[int(lab)]) for lab in sampled]
+        components = [_component(labels, int(lab), boxes(int(lab))) for lab in sampled]
         for comp in components:
             clicks["tumor"].append(_perturb(comp.centre(), center_offset, tumor, perturb_rng, True))
         while len(clicks["tumor"]) < budget:
@@ -297,14 +356,11 @@ def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_na
                     break
 
     if with_background:
-        # C-order views make the boolean gather a fast sequential pass for Fortran arrays; the
-        # percentile does not depend on the order of the values.
-        non_tumor = pet.T[~tumor.T] if pet.flags.f_contiguous else pet[~tumor]
-        if non_tumor.size == 0:
+        n_tumor = int(np.count_nonzero(tumor))
+        if n_tumor == tumor.size:
             raise EmptyRegionError(f"{case}: the label covers the whole image; no background "
                                    "voxel for background clicks")
-        threshold = reference_percentile(non_tumor)
-        del non_tumor
+        threshold = background_threshold(pet, tumor, BACKGROUND_PERCENTILE, n_tumor)
         region = _greater_than(pet, threshold) * ~tumor
         labels, unique_labels, boxes = _labelled_components(region)
         if len(unique_labels) == 0 and budget > 0:
@@ -313,7 +369,7 @@ def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_na
                                    "high-uptake region for background clicks (constant PET?)")
         size = min(budget, len(unique_labels))
         sampled = rng.choice(unique_labels, size=size, replace=False)
-        components = [_component(labels, int(lab), boxes[int(lab)]) for lab in sampled]
+        components = [_component(labels, int(lab), boxes(int(lab))) for lab in sampled]
         for comp in components:
             clicks["background"].append(_perturb(comp.centre(), center_offset, tumor, perturb_rng, False))
         while len(clicks["background"]) < budget:

@@ -1,0 +1,182 @@
+"""Folder-level click simulation: the published ``process_images`` job, with skipping,
+parallel cases, a progress bar and a failure summary.
+
+Inputs use nnU-Net naming: labels ``<labels>/<case>.nii.gz``, PET ``<case>_0001.nii.gz`` in
+``input_pet`` or, without it, in the label folder's path with ``labels`` replaced by
+``images`` (``labelsTr`` -> ``imagesTr``), as the challenge does. Outputs:
+
+- ``<json_output>/<case>_clicks.json`` (simulator format),
+- ``<json_output>/gc/<case>_clicks.json`` (Grand Challenge "Multiple points" format),
+- with ``output_heatmap``: ``<output_heatmap>/<case>_0002.nii.gz`` (tumor) and
+  ``_0003.nii.gz`` (background), float32 on the label's grid; for ``Longitudinal-CT`` one
+  tumor channel, named ``_0003.nii.gz`` as in the published script.
+
+All outputs of a case are computed before any is written, and each write is atomic: a failing
+case leaves no partial output. Existing outputs are skipped unless ``overwrite``.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from autopet_common.errors import InputError
+
+from .simulate import SEED, dataset_settings
+
+LABEL_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
+
+
+@dataclass
+class CaseResult:
+    case: str
+    status: str                  # "done", "skipped" or "failed"
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def case_name(label_path: str | os.PathLike) -> str:
+    from autopet_common.image_io import strip_image_suffix
+    return strip_image_suffix(label_path)
+
+
+def pet_path_for(label_path: str | os.PathLike, input_pet: str | os.PathLike | None = None,
+                 channel: str = "_0001") -> Path:
+    """Where the PET of a label lives: ``<input_pet>/<case>_0001<suffix>`` (or ``input_pet``
+    itself when it is a file), else the label's folder with ``labels`` -> ``images``."""
+    from autopet_common.image_io import image_suffix
+    label_path = Path(label_path)
+    name = case_name(label_path) + channel + image_suffix(label_path)
+    if input_pet is not None:
+        input_pet = Path(input_pet)
+        return input_pet if input_pet.is_file() else input_pet / name
+    return Path(str(label_path.parent).replace("labels", "images")) / name
+
+
+def output_paths(case: str, dataset_name: str, json_output: str | os.PathLike,
+                 output_heatmap: str | os.PathLike | None) -> dict[str, Path]:
+    json_output = Path(json_output)
+    paths = {"json": json_output / f"{case}_clicks.json",
+             "gc_json": json_output / "gc" / f"{case}_clicks.json"}
+    if output_heatmap is not None:
+        with_background, _ = dataset_settings(dataset_name)
+        heatmaps = Path(output_heatmap)
+        if with_background:
+            paths["tumor_heatmap"] = heatmaps / f"{case}_0002.nii.gz"
+            paths["background_heatmap"] = heatmaps / f"{case}_0003.nii.gz"
+        else:
+            paths["tumor_heatmap"] = heatmaps / f"{case}_0003.nii.gz"
+    return paths
+
+
+def simulate_case_files(label_path: str | os.PathLike, json_output: str | os.PathLike,
+                        dataset_name: str = "FDG-PETCT", input_pet: str | os.PathLike | None = None,
+                        output_heatmap: str | os.PathLike | None = None, click_budget: int | None = None,
+                        center_offset: int | None = None, edge_offset: int | None = None,
+                        seed: int = SEED, background_in_component: bool = False,
+                        encoding: str = "gaussian", encoding_size: float | None = None,
+                        encoding_in_mm: bool = False, overwrite: bool = False) -> CaseResult:
+    """Simulate and write one case's clicks (and heatmaps). Raises :class:`InputError` for bad
+    input; returns a :class:`CaseResult` (``skipped`` when all outputs exist)."""
+    import numpy as np
+
+    from autopet_common.click_io import write_clicks_json
+    from autopet_common.image_io import write_image
+
+    from .encodings import encode_clicks
+    from .simulate import load_case, simulate_clicks
+
+    case = case_name(label_path)
+    paths = output_paths(case, dataset_name, json_output, output_heatmap)
+    if not overwrite and all(p.is_file() for p in paths.values()):
+        return CaseResult(case, "skipped")
+    with_background, _ = dataset_settings(dataset_name)
+    pet_path = pet_path_for(label_path, input_pet) if with_background else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        label, pet, geometry, _ = load_case(label_path, pet_path, with_background, case)
+        clicks = simulate_clicks(label, pet, dataset_name, click_budget, center_offset, edge_offset,
+                                 seed, background_in_component, case)
+    messages = [str(w.message) for w in caught]
+    heatmaps = {}
+    if output_heatmap is not None:
+        tumor_map, background_map = encode_clicks(label.shape, clicks, encoding, encoding_size,
+                                                  geometry.spacing, encoding_in_mm)
+        heatmaps["tumor_heatmap"] = tumor_map
+        if with_background:
+            heatmaps["background_heatmap"] = background_map
+    for key, array in heatmaps.items():
+        write_image(array.astype(np.float32, copy=False), geometry, paths[key])
+    write_clicks_json(paths["json"], clicks, gc_format=False)
+    write_clicks_json(paths["gc_json"], clicks, gc_format=True)
+    return CaseResult(case, "done", warnings=messages)
+
+
+def _run_case(kwargs: dict) -> CaseResult:
+    """Worker: one case; bad input becomes a ``failed`` result naming the case."""
+    case = case_name(kwargs["label_path"])
+    try:
+        return simulate_case_files(**kwargs)
+    except (InputError, ValueError, OSError) as exc:
+        return CaseResult(case, "failed", str(exc) if case in str(exc) else f"{case}: {exc}")
+    except Exception as exc:  # a bug must not stop the other cases; reported in the summary
+        return CaseResult(case, "failed", f"{case}: unexpected {type(exc).__name__}: {exc}")
+
+
+def list_label_files(input_label: str | os.PathLike) -> list[Path]:
+    """Label images in a folder (sorted), or the single file ``input_label``."""
+    from autopet_common.image_io import list_images
+    path = Path(input_label)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InputError(f"label input not found: {path}")
+    return list_images(path, LABEL_SUFFIXES)
+
+
+def simulate_folder(input_label: str | os.PathLike, json_output: str | os.PathLike,
+                    dataset_name: str = "FDG-PETCT", input_pet: str | os.PathLike | None = None,
+                    output_heatmap: str | os.PathLike | None = None, num_processes: int = 1,
+                    progress: bool = True, **options) -> list[CaseResult]:
+    """Simulate clicks for every label in ``input_label`` (a folder or one file).
+
+    ``options`` are passed to :func:`simulate_case_files` (click_budget, center_offset,
+    edge_offset, seed, background_in_component, encoding, encoding_size, encoding_in_mm,
+    overwrite). Failing cases are reported in the returned results; the others complete.
+    """
+    dataset_settings(dataset_name)  # fail early on an unknown dataset name
+    labels = list_label_files(input_label)
+    jobs = [dict(label_path=str(p), json_output=str(json_output), dataset_name=dataset_name,
+                 input_pet=None if input_pet is None else str(input_pet),
+                 output_heatmap=None if output_heatmap is None else str(output_heatmap), **options)
+            for p in labels]
+    from tqdm import tqdm
+    bar = tqdm(total=len(jobs), desc="simulating clicks", unit="case", disable=not progress)
+    results: list[CaseResult] = []
+    if num_processes <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            results.append(_run_case(job))
+            bar.update()
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=num_processes) as pool:
+            for result in pool.map(_run_case, jobs):
+                results.append(result)
+                bar.update()
+    bar.close()
+    return results
+
+
+def summarise(results: Sequence[CaseResult]) -> str:
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    lines = [f"{len(results)} case(s): {counts['done']} simulated, {counts['skipped']} skipped "
+             f"(outputs exist; --overwrite to redo), {counts['failed']} failed"]
+    for result in results:
+        for message in result.warnings:
+            lines.append(f"warning: {message}")
+    for result in results:
+        if result.status == "failed":
+            lines.append(f"failed: {result.message}")
+    return "\n".join(lines)
