@@ -298,3 +298,29 @@ def test_task2_cohort_files_and_points(tmp_path):
         assert set(points) == set(np.unique(labels)) - {0}
         for lesion_id, point in points.items():
             assert np.allclose(point, center_of_mass(labels == lesion_id), atol=1e-3)
+
+
+# ---------------------------------------------------------------------------- committed sample
+def test_committed_sample_is_what_make_sample_writes():
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from make_sample import make_input_case
+    finally:
+        sys.path.pop(0)
+    test_dir = Path(__file__).parent
+    ct_files = list((test_dir / "input" / "images" / "ct").glob("*.mha"))
+    pet_files = list((test_dir / "input" / "images" / "pet").glob("*.mha"))
+    assert len(ct_files) == len(pet_files) == 1 and ct_files[0].stem != pet_files[0].stem
+    case = make_input_case()
+    ct, g_ct = read_image(ct_files[0])
+    pet, g_pet = read_image(pet_files[0])
+    assert g_ct == g_pet == case.geometry
+    assert np.array_equal(ct, np.round(case.ct).astype(np.int16))
+    assert np.array_equal(pet, case.pet)
+    assert 3 <= len(case.lesions) <= 6
+    label, _ = read_image(test_dir / "sample_cohort" / "test_input_case" / "label.nii.gz")
+    assert np.array_equal(label, case.label)
+    dataset = json.loads((test_dir / "sample_cohort" / "dataset.json").read_text())
+    assert dataset["numTraining"] == 2
+    tracers = {p.name.split("_")[1] for p in (test_dir / "sample_cohort" / "labelsTr").glob("*.nii.gz")}
+    assert tracers == {"FDG", "PSMA"}
