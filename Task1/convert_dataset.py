@@ -1,0 +1,214 @@
+"""Convert an autoPET Task 1 training folder into an nnU-Net v2 raw dataset.
+
+Source (the layout participants get, also written by ``autopet_common.phantoms``)::
+
+    SOURCE/imagesTr/<case>_0000.nii.gz   CT (HU) on the PET grid
+    SOURCE/imagesTr/<case>_0001.nii.gz   PET (SUV)
+    SOURCE/labelsTr/<case>.nii.gz        binary lesion mask
+
+Variants:
+
+- ``images`` (2 channels, for ``autoPETTrainerClicks*``, which make clicks on the fly):
+  ``channel_names`` ``{"0": "CT", "1": "PET"}``: nnU-Net's CT normalisation (clip to the
+  foreground percentiles, dataset mean/std) for CT and per-image z-score for PET (any name
+  nnU-Net does not know is z-scored; "PET" says what it is).
+- ``heatmaps`` (4 channels, the challenge's nnU-Net baseline layout): CT, PET, tumor click
+  heatmap ``_0002``, background click heatmap ``_0003``, the heatmaps named ``"noNorm"`` so
+  nnU-Net leaves them as drawn (values in [0, 1]). Clicks come from ``--clicks-dir``
+  (``<case>.json`` or ``<case>_clicks.json``, simulator or Grand Challenge format) or are
+  simulated with the challenge's algorithm (:func:`clicks.simulate_clicks`); ``--step`` keeps the
+  first N of each kind. The encoding used is recorded in ``dataset.json`` under
+  ``autopet_conversion`` so :class:`Task1.predict.Task1Predictor` draws the same heatmaps.
+
+The dataset is assembled in a hidden temporary folder next to the target and renamed into
+place at the end: an error leaves no partial dataset. Images are hard-linked when possible.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from autopet_common.errors import InputError
+
+VARIANTS = ("images", "heatmaps")
+HEATMAP_CHANNEL_NAME = "noNorm"
+FILE_ENDING = ".nii.gz"
+
+
+def find_cases(source: str | os.PathLike) -> list[str]:
+    """Case identifiers of ``source/imagesTr`` (from the ``_0000`` CT files), sorted; every case
+    must have its PET and label. Raises :class:`InputError` naming what is missing."""
+    source = Path(source)
+    images, labels = source / "imagesTr", source / "labelsTr"
+    for folder in (images, labels):
+        if not folder.is_dir():
+            raise InputError(f"source {source} has no {folder.name}/ folder (expected the autoPET layout "
+                             "imagesTr/<case>_0000.nii.gz, _0001.nii.gz, labelsTr/<case>.nii.gz)")
+    cases = sorted(p.name[: -len("_0000" + FILE_ENDING)] for p in images.glob("*_0000" + FILE_ENDING)
+                   if not p.name.startswith("."))
+    if not cases:
+        raise InputError(f"no CT images (*_0000{FILE_ENDING}) in {images}")
+    for case in cases:
+        for path, what in ((images / f"{case}_0001{FILE_ENDING}", "PET image"),
+                           (labels / f"{case}{FILE_ENDING}", "label")):
+            if not path.is_file():
+                raise InputError(f"case {case}: {what} {path} not found")
+    return cases
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _case_clicks(case: str, label: np.ndarray, pet: np.ndarray, clicks_dir: Path | None) -> dict:
+    from autopet_common.click_io import read_clicks_json
+
+    if clicks_dir is not None:
+        for name in (f"{case}.json", f"{case}_clicks.json"):
+            if (clicks_dir / name).is_file():
+                return read_clicks_json(clicks_dir / name, missing_ok=False)
+        raise InputError(f"case {case}: no click file {case}.json or {case}_clicks.json in {clicks_dir}")
+    from clicks import simulate_clicks
+
+    return simulate_clicks(label, pet)
+
+
+def dataset_json_for(variant: str, n_cases: int, name: str, encoding: str | None = None,
+                     encoding_size: float | None = None, step: int | None = None) -> dict:
+    """The ``dataset.json`` of a converted dataset."""
+    channels = {"0": "CT", "1": "PET"}
+    if variant == "heatmaps":
+        channels.update({"2": HEATMAP_CHANNEL_NAME, "3": HEATMAP_CHANNEL_NAME})
+    out = {"channel_names": channels, "labels": {"background": 0, "tumor": 1}, "numTraining": n_cases,
+           "file_ending": FILE_ENDING, "name": name,
+           "description": f"autoPET/CT IV Task 1, {variant} variant, converted by Task1.convert_dataset"}
+    if variant == "heatmaps":
+        out["autopet_conversion"] = {"variant": variant, "encoding": encoding, "encoding_size": encoding_size,
+                                     "step": step, "channels": ["CT", "PET", "tumor clicks", "background clicks"]}
+    return out
+
+
+def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, dataset_id: int,
+                    name: str = "autoPETClicks", variant: str = "images", clicks_dir: str | os.PathLike | None = None,
+                    step: int = 10, encoding: str = "gaussian", encoding_size: float | None = None,
+                    overwrite: bool = False, progress: bool = True) -> Path:
+    """Write ``nnunet_raw/DatasetXXX_<name>`` from ``source``; returns its path.
+
+    See the module docstring for the variants. ``step``, ``encoding`` ("gaussian" as the
+    reference, or "edt") and ``encoding_size`` (sigma / radius in voxels) apply to ``heatmaps``.
+    """
+    from tqdm import tqdm
+
+    from autopet_common.click_io import clicks_at_step
+    from autopet_common.image_io import atomic_write_json, check_same_grid, read_geometry, read_image, write_image
+
+    if variant not in VARIANTS:
+        raise InputError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+    if not 1 <= int(dataset_id) <= 999:
+        raise InputError(f"dataset id must be in 1..999, got {dataset_id}")
+    if not name.replace("_", "").isalnum():
+        raise InputError(f"dataset name must be letters, digits and underscores, got {name!r}")
+    source = Path(source)
+    clicks_dir = Path(clicks_dir) if clicks_dir is not None else None
+    if clicks_dir is not None and not clicks_dir.is_dir():
+        raise InputError(f"click folder not found: {clicks_dir}")
+    target = Path(nnunet_raw) / f"Dataset{int(dataset_id):03d}_{name}"
+    existing = [p for p in Path(nnunet_raw).glob(f"Dataset{int(dataset_id):03d}_*")] if Path(nnunet_raw).is_dir() else []
+    if existing and not overwrite:
+        raise InputError(f"{existing[0]} already exists (dataset id {dataset_id} is taken); pass overwrite=True "
+                         "(--overwrite) to replace it")
+    cases = find_cases(source)
+    # check every header first: a bad case fails before anything is written
+    for case in cases:
+        ct_g = read_geometry(source / "imagesTr" / f"{case}_0000{FILE_ENDING}", f"CT of case {case}")
+        pet_g = read_geometry(source / "imagesTr" / f"{case}_0001{FILE_ENDING}", f"PET of case {case}")
+        lab_g = read_geometry(source / "labelsTr" / f"{case}{FILE_ENDING}", f"label of case {case}")
+        check_same_grid(ct_g, pet_g, f"CT of case {case}", f"PET of case {case}")
+        check_same_grid(pet_g, lab_g, f"PET of case {case}", f"label of case {case}")
+
+    Path(nnunet_raw).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=nnunet_raw))
+    try:
+        (work / "imagesTr").mkdir()
+        (work / "labelsTr").mkdir()
+        for case in tqdm(cases, desc=f"converting ({variant})", disable=not progress):
+            for channel in ("0000", "0001"):
+                _link_or_copy(source / "imagesTr" / f"{case}_{channel}{FILE_ENDING}",
+                              work / "imagesTr" / f"{case}_{channel}{FILE_ENDING}")
+            _link_or_copy(source / "labelsTr" / f"{case}{FILE_ENDING}", work / "labelsTr" / f"{case}{FILE_ENDING}")
+            if variant == "heatmaps":
+                from clicks.encodings import encode_clicks
+
+                pet, geometry = read_image(source / "imagesTr" / f"{case}_0001{FILE_ENDING}", np.float32,
+                                           check_finite=True, what=f"PET of case {case}")
+                label, _ = read_image(source / "labelsTr" / f"{case}{FILE_ENDING}", np.uint8,
+                                      what=f"label of case {case}")
+                clicks = clicks_at_step(_case_clicks(case, label, pet, clicks_dir), step)
+                tumor_map, background_map = encode_clicks(geometry.shape, clicks, encoding=encoding,
+                                                          size=encoding_size)
+                write_image(tumor_map, geometry, work / "imagesTr" / f"{case}_0002{FILE_ENDING}")
+                write_image(background_map, geometry, work / "imagesTr" / f"{case}_0003{FILE_ENDING}")
+        atomic_write_json(work / "dataset.json",
+                          dataset_json_for(variant, len(cases), name, encoding if variant == "heatmaps" else None,
+                                           encoding_size, step if variant == "heatmaps" else None))
+        for old in existing:
+            shutil.rmtree(old)
+        os.replace(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return target
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m Task1.convert_dataset",
+        description="Convert an autoPET Task 1 folder (imagesTr/<case>_0000 CT, _0001 PET, labelsTr/<case>) into an "
+                    "nnU-Net v2 raw dataset: 'images' = CT + PET (for the autoPETTrainerClicks trainers, clicks made "
+                    "on the fly), 'heatmaps' = CT + PET + tumor + background click heatmaps (the challenge "
+                    "baseline's 4 channels).")
+    parser.add_argument("source", help="autoPET folder with imagesTr/ and labelsTr/")
+    parser.add_argument("--nnunet-raw", default=os.environ.get("nnUNet_raw"),
+                        help="nnU-Net raw folder (default: $nnUNet_raw)")
+    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id (1..999)")
+    parser.add_argument("--name", default="autoPETClicks", help="dataset name (DatasetXXX_<name>)")
+    parser.add_argument("--variant", choices=VARIANTS, default="images")
+    parser.add_argument("--clicks-dir", help="heatmaps: folder of <case>.json / <case>_clicks.json "
+                                             "(default: simulate with the challenge's algorithm)")
+    parser.add_argument("--step", type=int, default=10, help="heatmaps: use the first STEP clicks of each kind")
+    parser.add_argument("--encoding", choices=("gaussian", "edt"), default="gaussian",
+                        help="heatmaps: Gaussian (reference, sigma 3) or distance-transform ball (radius 2)")
+    parser.add_argument("--encoding-size", type=float, default=None, help="heatmaps: sigma / radius in voxels")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.nnunet_raw:
+        print("error: no nnU-Net raw folder: pass --nnunet-raw or set nnUNet_raw", file=sys.stderr)
+        return 2
+    try:
+        target = convert_dataset(args.source, args.nnunet_raw, args.dataset_id, args.name, args.variant,
+                                 args.clicks_dir, args.step, args.encoding, args.encoding_size, args.overwrite,
+                                 progress=not args.no_progress)
+    except (InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,442 @@
+"""Task 1 predictor: CT + PET + clicks -> binary lesion mask on the input grid, with nnU-Net v2.
+
+    from Task1.predict import Task1Predictor
+    p = Task1Predictor(model_dir, folds=None, checkpoint="checkpoint_final.pth", device="auto",
+                       use_mirroring=True, time_budget=None, verbose=False)
+    mask = p.predict(ct, pet, geometry, {"tumor": [[i, j, k], ...], "background": [...]})
+
+Conventions: ``ct`` (HU) and ``pet`` (SUV) are float32 arrays indexed ``[i, j, k]`` (NIfTI
+order) on one grid described by ``geometry`` (:class:`autopet_common.image_io.Geometry`);
+clicks are voxel indices ``[i, j, k]`` of that grid; the returned mask is uint8 0/1 ``[i, j, k]``
+on the same grid.
+
+Two kinds of model folder are read (detected from the checkpoint and ``dataset.json``):
+
+- click models (``autoPETTrainerClicks*``): the dataset has the image channels (CT, PET); the
+  network has 2 more inputs. Each click is mapped through nnU-Net's own preprocessing (axis
+  order of the reader, transpose, crop to non-zero, resampling) into the network grid and the
+  tumor and background channels are built there with the encoding stored in the checkpoint,
+  exactly as in training.
+- heatmap models (the challenge's 4-channel nnU-Net baseline and models trained on datasets from
+  ``Task1.convert_dataset --variant heatmaps``): CT, PET, tumor heatmap, background heatmap are
+  dataset channels. The heatmaps are drawn on the input grid (Gaussian, sigma 3 voxels, as the
+  reference, unless ``dataset.json`` records another encoding) and go through the same
+  preprocessing as in training.
+
+Time budget: with ``time_budget`` (seconds, counted from the start of :meth:`predict`), the
+forward time of the first sliding-window tile of the first fold is measured, the total for all
+folds x mirrorings is estimated, and mirroring is dropped first, then folds, so the run ends
+within the budget. What was dropped is logged (logger ``Task1.predict``) and reported by
+:meth:`describe`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from autopet_common.errors import InputError
+
+log = logging.getLogger("Task1.predict")
+
+CLICK_CONFIG_KEY = "autopet_click_config"   # written by Task1/trainers/autoPETClickTrainers.py
+CONVERSION_KEY = "autopet_conversion"       # written into dataset.json by Task1.convert_dataset
+REFERENCE_HEATMAP = {"encoding": "gaussian", "encoding_size": 3.0}  # the challenge's baseline heatmaps
+SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO")  # readers that index arrays [k, j, i] without reorienting
+DEVICE_MEMORY_LIMIT_BYTES = 6 * 1024 ** 3   # above this, keep the sliding-window results on the CPU
+
+
+class ModelFolderError(InputError):
+    """A model folder is missing, incomplete or of an unsupported kind."""
+
+
+# ------------------------------------------------------------------------------- pure helpers
+def input_to_network_index(points_ijk: Sequence[Sequence[float]], properties: dict,
+                           transpose_forward: Sequence[int], network_shape: Sequence[int]
+                           ) -> tuple[list[list[int]], list[int]]:
+    """Map voxel indices ``[i, j, k]`` of the input grid into nnU-Net's network grid.
+
+    Follows nnU-Net's preprocessing step by step: the reader's array order ``[k, j, i]``; the
+    plans' ``transpose_forward``; the crop to the non-zero bounding box
+    (``properties['bbox_used_for_cropping']``); the resampling from
+    ``shape_after_cropping_and_before_resampling`` to ``network_shape``, whose coordinate map
+    (scikit-image ``resize`` and nnU-Net's separate-z path alike) is
+    ``out = (in + 0.5) * new / old - 0.5``. Results are rounded and clipped into the grid.
+
+    Returns (mapped points, indices of the points dropped because they lie outside the image
+    or outside the cropped region).
+    """
+    bbox = np.asarray(properties["bbox_used_for_cropping"], dtype=float)
+    before = np.asarray(properties["shape_before_cropping"], dtype=float)
+    cropped = np.asarray(properties["shape_after_cropping_and_before_resampling"], dtype=float)
+    new = np.asarray(network_shape, dtype=float)
+    order = list(transpose_forward)
+    mapped, dropped = [], []
+    for n, point in enumerate(points_ijk):
+        p = np.floor(np.asarray(point, dtype=float) + 0.5)[::-1][order]  # [k, j, i] -> transposed
+        if np.any(p < 0) or np.any(p >= before):
+            dropped.append(n)
+            continue
+        local = p - bbox[:, 0]
+        if np.any(local < 0) or np.any(local >= cropped):
+            dropped.append(n)
+            continue
+        out = (local + 0.5) * new / cropped - 0.5
+        out = np.clip(np.floor(out + 0.5), 0, new - 1).astype(int)
+        mapped.append([int(v) for v in out])
+    return mapped, dropped
+
+
+def _first_layer_in_channels(state_dict: dict) -> int:
+    """Input channels of a network: dim 1 of the first >= 3-D weight of its state dict."""
+    for value in state_dict.values():
+        if hasattr(value, "ndim") and value.ndim >= 3:
+            return int(value.shape[1])
+    raise ModelFolderError("the checkpoint has no convolution weights")
+
+
+def resolve_device(device: str):
+    """"auto" -> cuda when available else cpu, decided now (never at import)."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but no CUDA device is available")
+    return torch.device(device)
+
+
+# ------------------------------------------------------------------------------- predictor
+class Task1Predictor:
+    """nnU-Net v2 model folder -> Task 1 masks. See the module docstring for conventions."""
+
+    def __init__(self, model_dir: str | os.PathLike, folds: Sequence[int | str] | None = None,
+                 checkpoint: str = "checkpoint_final.pth", device: str = "auto", use_mirroring: bool = True,
+                 time_budget: float | None = None, verbose: bool = False, tile_step_size: float = 0.5):
+        import torch
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        self.model_dir = Path(model_dir)
+        self.checkpoint_name = checkpoint
+        self.use_mirroring = bool(use_mirroring)
+        self.time_budget = time_budget
+        self.verbose = verbose
+        self.tile_step_size = tile_step_size
+        self.dropped: list[str] = []
+        self.last_timings: dict[str, float] = {}
+
+        for name in ("plans.json", "dataset.json"):
+            if not (self.model_dir / name).is_file():
+                raise ModelFolderError(f"model folder {self.model_dir} has no {name}: not an nnU-Net v2 "
+                                       "model folder (expected the folder with plans.json, dataset.json, fold_X/)")
+        self.plans = json.loads((self.model_dir / "plans.json").read_text())
+        self.dataset_json = json.loads((self.model_dir / "dataset.json").read_text())
+        self.plans_manager = PlansManager(self.plans)
+        reader = self.plans.get("image_reader_writer", "SimpleITKIO")
+        if reader not in SUPPORTED_READERS:
+            raise ModelFolderError(f"model folder {self.model_dir}: plans use the reader {reader}, which "
+                                   f"reorients images; clicks can only be mapped for {SUPPORTED_READERS}")
+
+        self.folds = self._find_folds(folds)
+        self.parameters, first = [], None
+        for fold in self.folds:
+            path = self.model_dir / f"fold_{fold}" / checkpoint
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as exc:  # torch raises several types for corrupt files
+                raise ModelFolderError(f"cannot load checkpoint {path}: {exc}") from None
+            if first is None:
+                first = ckpt
+            self.parameters.append(ckpt["network_weights"])
+        self.trainer_name = first.get("trainer_name", "?")
+        self.configuration_name = first["init_args"]["configuration"]
+        self.mirror_axes = first.get("inference_allowed_mirroring_axes")
+        self.configuration_manager = self.plans_manager.get_configuration(self.configuration_name)
+        self.label_manager = self.plans_manager.get_label_manager(self.dataset_json)
+
+        n_dataset_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
+        n_network_channels = _first_layer_in_channels(self.parameters[0])
+        self.click_config = first.get(CLICK_CONFIG_KEY) or self._read_click_config_json()
+        if n_network_channels == n_dataset_channels + 2:
+            self.kind = "clicks"
+            config = self.click_config or {}
+            if not config:
+                log.warning("%s: no click configuration stored; assuming the default ball encoding",
+                            self.model_dir)
+            self.encoding = config.get("encoding", "edt")
+            self.encoding_size = config.get("encoding_size")
+        elif n_network_channels == n_dataset_channels == 4:
+            self.kind = "heatmaps"
+            config = self.dataset_json.get(CONVERSION_KEY) or REFERENCE_HEATMAP
+            self.encoding = config.get("encoding", "gaussian")
+            self.encoding_size = config.get("encoding_size", 3.0)
+        else:
+            raise ModelFolderError(
+                f"model folder {self.model_dir}: the network takes {n_network_channels} input channels and the "
+                f"dataset has {n_dataset_channels}; expected a click model (2 dataset channels + 2 click "
+                "channels) or a 4-channel heatmap model (CT, PET, tumor, background)")
+        self.n_dataset_channels = n_dataset_channels
+        self.n_network_channels = n_network_channels
+        self.device = resolve_device(device)
+        self.network = self._build_network()
+
+    # -------------------------------------------------------------------------- loading
+    def _find_folds(self, folds) -> list:
+        if folds is None:
+            found = sorted(int(p.name[5:]) for p in self.model_dir.glob("fold_*")
+                           if p.name[5:].isdigit() and (p / self.checkpoint_name).is_file())
+            if not found and (self.model_dir / "fold_all" / self.checkpoint_name).is_file():
+                found = ["all"]
+            if not found:
+                raise ModelFolderError(f"model folder {self.model_dir} has no fold_X/{self.checkpoint_name}")
+            return found
+        folds = [f if f == "all" else int(f) for f in folds]
+        for fold in folds:
+            if not (self.model_dir / f"fold_{fold}" / self.checkpoint_name).is_file():
+                raise ModelFolderError(f"model folder {self.model_dir}: fold_{fold}/{self.checkpoint_name} "
+                                       "not found")
+        return folds
+
+    def _read_click_config_json(self) -> dict | None:
+        path = self.model_dir / "click_config.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _build_network(self):
+        from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+        cm = self.configuration_manager
+        network = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                         cm.network_arch_init_kwargs_req_import, self.n_network_channels,
+                                         self.label_manager.num_segmentation_heads, allow_init=False,
+                                         deep_supervision=False)
+        try:
+            network.load_state_dict(self.parameters[0])
+        except RuntimeError as exc:
+            raise ModelFolderError(f"model folder {self.model_dir}: the checkpoint does not fit the network "
+                                   f"described by plans.json ({str(exc).splitlines()[0]})") from None
+        return network.eval()
+
+    def describe(self) -> dict[str, Any]:
+        """What runs, for logs."""
+        return {"model_dir": str(self.model_dir), "trainer": self.trainer_name,
+                "plans": self.plans_manager.plans_name, "configuration": self.configuration_name,
+                "folds": list(self.folds), "checkpoint": self.checkpoint_name, "input_kind": self.kind,
+                "encoding": self.encoding, "encoding_size": self.encoding_size, "device": str(self.device),
+                "use_mirroring": self.use_mirroring, "time_budget": self.time_budget,
+                "dropped": list(self.dropped), "timings": dict(self.last_timings)}
+
+    # -------------------------------------------------------------------------- prediction
+    def predict(self, ct: np.ndarray, pet: np.ndarray, geometry, clicks: dict | None) -> np.ndarray:
+        """Binary mask (uint8 0/1, ``[i, j, k]``) on the input grid. See the module docstring."""
+        import torch
+        from autopet_common.click_io import split_clicks_inside
+        from autopet_common.image_io import require_finite
+
+        started = time.perf_counter()
+        self.dropped = []
+        shape = tuple(int(s) for s in geometry.shape)
+        for name, array in (("CT", ct), ("PET", pet)):
+            if tuple(np.shape(array)) != shape:
+                raise InputError(f"{name} array of shape {tuple(np.shape(array))} does not match the "
+                                 f"geometry's shape {shape}")
+            require_finite(np.asarray(array), f"{name} image")
+        if clicks is not None and not isinstance(clicks, dict):
+            raise InputError(f"clicks must be a dict {{'tumor': [...], 'background': [...]}}, got "
+                             f"{type(clicks).__name__}")
+        clicks, outside = split_clicks_inside(clicks or {}, shape)
+        if outside:
+            log.warning("skipping %d click(s) outside the image %s: %s", len(outside), shape,
+                        ", ".join(f"{kind} {p}" for kind, p in outside))
+
+        channels = [np.asarray(ct, dtype=np.float32), np.asarray(pet, dtype=np.float32)]
+        if self.kind == "heatmaps":
+            from clicks.encodings import encode_clicks
+
+            channels += list(encode_clicks(shape, clicks, encoding=self.encoding, size=self.encoding_size))
+        # nnU-Net's readers (SimpleITKIO, NibabelIO) give arrays [k, j, i] and spacing (z, y, x)
+        data = np.stack(channels).transpose(0, 3, 2, 1)
+        properties = {"spacing": [abs(float(s)) for s in geometry.spacing[::-1]],
+                      "sitk_stuff": {"spacing": geometry.spacing, "origin": geometry.origin,
+                                     "direction": geometry.direction}}
+        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
+        data, _, properties = preprocessor.run_case_npy(data, None, properties, self.plans_manager,
+                                                        self.configuration_manager, self.dataset_json)
+        network_shape = data.shape[1:]
+        if self.kind == "clicks":
+            from Task1.click_transforms import click_channels
+
+            mapped = {}
+            for kind in ("tumor", "background"):
+                points, dropped = input_to_network_index(clicks[kind], properties,
+                                                         self.plans_manager.transpose_forward, network_shape)
+                if dropped:
+                    log.warning("%d %s click(s) fall outside nnU-Net's cropped region and are skipped",
+                                len(dropped), kind)
+                mapped[kind] = points
+            data = np.concatenate((data, click_channels(network_shape, mapped, self.encoding,
+                                                        self.encoding_size)))
+        preprocessed = time.perf_counter()
+        self.last_timings = {"preprocess_s": preprocessed - started}
+
+        logits = self._predict_logits(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), started)
+        predicted = time.perf_counter()
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+        segmentation = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, self.plans_manager, self.configuration_manager, self.label_manager, properties)
+        mask = (np.asarray(segmentation).transpose(2, 1, 0) > 0).astype(np.uint8)
+        self.last_timings.update(predict_s=predicted - preprocessed, export_s=time.perf_counter() - predicted,
+                                 total_s=time.perf_counter() - started)
+        if mask.shape != shape:
+            raise RuntimeError(f"internal error: mask shape {mask.shape} != input shape {shape}")
+        return mask
+
+    def _nnunet_predictor(self, data_numel: int):
+        import torch
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        on_device = self.device.type == "cuda" and \
+            data_numel * 4 * (1 + self.label_manager.num_segmentation_heads) < DEVICE_MEMORY_LIMIT_BYTES
+        predictor = nnUNetPredictor(tile_step_size=self.tile_step_size, use_gaussian=True,
+                                    use_mirroring=self.use_mirroring, perform_everything_on_device=on_device,
+                                    device=self.device, verbose=False, allow_tqdm=self.verbose)
+        predictor.manual_initialization(self.network, self.plans_manager, self.configuration_manager,
+                                        self.parameters, self.dataset_json, self.trainer_name, self.mirror_axes)
+        return predictor
+
+    def _plan_budget(self, predictor, data, started: float) -> list:
+        """Decide mirroring and folds so the estimated run fits ``time_budget``; returns the
+        parameter sets to use."""
+        import torch
+        from acvl_utils.cropping_and_padding.padding import pad_nd_image
+
+        parameters = list(self.parameters)
+        if self.time_budget is None:
+            return parameters
+        padded = pad_nd_image(data, self.configuration_manager.patch_size, "constant", {"value": 0}, True,
+                              None)[0]
+        slicers = predictor._internal_get_sliding_window_slicers(padded.shape[1:])
+        tile = padded[slicers[0]][None].to(self.device)
+        self.network.load_state_dict(parameters[0])
+        network = self.network.to(self.device)
+        amp = torch.autocast(self.device.type) if self.device.type == "cuda" else _Null()
+        times = []
+        with torch.inference_mode(), amp:
+            for _ in range(2):  # the first call pays one-off costs (cudnn benchmark, allocation)
+                t = time.perf_counter()
+                network(tile)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t)
+        per_tile = min(times)
+        passes = 2 ** len(self.mirror_axes) if (self.use_mirroring and self.mirror_axes) else 1
+        elapsed = time.perf_counter() - started
+        # export (resampling back) costs about as much as preprocessing did
+        reserve = self.last_timings.get("preprocess_s", 0.0)
+        remaining = self.time_budget - elapsed - reserve
+        estimate = lambda n_folds, n_passes: 1.15 * per_tile * len(slicers) * n_passes * n_folds
+        log.info("time budget %.1f s: %.1f s left; %d tiles x %.3f s; %d fold(s) x %d mirroring pass(es) "
+                 "estimated %.1f s", self.time_budget, remaining, len(slicers), per_tile, len(parameters),
+                 passes, estimate(len(parameters), passes))
+        if passes > 1 and estimate(len(parameters), passes) > remaining:
+            predictor.use_mirroring = False
+            self.dropped.append(f"mirroring ({passes} passes -> 1)")
+            log.warning("time budget: dropping test-time mirroring (estimated %.1f s > %.1f s left)",
+                        estimate(len(parameters), passes), remaining)
+            passes = 1
+        keep = len(parameters)
+        while keep > 1 and estimate(keep, passes) > remaining:
+            keep -= 1
+        if keep < len(parameters):
+            dropped_folds = self.folds[keep:]
+            self.dropped.append(f"folds {list(dropped_folds)}")
+            log.warning("time budget: using fold(s) %s only, dropping %s (estimated %.1f s for all > %.1f s left)",
+                        list(self.folds[:keep]), list(dropped_folds), estimate(len(parameters), passes), remaining)
+        return parameters[:keep]
+
+    def _predict_logits(self, data, started: float):
+        import torch
+
+        predictor = self._nnunet_predictor(data.numel())
+        parameters = self._plan_budget(predictor, data, started)
+        logits = None
+        for params in parameters:
+            self.network.load_state_dict(params)
+            predictor.network = self.network
+            fold_logits = predictor.predict_sliding_window_return_logits(data).to("cpu", torch.float32)
+            logits = fold_logits if logits is None else logits + fold_logits
+        return logits / len(parameters)
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m Task1.predict",
+        description="Predict a Task 1 lesion mask with an nnU-Net v2 model folder (click model from "
+                    "Task1/trainers or a 4-channel heatmap model). Clicks are voxel indices [i, j, k] of the "
+                    "input grid in the simulator or Grand Challenge JSON format; --step selects the first N "
+                    "tumor and background clicks. The mask is written on the input grid (uint8 0/1).")
+    parser.add_argument("--model", required=True, help="model folder (contains plans.json, dataset.json, fold_X/)")
+    parser.add_argument("--ct", required=True, help="CT image (HU), e.g. case_0000.nii.gz or .mha")
+    parser.add_argument("--pet", required=True, help="PET image (SUV) on the CT's grid")
+    parser.add_argument("--clicks", help="click JSON (simulator or 'Multiple points' format); none: step 0")
+    parser.add_argument("--step", type=int, default=None, help="use the first STEP tumor and background clicks")
+    parser.add_argument("--out", required=True, help="output mask (.nii.gz or .mha)")
+    parser.add_argument("--folds", nargs="+", default=None, help="folds to use (default: all found)")
+    parser.add_argument("--checkpoint", default="checkpoint_final.pth")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--disable-mirroring", action="store_true", help="no test-time mirroring (faster)")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="seconds: drop mirroring, then folds, to finish within this time")
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from autopet_common.click_io import clicks_at_step, read_clicks_json
+    from autopet_common.image_io import check_same_grid, read_image, write_mask
+
+    try:
+        ct, geometry = read_image(args.ct, dtype=np.float32, check_finite=True, what="CT image")
+        pet, pet_geometry = read_image(args.pet, dtype=np.float32, check_finite=True, what="PET image")
+        check_same_grid(geometry, pet_geometry, f"CT {args.ct}", f"PET {args.pet}")
+        clicks = read_clicks_json(args.clicks, missing_ok=False) if args.clicks else {"tumor": [], "background": []}
+        if args.step is not None:
+            clicks = clicks_at_step(clicks, args.step)
+        predictor = Task1Predictor(args.model, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
+                                   use_mirroring=not args.disable_mirroring, time_budget=args.time_budget,
+                                   verbose=args.verbose)
+        mask = predictor.predict(ct, pet, geometry, clicks)
+        write_mask(mask, geometry, args.out)
+    except (InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    description = predictor.describe()
+    print(json.dumps({"out": args.out, "voxels": int(mask.sum()),
+                      "volume_ml": round(float(mask.sum()) * geometry.voxel_volume_ml, 3),
+                      **{k: description[k] for k in ("trainer", "input_kind", "folds", "device", "dropped", "timings")}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""nnU-Net v2 trainers that feed CT, PET and two click channels made on the fly.
+
+Found by the stock commands with ``nnUNet_extTrainer=<repository>/Task1/trainers``:
+
+    nnUNetv2_train DATASET 3d_fullres FOLD -tr autoPETTrainerClicks
+
+nnU-Net imports every module of that folder as a top-level module, so this file's name
+shadows no package, and shared code is imported with absolute imports (the project is
+installed editable).
+
+How the clicks get in (no custom preprocessor, no change to nnU-Net):
+
+- The dataset has the image channels only (CT, PET); for every training sample
+  :class:`Task1.click_transforms.AppendClickChannelsTransform` draws a step s in 0..max_step,
+  simulates s tumor and s background clicks on the augmented patch with the challenge's rules
+  and appends the encoded tumor and background channels. It runs after the spatial and
+  intensity augmentations and mirroring, before the -1 padding label is removed.
+- ``build_network_architecture`` adds the 2 click channels to the input channels; the stock
+  predictor and :class:`Task1.predict.Task1Predictor` both rebuild the network through it.
+- The final validation (``perform_actual_validation``) predicts each validation case with
+  clicks simulated on the whole preprocessed case with ``final_validation_clicks`` (default 10) clicks per kind.
+- ``-pretrained_weights`` of a checkpoint with 2 fewer input channels: the first layer is
+  extended with zero weights for the click channels (see
+  :func:`Task1.pretrained.extend_input_channels`), then nnU-Net's own loader runs.
+- Every checkpoint stores the click configuration (``autopet_click_config``) so a predictor
+  builds exactly the same channels; it is also written to ``click_config.json`` next to
+  ``plans.json``.
+"""
+from __future__ import annotations
+
+import os
+import zlib
+
+import numpy as np
+import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from Task1.click_transforms import AppendClickChannelsTransform, MAX_INTERACTION_STEP, click_channels, \
+    simulate_patch_clicks
+
+N_CLICK_CHANNELS = 2
+CLICK_CONFIG_KEY = "autopet_click_config"
+
+
+class autoPETTrainerClicks(nnUNetTrainer):
+    """CT + PET from the dataset, tumor and background click channels made per sample.
+
+    Class attributes are the knobs the named variants below change one at a time.
+    """
+
+    click_encoding = "edt"          # "edt" (distance-transform ball) or "gaussian"
+    click_encoding_size = None      # ball radius / Gaussian sigma in voxels; None = clicks.encodings default
+    max_interaction_step = MAX_INTERACTION_STEP
+    click_center_offset = 0         # perturbation of centre clicks, voxels per axis (0 = exact)
+    click_edge_offset = 0           # perturbation of fill-up clicks, voxels per axis
+    background_fill_quirk = True    # reproduce the reference's fill-up quirk (see click_transforms)
+    final_validation_clicks = MAX_INTERACTION_STEP  # clicks per kind in the final validation
+    pet_channel_name = "PET"
+    required_architecture = None    # e.g. "ResidualEncoderUNet" for the ResEnc variant
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.pet_channel = self._find_pet_channel(dataset_json)
+        arch = self.configuration_manager.network_arch_class_name.split(".")[-1]
+        if self.required_architecture is not None and arch != self.required_architecture:
+            raise RuntimeError(
+                f"{self.__class__.__name__} expects plans with the {self.required_architecture} architecture "
+                f"but the plans '{self.plans_manager.plans_name}' use {arch}. For ResEnc plans run "
+                "'nnUNetv2_plan_experiment -d ID -pl nnUNetPlannerResEncL' and train with "
+                "'-p nnUNetResEncUNetLPlans'.")
+
+    # ----------------------------------------------------------------- configuration
+    @classmethod
+    def _find_pet_channel(cls, dataset_json: dict) -> int:
+        names = dataset_json.get("channel_names", dataset_json.get("modality", {}))
+        for key, name in names.items():
+            if str(name).casefold() == cls.pet_channel_name.casefold():
+                return int(key)
+        if len(names) >= 2:
+            return 1  # the autoPET layout: _0000 CT, _0001 PET
+        raise RuntimeError(f"{cls.__name__} needs a PET channel: dataset.json channel_names {names} has none "
+                           f"named '{cls.pet_channel_name}' and fewer than 2 channels")
+
+    def click_config(self) -> dict:
+        """Everything a predictor needs to build the same click channels."""
+        return {"trainer": self.__class__.__name__, "n_click_channels": N_CLICK_CHANNELS,
+                "encoding": self.click_encoding, "encoding_size": self.click_encoding_size,
+                "pet_channel": self.pet_channel, "max_interaction_step": self.max_interaction_step,
+                "click_order": ["tumor", "background"]}
+
+    def _click_transform(self, fixed_step=None) -> AppendClickChannelsTransform:
+        return AppendClickChannelsTransform(
+            pet_channel=self.pet_channel, max_step=self.max_interaction_step, encoding=self.click_encoding,
+            encoding_size=self.click_encoding_size, center_offset=self.click_center_offset,
+            edge_offset=self.click_edge_offset, background_fill_quirk=self.background_fill_quirk,
+            fixed_step=fixed_step)
+
+    # ----------------------------------------------------------------- network
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                   num_output_channels, enable_deep_supervision: bool = True):
+        # the dataset's image channels + the tumor and background click channels
+        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager,
+                                                        num_input_channels + N_CLICK_CHANNELS,
+                                                        num_output_channels, enable_deep_supervision)
+
+    def initialize(self):
+        super().initialize()
+        # what the network really gets (nnU-Net only uses this for logging / plotting)
+        self.num_input_channels += N_CLICK_CHANNELS
+        from Task1.pretrained import install_pretrained_weights_adapter
+
+        install_pretrained_weights_adapter()
+
+    # ----------------------------------------------------------------- data
+    def get_training_transforms(self, *args, **kwargs):
+        composed = nnUNetTrainer.get_training_transforms(*args, **kwargs)
+        return self._insert_click_transform(composed, self._click_transform())
+
+    def get_validation_transforms(self, *args, **kwargs):
+        composed = nnUNetTrainer.get_validation_transforms(*args, **kwargs)
+        return self._insert_click_transform(composed, self._click_transform())
+
+    @staticmethod
+    def _insert_click_transform(composed, click_transform):
+        """Put the click transform just before nnU-Net removes the -1 padding label, i.e. after
+        all spatial/intensity augmentation and mirroring, while padding is still marked."""
+        transforms = composed.transforms
+        names = [type(t).__name__ for t in transforms]
+        # batchgeneratorsv2 spells it RemoveLabelTansform in older and RemoveLabelTransform in newer releases
+        anchors = [i for i, n in enumerate(names) if n.startswith("RemoveLabelT")] or \
+            [i for i, n in enumerate(names) if n == "DownsampleSegForDSTransform"]
+        if not anchors:
+            raise RuntimeError(f"cannot place the click transform in nnU-Net's transforms {names}")
+        position = anchors[0]
+        transforms.insert(position, click_transform)
+        return composed
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_train_start(self):
+        super().on_train_start()
+        if self.local_rank == 0:
+            from autopet_common.image_io import atomic_write_json
+
+            atomic_write_json(os.path.join(self.output_folder_base, "click_config.json"), self.click_config())
+
+    def save_checkpoint(self, filename: str) -> None:
+        super().save_checkpoint(filename)
+        if self.local_rank == 0 and not self.disable_checkpointing and os.path.isfile(filename):
+            checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
+            checkpoint[CLICK_CONFIG_KEY] = self.click_config()
+            tmp = filename + ".tmp"
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, filename)
+
+    # ----------------------------------------------------------------- final validation
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnU-Net's validation, with click channels simulated on each whole validation case
+        (``final_validation_clicks`` clicks per kind, seeded by the case name)."""
+        stock_dataset_class = self.dataset_class
+        self.dataset_class = _dataset_class_with_clicks(stock_dataset_class, self)
+        try:
+            super().perform_actual_validation(save_probabilities)
+        finally:
+            self.dataset_class = stock_dataset_class
+
+
+def _dataset_class_with_clicks(base, trainer: autoPETTrainerClicks):
+    """A subclass of nnU-Net's dataset class whose ``load_case`` appends click channels."""
+
+    class _WithClicks(base):
+        def load_case(self, identifier):
+            data, seg, seg_prev, properties = super().load_case(identifier)
+            data = np.asarray(data[:], dtype=np.float32)
+            seg0 = np.asarray(seg[:])[0]
+            rng = np.random.default_rng(zlib.crc32(identifier.encode()))  # same clicks every run
+            clicks = simulate_patch_clicks(seg0 > 0, data[trainer.pet_channel], trainer.final_validation_clicks, rng,
+                                           valid=seg0 >= 0, background_fill_quirk=trainer.background_fill_quirk)
+            channels = click_channels(seg0.shape, clicks, trainer.click_encoding, trainer.click_encoding_size)
+            return np.concatenate((data, channels)), seg, seg_prev, properties
+
+    _WithClicks.__name__ = f"{base.__name__}WithClicks"
+    return _WithClicks
+
+
+# --------------------------------------------------------------------- named variants
+class autoPETTrainerClicks_smoke(autoPETTrainerClicks):
+    """2 epochs of 2 iterations: a CPU smoke test of the whole pipeline, not a model."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 1
+
+
+class autoPETTrainerClicks_tiny(autoPETTrainerClicks):
+    """20 epochs of 10 iterations: a few CPU minutes on tiny phantoms (demo models)."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 20
+        self.num_iterations_per_epoch = 10
+        self.num_val_iterations_per_epoch = 2
+
+
+class autoPETTrainerClicks_250epochs(autoPETTrainerClicks):
+    """A quarter of nnU-Net's default 1000 epochs."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 250
+
+
+class autoPETTrainerClicks_gaussian(autoPETTrainerClicks):
+    """Gaussian click heatmaps (sigma 3 voxels, as the challenge's reference) instead of balls."""
+
+    click_encoding = "gaussian"
+
+
+class autoPETTrainerClicks_perturbed(autoPETTrainerClicks):
+    """Centre and fill-up clicks moved by up to 2 voxels per axis (kept inside their region)."""
+
+    click_center_offset = 2
+    click_edge_offset = 2
+
+
+class autoPETTrainerClicksResEnc(autoPETTrainerClicks):
+    """For ResEnc plans (``-p nnUNetResEncUNetLPlans``): refuses plain plans with a clear error."""
+
+    required_architecture = "ResidualEncoderUNet"
