@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_local_challenge(cohort, args.output, model=args.model, docker_image=args.docker,
                                      entrypoint=args.entrypoint, time_budget=args.time_budget,
                                      timeout=args.timeout, dataset_name=args.dataset_name,
-                                     max_cases=args.max_cases, steps=range(args.steps),
+                                     max_cases=args.max_cases, n_steps=args.steps,
                                      keep_work=args.keep_work, progress=not args.no_progress)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -136,37 +136,66 @@ def case_uuid(case_id: str, modality: str) -> str:
 
 # ----------------------------------------------------------------------------- running one step
 
+# Runs the command as its own child and reports that child's peak RSS. Measuring through this
+# small wrapper matters: Linux carries a process's pre-exec high-water mark into ru_maxrss, so a
+# child forked straight from the (large) runner would report at least the runner's own RSS.
+_MEASURE_WRAPPER = """
+import os, sys
+report, command = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        print(f"cannot run {command[0]}: {exc}", file=sys.stderr)
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as handle:
+    handle.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_process(command: Sequence[str], log_path: Path, timeout: float,
                 env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None
                 ) -> tuple[float, float | None, int, bool]:
     """Run ``command`` with stdout+stderr to ``log_path``; kill it after ``timeout`` seconds.
 
-    Returns ``(seconds, peak_memory_mb, exit_code, timed_out)``. Peak memory is the child's own
-    ``ru_maxrss`` from ``os.wait4`` (RUSAGE_CHILDREN deltas are unreliable across runs).
+    Returns ``(seconds, peak_memory_mb, exit_code, timed_out)``. Peak memory is the command's
+    own ``ru_maxrss`` (``os.wait4`` in a small wrapper process, see ``_MEASURE_WRAPPER``);
+    None when the run was killed. A command killed by signal N exits with 128 + N.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    report = log_path.with_name(f".{log_path.name}.maxrss")
+    report.unlink(missing_ok=True)
     timed_out = threading.Event()
+    wrapped = [sys.executable, "-I", "-S", "-c", _MEASURE_WRAPPER, str(report), *map(str, command)]
     with open(log_path, "wb") as log_file:
         start = time.perf_counter()
-        process = subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(wrapped, stdout=log_file, stderr=subprocess.STDOUT,
                                    env=env, cwd=cwd, start_new_session=True)
 
         def kill() -> None:
             timed_out.set()
             try:
-                os.killpg(process.pid, signal.SIGKILL)  # its own session: children die with it
+                os.killpg(process.pid, signal.SIGKILL)  # its own session: the command dies too
             except ProcessLookupError:
                 pass
 
         timer = threading.Timer(timeout, kill)
         timer.start()
         try:
-            _, status, usage = os.wait4(process.pid, 0)
+            exit_code = process.wait()
         finally:
             timer.cancel()
         seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
-    return seconds, usage.ru_maxrss / 1024.0, process.returncode, timed_out.is_set()
+    peak_mb = None
+    if report.is_file():
+        text = report.read_text().strip()
+        peak_mb = int(text) / 1024.0 if text.isdigit() else None  # Linux reports KB
+        report.unlink()
+    return seconds, peak_mb, exit_code, timed_out.is_set()
 
 
 def entrypoint_command(input_dir: Path, output_dir: Path, entrypoint: Path, model: str | None,
@@ -226,7 +255,7 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                         entrypoint: str | os.PathLike = DEFAULT_ENTRYPOINT,
                         time_budget: float = 300.0, timeout: float | None = None,
                         dataset_name: str = "FDG-PETCT", max_cases: int | None = None,
-                        steps: Sequence[int] = tuple(range(N_STEPS)), entrypoint_args: Sequence[str] = (),
+                        n_steps: int = N_STEPS, entrypoint_args: Sequence[str] = (),
                         keep_work: bool = False, progress: bool = True,
                         simulate: Callable[..., dict] | None = None) -> LocalChallengeResult:
     """Run the Task 1 protocol on a cohort and score it. See the module docstring.
@@ -234,8 +263,8 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     ``model``: passed to the entrypoint's ``--model`` (None: its default; "model-free").
     ``docker_image``: run ``docker run <flags> IMAGE`` instead of the entrypoint script.
     ``timeout``: seconds after which a run is killed (default: the time budget, as on Grand
-    Challenge). Returns the runs, the metrics summary and the run log; writes everything
-    under ``output_dir``.
+    Challenge). ``n_steps``: steps 0..n_steps-1 (11 in the challenge; scoring needs >= 2).
+    Returns the runs, the metrics summary and the run log; writes everything under ``output_dir``.
     """
     import numpy as np
     from tqdm import tqdm
@@ -251,7 +280,9 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     cases = discover_cohort(cohort_dir, dataset_name)
     if max_cases:
         cases = cases[:max_cases]
-    steps = list(steps)
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    steps = list(range(n_steps))
     gt_dir, pred_dir = output_dir / "labels", output_dir / "predictions"
     clicks_dir, logs_dir, work_dir = output_dir / "clicks", output_dir / "logs", output_dir / "work"
     for folder in (gt_dir, pred_dir, clicks_dir, logs_dir):
@@ -328,6 +359,9 @@ def score(gt_dir: Path, pred_dir: Path, output_dir: Path, steps: Sequence[int],
           progress: bool = True) -> dict[str, Any]:
     from evaluation_metrics import evaluate_folder
 
+    if len(steps) < 2:  # an interactive curve needs two points at least
+        print("note: fewer than 2 steps: predictions written, not scored", file=sys.stderr)
+        return {}
     return evaluate_folder(gt_dir, pred_dir, output_dir, n_clicks=len(steps), plot=True, progress=progress)
 
 
