@@ -95,6 +95,17 @@ def input_to_network_index(points_ijk: Sequence[Sequence[float]], properties: di
     return mapped, dropped
 
 
+def to_nnunet_input(channels: Sequence[np.ndarray], geometry) -> tuple[np.ndarray, dict]:
+    """Arrays ``[i, j, k]`` -> what nnU-Net's readers (SimpleITKIO, NibabelIO) return for the
+    same images: float32 ``(C, k, j, i)`` and properties with spacing in (z, y, x) order.
+    Neither reader reorients, so the direction matrix does not change the arrays."""
+    data = np.stack([np.asarray(c, dtype=np.float32) for c in channels]).transpose(0, 3, 2, 1)
+    properties = {"spacing": [abs(float(s)) for s in geometry.spacing[::-1]],
+                  "sitk_stuff": {"spacing": tuple(geometry.spacing), "origin": tuple(geometry.origin),
+                                 "direction": tuple(geometry.direction)}}
+    return data, properties
+
+
 def _first_layer_in_channels(state_dict: dict) -> int:
     """Input channels of a network: dim 1 of the first >= 3-D weight of its state dict."""
     for value in state_dict.values():
@@ -263,11 +274,7 @@ class Task1Predictor:
             from clicks.encodings import encode_clicks
 
             channels += list(encode_clicks(shape, clicks, encoding=self.encoding, size=self.encoding_size))
-        # nnU-Net's readers (SimpleITKIO, NibabelIO) give arrays [k, j, i] and spacing (z, y, x)
-        data = np.stack(channels).transpose(0, 3, 2, 1)
-        properties = {"spacing": [abs(float(s)) for s in geometry.spacing[::-1]],
-                      "sitk_stuff": {"spacing": geometry.spacing, "origin": geometry.origin,
-                                     "direction": geometry.direction}}
+        data, properties = to_nnunet_input(channels, geometry)
         preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
         data, _, properties = preprocessor.run_case_npy(data, None, properties, self.plans_manager,
                                                         self.configuration_manager, self.dataset_json)
