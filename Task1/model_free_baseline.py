@@ -54,6 +54,7 @@ class ModelFreeParams:
     threshold_fraction: float = 0.41
     peak_radius_mm: float = 10.0
     ceiling_factor: float = 1.2
+    climb_step: int = 1
     max_radius_mm: float = 50.0
     min_peak_suv: float = 1.5
     fallback_radius_mm: float = 4.0
@@ -117,16 +118,17 @@ def _connected_to(binary: np.ndarray, seeds: Sequence[tuple[int, ...]]) -> np.nd
 
 
 def _climb_to_peak(pet: np.ndarray, click: tuple[int, ...], spacing: Sequence[float],
-                   radius_mm: float) -> tuple[tuple[int, ...], float]:
-    """Steepest ascent from ``click`` through 26-neighbours to a local SUV maximum, staying
-    within ``radius_mm`` of the click. Returns (peak voxel, its SUV). Unlike the maximum over a
-    ball, this finds the click's own lesion peak even beside a hotter organ."""
+                   radius_mm: float, step: int = 1) -> tuple[tuple[int, ...], float]:
+    """Steepest ascent from ``click`` to a local SUV maximum, moving each time to the hottest
+    voxel within ``step`` voxels (a window wider than 26-neighbours steps over noise maxima),
+    staying within ``radius_mm`` of the click. Returns (peak voxel, its SUV). Unlike the
+    maximum over a ball, this finds the click's own lesion peak even beside a hotter organ."""
     shape = pet.shape
     spacing = np.asarray(spacing, dtype=float)
     current = click
     for _ in range(64):  # a bound: ascent ends far sooner on real data
-        lo = [max(0, c - 1) for c in current]
-        hi = [min(s, c + 2) for c, s in zip(current, shape)]
+        lo = [max(0, c - step) for c in current]
+        hi = [min(s, c + step + 1) for c, s in zip(current, shape)]
         window = pet[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
         best = np.unravel_index(int(np.argmax(window)), window.shape)
         candidate = tuple(int(l + b) for l, b in zip(lo, best))
@@ -145,7 +147,7 @@ def grow_from_click(pet: np.ndarray, click: Sequence[int], spacing: Sequence[flo
     background click vetoes it. See the module docstring for the rule."""
     shape = pet.shape
     click = tuple(int(c) for c in click)
-    peak, suv_max = _climb_to_peak(pet, click, spacing, params.peak_radius_mm)
+    peak, suv_max = _climb_to_peak(pet, click, spacing, params.peak_radius_mm, params.climb_step)
 
     grow_box, grow_ball = _ball_box(click, params.max_radius_mm, spacing, shape)
     origin = [s.start for s in grow_box]
