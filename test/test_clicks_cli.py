@@ -183,3 +183,15 @@ def test_write_lesion_centre_points(tmp_path):
     assert read_task2_points(tmp_path / "points.json") == points
     obj = json.loads((tmp_path / "points.json").read_text())
     assert obj["name"] == "Points of interest" and [p["name"] for p in obj["points"]] == ["2", "5"]
+
+
+def test_lesion_points_cli(tmp_path, capsys):
+    from clicks.lesion_points import main
+    mask = np.zeros((8, 8, 8), np.uint8)
+    mask[1:3, 1:3, 1:3] = 1
+    write_image(mask, Geometry(mask.shape), tmp_path / "m.nii.gz")
+    assert main([str(tmp_path / "m.nii.gz"), str(tmp_path / "p.json")]) == 0
+    assert read_task2_points(tmp_path / "p.json") == {1: (1.5, 1.5, 1.5)}
+    assert main([str(tmp_path / "absent.nii.gz"), str(tmp_path / "q.json")]) == 1
+    assert "error: lesion mask not found" in capsys.readouterr().err
+    assert not (tmp_path / "q.json").exists()
