@@ -22,6 +22,12 @@ The algorithm (all radii in mm, so it behaves the same on any voxel spacing):
    it has leaked into something large (an organ), so the fraction is raised in steps (0.5,
    0.6, 0.7) until it no longer does. A click whose SUVmax is below ``min_peak_suv`` (1.5:
    nothing to delineate) yields a small ball of ``fallback_radius_mm`` (4 mm).
+   Two opt-in variants, off by default because they lowered the mean Dice at step 10 when
+   measured during development (0.75 and 0.73 vs 0.78, 8 FDG/PSMA phantoms with the
+   challenge's clicks, automatic detection off): ``background_correction`` (the fraction applies to SUVmax minus the median
+   SUV within ``max_radius_mm``, for faint lesions in warm organs) and ``clip_leaks`` (a
+   region still reaching the growth limit at 0.7 keeps only its part within
+   ``peak_radius_mm`` of the click).
 2. **Background click -> veto.** A click-grown region that contains a background click is
    re-thresholded with the raised fractions; if the background click is still inside, the
    region is dropped. Auto-detected components containing a background click are dropped.
@@ -54,6 +60,8 @@ class ModelFreeParams:
     threshold_fraction: float = 0.41
     peak_radius_mm: float = 10.0
     ceiling_factor: float = 1.2
+    background_correction: bool = False
+    clip_leaks: bool = False
     climb_step: int = 1
     max_radius_mm: float = 50.0
     min_peak_suv: float = 1.5
@@ -163,18 +171,28 @@ def grow_from_click(pet: np.ndarray, click: Sequence[int], spacing: Sequence[flo
         out[fallback_box] = fallback
         return None if any(out[b] for b in background) else out
 
-    region = None
+    # Background-corrected threshold: the fraction applies to the contrast above the median
+    # SUV around the click, so a faint lesion in a warm organ (liver) does not take the organ.
+    background_suv = float(np.median(pet_box[grow_ball])) if params.background_correction else 0.0
+    background_suv = min(background_suv, suv_max)
+    region, leaks = None, False
     fractions = (params.threshold_fraction,) + tuple(f for f in _RAISED_FRACTIONS if f > params.threshold_fraction)
     for fraction in fractions:
+        threshold = background_suv + fraction * (suv_max - background_suv)
         # Voxels much hotter than this lesion's own peak belong to a neighbour (an organ or
         # another lesion): never grow into them.
-        above = (pet_box >= fraction * suv_max) & (pet_box <= params.ceiling_factor * suv_max) & grow_ball
+        above = (pet_box >= threshold) & (pet_box <= params.ceiling_factor * suv_max) & grow_ball
         seed = to_box(click) if above[to_box(click)] else to_box(peak)
         region = _connected_to(above, [seed])
         leaks = bool(np.any(region & rim))
         vetoed = any(region[b] for b in bg_in_box)
         if not leaks and not vetoed:
             break
+    if leaks and params.clip_leaks:  # still flooding something large: keep only the part near the click
+        near_box, near_ball = _ball_box(click, params.peak_radius_mm, spacing, shape)
+        keep = np.zeros_like(region)
+        keep[tuple(slice(n.start - o, n.stop - o) for n, o in zip(near_box, origin))] = near_ball
+        region &= keep
     if any(region[b] for b in bg_in_box):
         return None
     out = np.zeros(shape, dtype=bool)
