@@ -1,0 +1,204 @@
+"""Task 2 (longitudinal CT) inference on the Grand Challenge input layout.
+
+Reads, per follow-up (``primary`` and, when present, ``secondary``)::
+
+    INPUT/images/<p>-baseline-ct/<uuid>.mha
+    INPUT/images/<p>-baseline-ct-tumor-lesion-seg/<uuid>.mha   (or ...-segmentation/)
+    INPUT/images/<p>-followup-ct/<uuid>.mha
+    INPUT/<p>-baseline-lesion-clicks.json                       ("Points of interest")
+    INPUT/<p>-followup-lesion-clicks.json                       (empty list = step 1)
+
+and writes ``OUTPUT/images/<p>-followup-ct-tumor-lesion-seg/<follow-up uuid>.mha``: a binary
+uint8 mask on the follow-up CT's grid. A secondary follow-up without its own baseline uses the
+primary baseline. Every input is read and checked before anything is written; bad input raises
+an :class:`autopet_common.errors.InputError` subclass naming the file.
+
+Model-free by default (registration + intensity model + region growing, see
+:mod:`Task2.segmentation`); ``--model`` runs a trained nnU-Net whose inputs are the follow-up
+CT, the registered baseline CT, the registered baseline mask and the click map
+(:mod:`Task2.nnunet_predict`).
+
+Usage::
+
+    python Task2/inference.py --input /input --output /output [--model DIR] [--deformable]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from autopet_common.errors import InputError
+from autopet_common.image_io import (Geometry, check_same_grid, find_single_image, read_image,
+                                     strip_image_suffix, write_mask)
+
+log = logging.getLogger("Task2.inference")
+
+PREFIXES = ("primary", "secondary")
+SEG_FOLDERS = ("{p}-baseline-ct-tumor-lesion-seg", "{p}-baseline-ct-tumor-lesion-segmentation")
+OUTPUT_FOLDER = "{p}-followup-ct-tumor-lesion-seg"
+
+
+@dataclass
+class FollowupInputs:
+    """Everything one follow-up needs, read and checked."""
+
+    prefix: str
+    baseline_prefix: str
+    followup_path: Path
+    baseline_ct: np.ndarray
+    baseline_geometry: Geometry
+    baseline_mask: np.ndarray
+    followup_ct: np.ndarray
+    followup_geometry: Geometry
+    baseline_points: dict
+    followup_points: dict
+
+    @property
+    def output_name(self) -> str:
+        return f"{strip_image_suffix(self.followup_path)}.mha"
+
+
+def is_task2_input(input_dir: str | os.PathLike) -> bool:
+    """True when ``input_dir`` has the Task 2 layout (a follow-up CT folder under images/)."""
+    images = Path(input_dir) / "images"
+    return any((images / f"{p}-followup-ct").is_dir() or (images / f"{p}-baseline-ct").is_dir()
+               for p in PREFIXES)
+
+
+def _seg_folder(images: Path, prefix: str) -> Path:
+    for pattern in SEG_FOLDERS:
+        folder = images / pattern.format(p=prefix)
+        if folder.is_dir():
+            return folder
+    return images / SEG_FOLDERS[0].format(p=prefix)  # find_single_image names the missing folder
+
+
+def _read_points(path: Path, required: bool) -> dict:
+    from autopet_common.click_io import read_task2_points
+
+    if not path.is_file():
+        if required:
+            raise InputError(f"point file not found: {path}")
+        log.warning("%s not found: treated as an empty point list", path)
+        return {}
+    return read_task2_points(path)
+
+
+def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
+    """Read and check the inputs of every follow-up present in ``input_dir``."""
+    input_dir = Path(input_dir)
+    images = input_dir / "images"
+    if not is_task2_input(input_dir):
+        raise InputError(f"{input_dir} is not a Task 2 input: no images/primary-followup-ct/ folder")
+    prefixes = [p for p in PREFIXES if (images / f"{p}-followup-ct").is_dir()]
+    if not prefixes:
+        raise InputError(f"{input_dir}: no follow-up CT folder (images/primary-followup-ct/)")
+    baselines: dict[str, tuple] = {}
+    out = []
+    for prefix in prefixes:
+        base_prefix = prefix if (images / f"{prefix}-baseline-ct").is_dir() else "primary"
+        if base_prefix not in baselines:
+            ct_path = find_single_image(images / f"{base_prefix}-baseline-ct", f"{base_prefix} baseline CT")
+            seg_path = find_single_image(_seg_folder(images, base_prefix), f"{base_prefix} baseline lesion mask")
+            ct, ct_geom = read_image(ct_path, np.float32, check_finite=True, what=f"{base_prefix} baseline CT")
+            seg, seg_geom = read_image(seg_path, what=f"{base_prefix} baseline lesion mask")
+            check_same_grid(ct_geom, seg_geom, f"{base_prefix} baseline CT {ct_path.name}",
+                            f"{base_prefix} baseline lesion mask {seg_path.name}")
+            points = _read_points(input_dir / f"{base_prefix}-baseline-lesion-clicks.json", required=False)
+            baselines[base_prefix] = (ct, ct_geom, np.asarray(seg), points)
+        fu_path = find_single_image(images / f"{prefix}-followup-ct", f"{prefix} follow-up CT")
+        fu_ct, fu_geom = read_image(fu_path, np.float32, check_finite=True, what=f"{prefix} follow-up CT")
+        fu_points = _read_points(input_dir / f"{prefix}-followup-lesion-clicks.json", required=False)
+        ct, ct_geom, seg, points = baselines[base_prefix]
+        out.append(FollowupInputs(prefix, base_prefix, fu_path, ct, ct_geom, seg, fu_ct, fu_geom,
+                                  points, fu_points))
+    return out
+
+
+def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
+              model_dir: str | os.PathLike | None = None, device: str = "auto",
+              time_budget: float | None = None, deformable: bool = False) -> list[Path]:
+    """Segment every follow-up in ``input_dir``; write one mask per follow-up under
+    ``output_dir/images/<prefix>-followup-ct-tumor-lesion-seg/``. Returns the written paths.
+
+    ``model_dir``: a trained nnU-Net folder (see Task2/README.md) or None for the model-free
+    method. Nothing is written unless every follow-up succeeded."""
+    from Task2.pipeline import segment_followup
+    from Task2.registration import RegistrationParameters
+
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    inputs = read_followup_inputs(input_dir)
+    params = RegistrationParameters(deformable=deformable)
+    results = []
+    for item in inputs:
+        names = (f"{item.prefix} follow-up CT {item.followup_path.name}", f"{item.baseline_prefix} baseline CT")
+        if model_dir is not None and str(model_dir) not in ("", "model-free"):
+            from Task2.nnunet_predict import predict_followup
+
+            mask = predict_followup(item, Path(model_dir), params=params, device=device, names=names)
+            step = 2 if item.followup_points else 1
+        else:
+            result = segment_followup(item.baseline_ct, item.baseline_geometry, item.baseline_mask,
+                                      item.followup_ct, item.followup_geometry, item.baseline_points,
+                                      item.followup_points, params, names)
+            mask, step = result.mask, result.step
+            log.info("%s: step %d, body Dice %.3f -> %.3f after registration, %s", item.prefix, step,
+                     result.registration["body_dice_before"], result.registration["body_dice_after"],
+                     ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
+        results.append((item, mask))
+    written = []
+    for item, mask in results:
+        path = output_dir / "images" / OUTPUT_FOLDER.format(p=item.prefix) / item.output_name
+        written.append(write_mask(mask, item.followup_geometry, path))
+        log.info("wrote %s (%d lesion voxels)", path, int(np.count_nonzero(mask)))
+    elapsed = time.perf_counter() - started
+    if time_budget is not None and elapsed > time_budget:
+        log.warning("Task 2 took %.1f s, over the %.0f s budget", elapsed, time_budget)
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python Task2/inference.py",
+        description="Task 2 (longitudinal CT): segment the follow-up lesions from a baseline CT, its "
+                    "lesion mask and points, and the follow-up CT (step 1: no follow-up clicks; step 2: "
+                    "one click per follow-up lesion). Writes OUTPUT/images/<primary|secondary>-followup-"
+                    "ct-tumor-lesion-seg/<follow-up uuid>.mha.")
+    parser.add_argument("--input", type=Path, default=Path("/input"), help="Grand Challenge input folder (default /input)")
+    parser.add_argument("--output", type=Path, default=Path("/output"), help="output folder (default /output)")
+    parser.add_argument("--model", default=None,
+                        help="trained Task 2 nnU-Net folder (see Task2/README.md); default: model-free")
+    parser.add_argument("--device", default="auto", help="auto, cuda or cpu (nnU-Net path only)")
+    parser.add_argument("--deformable", action="store_true",
+                        help="add a BSpline refinement after the affine registration (slower)")
+    parser.add_argument("--time_budget", type=float, default=300.0, help="seconds; only warns when exceeded")
+    parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        written = run_task2(args.input, args.output, model_dir=args.model, device=args.device,
+                            time_budget=args.time_budget, deformable=args.deformable)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
