@@ -75,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .runner import write_mixed_phantom_cohort
 
             cohort = write_mixed_phantom_cohort(args.output / "cohort", args.make_phantoms,
-                                                size=args.phantom_size, seed=args.seed)
+                                                size=args.phantom_size, seed=args.seed,
+                                                progress=not args.no_progress)
         if cohort is None:
             raise InputError("give --cohort DIR (or --make_phantoms N)")
         from .runner import run_local_challenge, format_report

@@ -466,7 +466,7 @@ def format_report(result: LocalChallengeResult) -> str:
 
 
 def write_mixed_phantom_cohort(out_dir: str | os.PathLike, n_cases: int, size: str = "small",
-                               seed: int = 0) -> Path:
+                               seed: int = 0, progress: bool = True) -> Path:
     """A raw-layout phantom cohort of ``n_cases`` (FDG and PSMA alternating) in ``out_dir``.
 
     Case ids carry the tracer (``PHANTOM_FDG_0000``, ``PHANTOM_PSMA_0001``, ...). Deterministic
@@ -475,4 +475,4 @@ def write_mixed_phantom_cohort(out_dir: str | os.PathLike, n_cases: int, size: s
     from autopet_common.phantoms import write_task1_cohort
 
     return write_task1_cohort(out_dir, n_cases=n_cases, tracer="mixed", size=size, seed=seed,
-                              gc_layout=False, progress=True)
+                              gc_layout=False, progress=progress)
