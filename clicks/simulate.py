@@ -80,6 +80,12 @@ def dataset_settings(dataset_name: str) -> tuple[bool, int]:
                          f"{', '.join(DATASETS)}") from None
 
 
+def identify_click_region(dataset_name: str) -> tuple[bool, bool, int]:
+    """The published helper: ``(tumor_clicks, background_clicks, click_budget)``."""
+    with_background, budget = dataset_settings(dataset_name)
+    return True, with_background, budget
+
+
 def binarise_label(label: np.ndarray, case: str = "label") -> np.ndarray:
     """Label -> bool mask (non-zero is tumor), keeping the memory layout (it decides ``cc3d``'s
     component numbering). Values other than 0/1 give a :class:`LabelValueWarning`; NaN is an

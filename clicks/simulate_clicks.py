@@ -20,6 +20,12 @@ if __name__ == "__main__" and __package__ in (None, ""):
 
 import argparse
 
+# Drop-in names of the published module (importing them does no work).
+from autopet_common.click_io import clicks_to_gc_format  # noqa: E402
+from clicks.simulate import identify_click_region, process_image, simulate_clicks  # noqa: E402
+
+__all__ = ["simulate_clicks", "process_image", "clicks_to_gc_format", "identify_click_region", "main"]
+
 DESCRIPTION = """\
 Simulate the autoPET/CT IV challenge's clicks, identical to the published simulator
 (seed 42), on the CPU.

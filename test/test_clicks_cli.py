@@ -195,3 +195,10 @@ def test_lesion_points_cli(tmp_path, capsys):
     assert main([str(tmp_path / "absent.nii.gz"), str(tmp_path / "q.json")]) == 1
     assert "error: lesion mask not found" in capsys.readouterr().err
     assert not (tmp_path / "q.json").exists()
+
+
+def test_star_import_does_no_work_and_gives_the_published_names():
+    namespace = {}
+    exec("from clicks.simulate_clicks import *", namespace)
+    assert {"simulate_clicks", "process_image", "clicks_to_gc_format"} <= set(namespace)
+    assert namespace["identify_click_region"]("FDG-PETCT") == (True, True, 10)
