@@ -273,8 +273,13 @@ def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str 
             from Task2.inference import run_task2
         except ImportError as exc:
             raise RuntimeError(f"Task 2 input but Task2.inference is not available: {exc}") from exc
+        import inspect
+
+        options: dict[str, Any] = {"model_dir": model_dir, "device": device}
+        if "time_budget" in inspect.signature(run_task2).parameters:
+            options["time_budget"] = max(time_budget - margin - (time.perf_counter() - started), 1.0)
         with Phase("task2", timings):
-            written = [Path(p) for p in run_task2(input_dir, output_dir, model_dir=model_dir, device=device)]
+            written = [Path(p) for p in run_task2(input_dir, output_dir, **options)]
     else:
         written = [run_task1(input_dir, output_dir, model_dir, time_budget, margin, device,
                              remove_below_suv, started, timings, predictor_options)]

@@ -238,8 +238,9 @@ def test_task2_is_dispatched(tmp_path, monkeypatch):
     fake = types.ModuleType("Task2.inference")
     fake.is_task2_input = lambda d: (Path(d) / "images" / "primary-followup-ct").is_dir()
 
-    def run_task2(input_dir, output_dir, model_dir=None, device="auto"):
+    def run_task2(input_dir, output_dir, model_dir=None, device="auto", time_budget=None):
         calls.append((Path(input_dir), Path(output_dir), model_dir, device))
+        assert 200 < time_budget <= 270  # 300 s budget - 30 s margin - time spent so far
         return [Path(output_dir) / "x.mha"]
 
     fake.run_task2 = run_task2
