@@ -443,11 +443,12 @@ def format_report(result: LocalChallengeResult) -> str:
     """Markdown summary of a local challenge run: leaderboard measures and run-time budget."""
     log, summary = result.run_log, result.summary
     means = summary.get("means", {})
+    last = (summary.get("steps") or [N_STEPS - 1])[-1]
     lines = [
         f"Local challenge: {summary.get('n_cases', 0)} case(s), {log.get('n_runs', 0)} run(s), "
         f"model {log.get('model')}",
         "",
-        "| DSC@10 | FPV@10 (ml) | FNV@10 (ml) | AUC-DSC | AUC-FPV | AUC-FNV |",
+        f"| DSC@{last} | FPV@{last} (ml) | FNV@{last} (ml) | AUC-DSC | AUC-FPV | AUC-FNV |",
         "|---|---|---|---|---|---|",
         "| " + " | ".join(_fmt_number(means.get(k)) for k in
                          ("dice_final", "fpv_final", "fnv_final", "dice_auc", "fpv_auc", "fnv_auc")) + " |",
