@@ -23,18 +23,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status in MB. VmHWM (peak RSS) belongs to this process
+    image; getrusage's ru_maxrss would carry the parent's peak over the exec of a spawned
+    child."""
     with open("/proc/self/status") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
 def _child(kind: str, label_path: str, pet_path: str, queue) -> None:
     """Load the case, run one simulation, report (seconds, peak MB above baseline, clicks)."""
-    import resource
-
     import numpy as np
 
     sys.path.insert(0, str(REPO / "test"))
@@ -46,11 +47,11 @@ def _child(kind: str, label_path: str, pet_path: str, queue) -> None:
     else:
         from click_reference import reference_clicks as run
         import scipy.ndimage  # noqa: F401
-    baseline = _rss_mb()
+    baseline = _status_mb("VmRSS")
     start = time.perf_counter()
     clicks = run(label, pet)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     queue.put((seconds, max(0.0, peak - baseline), clicks))
 
 
