@@ -478,11 +478,31 @@ def load_case(input_label: Any, input_pet: Any = None, with_background: bool = T
             if not Path(input_pet).is_file():
                 raise ImageReadError(f"{case}: PET not found: {input_pet}")
             pet, pet_geometry = read_image(input_pet, check_finite=True, what=f"PET of case {case}")
+            pet = _nifti_scaled_as_published(input_pet, pet)
             if geometry is not None:
                 check_same_grid(geometry, pet_geometry, f"label of case {case}", f"PET {input_pet}")
         else:
             pet = np.asarray(input_pet)
     return label, pet, geometry, case
+
+
+def _nifti_scaled_as_published(path: str | os.PathLike, array: np.ndarray) -> np.ndarray:
+    """For a NIfTI file stored with a scale slope / intercept, the values the published code
+    sees: ``nibabel``'s float64 scaling (SimpleITK scales in float32, which can differ in the
+    last bits and move the percentile threshold). Unscaled files are returned unchanged."""
+    name = str(path).lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return array
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    slope, inter = getattr(image.dataobj, "slope", 1.0), getattr(image.dataobj, "inter", 0.0)
+    if slope == 1.0 and inter == 0.0:
+        return array
+    scaled = image.get_fdata(dtype=np.float64)
+    if scaled.shape != array.shape:
+        return array
+    return scaled
 
 
 def process_image(input_label: Any, input_pet: Any = None, dataset_name: str = "FDG-PETCT",

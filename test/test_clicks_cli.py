@@ -14,7 +14,7 @@ from autopet_common.errors import GridMismatchError, ImageReadError, InputError
 from autopet_common.image_io import Geometry, read_image, write_image
 from clicks import clicks_at_step, clicks_to_gc_format, process_image
 from clicks.batch import simulate_folder
-from clicks.simulate import write_lesion_centre_points
+from clicks.simulate import EmptyRegionError, simulate_clicks, write_lesion_centre_points
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -202,3 +202,25 @@ def test_star_import_does_no_work_and_gives_the_published_names():
     exec("from clicks.simulate_clicks import *", namespace)
     assert {"simulate_clicks", "process_image", "clicks_to_gc_format"} <= set(namespace)
     assert namespace["identify_click_region"]("FDG-PETCT") == (True, True, 10)
+
+
+def test_scaled_nifti_pet_is_read_like_the_published_code(tmp_path):
+    import nibabel as nib
+    rng = np.random.default_rng(9)
+    label = np.zeros((24, 22, 20), np.uint8)
+    label[5:9, 5:9, 5:9] = 1
+    stored = (rng.random(label.shape) * 30000).astype(np.int16)
+    pet_image = nib.Nifti1Image(stored, np.diag([2.0, 2.0, 3.0, 1.0]))
+    # float32 scaling collapses these values onto a few levels; nibabel's float64 keeps them
+    pet_image.header.set_slope_inter(1e-7, 1000.0)
+    nib.save(pet_image, tmp_path / "case_0001.nii.gz")
+    nib.save(nib.Nifti1Image(label, np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / "case.nii.gz")
+    expected = reference_clicks(nib.load(tmp_path / "case.nii.gz").get_fdata(),
+                                nib.load(tmp_path / "case_0001.nii.gz").get_fdata())
+    assert process_image(str(tmp_path / "case.nii.gz"), str(tmp_path / "case_0001.nii.gz"), "FDG-PETCT") == expected
+    float32_scaled, _ = read_image(tmp_path / "case_0001.nii.gz")  # SimpleITK's own scaling
+    try:  # with float32 scaling the PET collapses: other clicks, or no uptake region at all
+        differs = simulate_clicks(np.asfortranarray(label), float32_scaled) != expected
+    except EmptyRegionError:
+        differs = True
+    assert differs
