@@ -36,7 +36,6 @@ Nothing happens at import time.
 """
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass

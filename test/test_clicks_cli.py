@@ -1,6 +1,5 @@
 """Click simulation on files: process_image, the folder job and the command line."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
