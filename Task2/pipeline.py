@@ -17,9 +17,10 @@ from scipy import ndimage as ndi
 from autopet_common.errors import InputError
 from autopet_common.image_io import Geometry, to_sitk
 
-from .registration import (RegistrationParameters, carry_points, register_ct,
-                           resample_to_followup, transform_to_dict)
-from .segmentation import baseline_lesion_models, segment_at_click, segment_step1
+from .registration import (RegistrationParameters, carry_points, refine_locally, register_ct,
+                           resample_region, resample_to_followup, transform_to_dict)
+from .segmentation import (CarriedLesion, baseline_lesion_models, segment_new_lesion,
+                           segment_with_prior)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
                      followup_points: Mapping[int, Any],
                      params: RegistrationParameters | None = None,
                      names: tuple[str, str] = ("follow-up CT", "baseline CT"),
-                     keep_carried: bool = False) -> FollowupResult:
+                     keep_carried: bool = False, local_refinement: bool = True) -> FollowupResult:
     """Segment the lesions of one follow-up CT (model-free).
 
     Step 1 when ``followup_points`` is empty (search around each carried baseline lesion),
@@ -124,37 +125,86 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
     timings["prepare_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    reg = register_ct(to_sitk(followup_ct, followup_geometry), to_sitk(baseline_ct, baseline_geometry),
-                      params, names)
+    followup_img = to_sitk(followup_ct, followup_geometry)
+    baseline_img = to_sitk(baseline_ct, baseline_geometry)
+    reg = register_ct(followup_img, baseline_img, params, names)
     timings["registration_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    carried = resample_to_followup(instances.astype(np.uint16), baseline_geometry, followup_geometry,
-                                   reg.transform, nearest=True).astype(np.int32)
-    carried_points = carry_points(base_points, baseline_geometry, followup_geometry, reg.transform)
     models = baseline_lesion_models(baseline_ct, instances, baseline_geometry.spacing)
+    lesions = carry_lesions(instances, models, baseline_geometry, followup_geometry, followup_img,
+                            baseline_img, reg.transform, local_refinement)
+    label_to_id = {label: lesion_id for lesion_id, label in id_to_label.items()}
+    carried_points = {label_to_id.get(label, f"component {label}"): lesion.centre
+                      for label, lesion in lesions.items()}
     timings["carry_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     spacing = followup_geometry.spacing
+    mask = np.zeros(followup_ct.shape, dtype=bool)
     if not fu_points:
         step = 1
-        mask = segment_step1(followup_ct, spacing, carried, models)
+        for lesion in lesions.values():
+            mask |= segment_with_prior(followup_ct, spacing, lesion, lesion.centre, detect=True)
     else:
         step = 2
-        mask = np.zeros(followup_ct.shape, dtype=bool)
         for lesion_id, point in fu_points.items():
-            label = id_to_label.get(lesion_id)
-            prior = None
-            if label is not None:
-                prior = carried == label
-                if not prior.any():
-                    prior = None  # the carried lesion fell outside the follow-up field of view
-            model = models.get(label) if label is not None else None
-            mask |= segment_at_click(followup_ct, spacing, point, model if prior is not None else None,
-                                     prior)
+            lesion = lesions.get(id_to_label.get(lesion_id, -1))
+            if lesion is not None:
+                mask |= segment_with_prior(followup_ct, spacing, lesion, point)
+            else:
+                mask |= segment_new_lesion(followup_ct, spacing, point)
     timings["segmentation_s"] = time.perf_counter() - t0
+    carried = None
+    if keep_carried:
+        carried = resample_to_followup(instances.astype(np.uint16), baseline_geometry, followup_geometry,
+                                       reg.transform, nearest=True).astype(np.int32)
     return FollowupResult(mask=mask, step=step, registration=transform_to_dict(reg),
                           carried_points={k: [float(x) for x in v] for k, v in carried_points.items()},
-                          skipped_points=outside, timings=timings,
-                          carried_labels=carried if keep_carried else None)
+                          skipped_points=outside, timings=timings, carried_labels=carried)
+
+
+def carry_lesions(instances: np.ndarray, models: Mapping[int, Any], baseline_geometry: Geometry,
+                  followup_geometry: Geometry, followup_img: Any, baseline_img: Any, transform: Any,
+                  local_refinement: bool = True, margin_mm: float = 10.0) -> dict[int, CarriedLesion]:
+    """Carry every baseline lesion (instance label) onto the follow-up grid.
+
+    Its centre of gravity is carried through the global transform, refined by a local
+    translation around the lesion (:func:`~Task2.registration.refine_locally`), and its mask
+    is resampled (nearest neighbour) onto a box of the follow-up grid around the carried centre.
+    Lesions carried outside the follow-up field of view are dropped."""
+    out: dict[int, CarriedLesion] = {}
+    spacing_b = np.asarray(baseline_geometry.spacing)
+    spacing_f = np.asarray(followup_geometry.spacing)
+    shape_f = np.asarray(followup_geometry.shape)
+    import SimpleITK as sitk
+
+    not_lesion = sitk.BinaryThreshold(to_sitk(instances.astype(np.uint16), baseline_geometry), 0, 0, 1, 0)
+    for label, sl in enumerate(ndi.find_objects(instances), start=1):
+        if sl is None or label not in models:
+            continue
+        local = instances[sl] == label
+        com = np.asarray(ndi.center_of_mass(local)) + np.array([s.start for s in sl])
+        centre = carry_points({0: com}, baseline_geometry, followup_geometry, transform)[0]
+        lesion_transform = transform
+        if local_refinement and np.all(centre >= 0) and np.all(centre <= shape_f - 1):
+            radius = max((s.stop - s.start) * sp for s, sp in zip(sl, spacing_b)) / 2
+            lesion_transform = refine_locally(followup_img, baseline_img, transform, centre,
+                                              half_size_mm=max(60.0, 2.5 * radius),
+                                              baseline_exclude=not_lesion)
+            centre = carry_points({0: com}, baseline_geometry, followup_geometry, lesion_transform)[0]
+        half_mm = max((s.stop - s.start) * sp for s, sp in zip(sl, spacing_b)) / 2 * 1.5 + margin_mm
+        region = tuple(slice(int(max(0, np.floor(c - half_mm / sp))), int(min(n, np.ceil(c + half_mm / sp) + 1)))
+                       for c, sp, n in zip(centre, spacing_f, shape_f))
+        if any(s.stop - s.start < 1 for s in region):
+            continue
+        sub = instances[sl] == label
+        sub_geom = Geometry(sub.shape, baseline_geometry.spacing,
+                            tuple(baseline_geometry.index_to_physical([s.start for s in sl])),
+                            baseline_geometry.direction)
+        mask = resample_region(sub.astype(np.uint8), sub_geom, followup_geometry, region,
+                               lesion_transform, nearest=True).astype(bool)
+        if not mask.any():
+            continue
+        out[label] = CarriedLesion(label, region, mask, np.asarray(centre, dtype=float), models[label])
+    return out

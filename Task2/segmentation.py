@@ -35,7 +35,7 @@ from scipy import ndimage as ndi
 
 SMOOTHING_MM = 2.0
 NEW_LESION_MAX_RADIUS_MM = 25.0
-MIN_CONTRAST_SIGMAS = 3.0  # half-contrast must exceed this many smoothed-noise sds
+MIN_CONTRAST_SIGMAS = 2.0  # half-contrast must exceed this many smoothed-noise sds
 
 
 @dataclass(frozen=True)
@@ -165,46 +165,164 @@ def _shift_mask(mask: np.ndarray, offset: Sequence[int]) -> np.ndarray:
     return out
 
 
-def segment_at_click(followup_ct: np.ndarray, spacing: Sequence[float], point: Sequence[float],
-                     model: LesionModel | None = None, prior: np.ndarray | None = None,
-                     noise_sd: float | None = None) -> np.ndarray:
-    """Segment the follow-up lesion at ``point`` (voxel index ``[i, j, k]``, rounded and
-    clipped). ``model`` / ``prior`` (boolean array on the follow-up grid: the carried baseline
-    lesion) come from the baseline lesion with the click's id, or are None for a new lesion.
-    Returns a boolean mask on the follow-up grid."""
-    spacing = np.asarray(spacing, dtype=float)
-    shape = followup_ct.shape
-    seed = np.clip(np.round(np.asarray(point, dtype=float)).astype(int), 0, np.asarray(shape) - 1)
-    out = np.zeros(shape, dtype=bool)
-    has_prior = prior is not None and prior.any() and model is not None
-    radius_cap = (1.7 * model.radius_mm + 1.5 * spacing.max()) if has_prior else NEW_LESION_MAX_RADIUS_MM
-    box = _box(seed, radius_cap + 2 * spacing.max(), spacing, shape)
-    offs = np.array([s.start for s in box])
-    local_seed = seed - offs
-    smoothed, gain = _smoothed_crop(followup_ct, box, spacing)
-    limit = _ball_mask(smoothed.shape, local_seed, radius_cap, spacing)
+@dataclass
+class CarriedLesion:
+    """A baseline lesion carried onto the follow-up grid: a boolean ``mask`` on the follow-up
+    sub-grid ``region`` (tuple of slices), its carried centre (follow-up voxel index) and the
+    baseline intensity model."""
 
-    shifted_prior = None
-    if has_prior:
-        # The carried shape, moved so that its centre of gravity sits on the click.
-        com = np.array(ndi.center_of_mass(prior))
-        moved = _shift_mask(prior, np.round(seed - com).astype(int))
-        shifted_prior = moved[box]
-        sd = noise_sd if noise_sd is not None else model.sd_hu
-        # The lesion intensity at follow-up is measured at the click (it may have changed);
-        # the surround comes from the baseline ring.
-        core = _ball_mask(smoothed.shape, local_seed, max(0.4 * model.radius_mm, spacing.min()), spacing)
-        lesion_hu = float(np.median(smoothed[core])) if core.any() else model.mean_hu
-        if abs(lesion_hu - model.mean_hu) > abs(model.contrast) / 2:
-            lesion_hu = model.mean_hu  # the click sits off the lesion core: trust the baseline
-        grown = _grow(smoothed, local_seed, lesion_hu, model.surround_hu, sd * gain, limit)
-        prior_vox = max(1, int(prior.sum()))
-        if grown is None or not (0.1 * prior_vox <= grown.sum() <= 6.0 * prior_vox):
-            grown = shifted_prior
+    label: int
+    region: tuple[slice, ...]
+    mask: np.ndarray
+    centre: np.ndarray
+    model: LesionModel
+
+
+def _scaled_shape(prior: CarriedLesion, box: tuple[slice, ...], centre: np.ndarray,
+                  scale: float) -> np.ndarray:
+    """The carried shape, scaled by ``scale`` about its centre and moved to ``centre``,
+    sampled on ``box`` (nearest neighbour)."""
+    grids = np.meshgrid(*[np.arange(s.start, s.stop, dtype=np.float32) for s in box], indexing="ij")
+    offs = np.array([s.start for s in prior.region], dtype=np.float32)
+    com = np.asarray(ndi.center_of_mass(prior.mask), dtype=np.float32)
+    coords = [com[a] + (grids[a] - np.float32(centre[a])) / np.float32(scale) for a in range(3)]
+    return ndi.map_coordinates(prior.mask.astype(np.uint8), coords, order=0, mode="constant",
+                               cval=0).astype(bool)
+
+
+SCALES = tuple(float(s) for s in np.geomspace(0.35, 1.9, 19))
+
+
+def fit_scale(raw: np.ndarray, shapes: dict[float, np.ndarray], model: LesionModel
+              ) -> tuple[float, float]:
+    """Pick the scale whose shape best separates lesion-like from surround-like voxels.
+
+    Score(s) = sum over the shape's voxels of ``sign * (v - threshold)``, clipped to
+    ``+-half``, threshold halfway between lesion and surround intensity. Summing over many
+    voxels makes it work at contrasts near the noise level, where thresholding single voxels
+    fails. Returns ``(best scale, best score)``."""
+    threshold = (model.mean_hu + model.surround_hu) / 2.0
+    sign = 1.0 if model.contrast >= 0 else -1.0
+    half = max(abs(model.contrast) / 2.0, 2.0 * model.sd_hu)
+    evidence = np.clip(sign * (raw - threshold), -half, half)
+    best, best_score = 1.0, -np.inf
+    for scale, shape in shapes.items():
+        score = float(evidence[shape].sum())
+        if score > best_score:
+            best, best_score = scale, score
+    return best, best_score
+
+
+def _refine_by_threshold(smoothed: np.ndarray, gain: float, shape: np.ndarray, model: LesionModel,
+                         seed: Sequence[int], spacing: np.ndarray) -> np.ndarray:
+    """With enough contrast, let the voxels decide the boundary near the fitted shape (one
+    voxel either side), so that non-uniform growth is followed."""
+    half = abs(model.contrast) / 2.0
+    if half < MIN_CONTRAST_SIGMAS * model.sd_hu * gain or not shape.any():
+        return shape
+    limit = ndi.binary_dilation(shape, _ball(np.maximum(1.0, 1.0 / (spacing / spacing.min()))))
+    grown = _grow(smoothed, seed, model.mean_hu, model.surround_hu, model.sd_hu * gain, limit)
+    if grown is None or not (0.5 * shape.sum() <= grown.sum() <= 1.6 * shape.sum()):
+        return shape
+    return grown
+
+
+def segment_with_prior(followup_ct: np.ndarray, spacing: Sequence[float], prior: CarriedLesion,
+                       centre: Sequence[float], detect: bool = False) -> np.ndarray:
+    """Segment a follow-up lesion at ``centre`` (voxel index) using its carried baseline lesion.
+
+    The carried shape is scaled (:func:`fit_scale`) and, with enough contrast, refined by
+    thresholding. With ``detect`` (step 1, no click) the lesion counts as vanished when the
+    fitted shape does not show the baseline contrast. Returns a boolean mask on the follow-up
+    grid (only the box around ``centre`` can be set)."""
+    spacing = np.asarray(spacing, dtype=float)
+    shape3 = followup_ct.shape
+    centre = np.clip(np.asarray(centre, dtype=float), 0, np.asarray(shape3) - 1)
+    seed = np.round(centre).astype(int)
+    extent_mm = max((s.stop - s.start) * sp for s, sp in zip(prior.region, spacing)) / 2
+    box = _box(seed, max(SCALES) * extent_mm + 3 * spacing.max(), spacing, shape3)
+    offs = np.array([s.start for s in box])
+    raw = followup_ct[box].astype(np.float32)
+    shapes = {s: _scaled_shape(prior, box, centre, s) for s in SCALES}
+    shapes = {s: m for s, m in shapes.items() if m.any()}
+    out = np.zeros(shape3, dtype=bool)
+    if not shapes:
+        return out
+    model = prior.model
+    if abs(model.contrast) < 0.5 * model.sd_hu:
+        fitted = shapes.get(1.0, shapes[min(shapes, key=lambda s: abs(s - 1.0))])
+        scale = 1.0
     else:
-        sd = noise_sd if noise_sd is not None else _local_sd(followup_ct, seed, spacing)
-        grown = _grow_new(smoothed, local_seed, spacing, sd * gain, limit)
-    out[box] = grown
+        scale, _ = fit_scale(raw, shapes, model)
+        fitted = shapes[scale]
+    if detect and abs(model.contrast) >= 0.5 * model.sd_hu:
+        ring = ndi.binary_dilation(fitted, _ball(np.maximum(1.0, 2.0 * spacing.min() / spacing))) & ~fitted
+        if ring.any():
+            measured = float(raw[fitted].mean() - raw[ring].mean())
+            if measured * np.sign(model.contrast) < 0.4 * abs(model.contrast):
+                return out  # the baseline lesion's contrast is gone: vanished
+    sigmas = smoothing_sigmas(spacing)
+    smoothed = ndi.gaussian_filter(raw, sigmas, mode="nearest")
+    local_seed = seed - offs
+    if not fitted[tuple(local_seed)]:
+        inside = np.argwhere(fitted)
+        local_seed = inside[np.argmin(np.sum((inside - local_seed) ** 2, axis=1))]
+    region = _refine_by_threshold(smoothed, _noise_gain(sigmas), fitted, model, local_seed, spacing)
+    out[box] = region
+    return out
+
+
+def segment_new_lesion(followup_ct: np.ndarray, spacing: Sequence[float], point: Sequence[float],
+                       noise_sd: float | None = None) -> np.ndarray:
+    """Segment a lesion that has no baseline counterpart at ``point`` (voxel index, taken as
+    the lesion's centre, as the challenge's clicks are centres of gravity).
+
+    Radial profile: the lesion intensity is the median of a small core at the click; going
+    outwards in shells, the first shell whose median departs significantly from it marks the
+    boundary (radius) and gives the surround intensity. With enough contrast the boundary is
+    then refined by thresholding halfway, within 1.3x that radius; otherwise the ball is used."""
+    spacing = np.asarray(spacing, dtype=float)
+    shape3 = followup_ct.shape
+    seed = np.clip(np.round(np.asarray(point, dtype=float)).astype(int), 0, np.asarray(shape3) - 1)
+    box = _box(seed, NEW_LESION_MAX_RADIUS_MM + 4 * spacing.max(), spacing, shape3)
+    offs = np.array([s.start for s in box])
+    local = seed - offs
+    raw = followup_ct[box].astype(np.float32)
+    grids = np.ogrid[tuple(slice(0, n) for n in raw.shape)]
+    dist = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, local, spacing)))
+    sd = noise_sd if noise_sd is not None else _local_sd(followup_ct, seed, spacing)
+    step = float(spacing.min())
+    core_r = max(step, 3.0)
+    core = dist <= core_r
+    lesion_hu = float(np.median(raw[core]))
+    radius, surround_hu = None, None
+    r = core_r
+    while r <= NEW_LESION_MAX_RADIUS_MM:
+        shell = (dist > r) & (dist <= r + step)
+        n = int(shell.sum())
+        if n >= 3:
+            med = float(np.median(raw[shell]))
+            # sd of a median of n normal values ~ 1.25 sd / sqrt(n); need 4 of them.
+            if abs(med - lesion_hu) > max(4.0 * 1.25 * sd / np.sqrt(n), 1.5 * sd):
+                radius = r
+                outer = (dist > r) & (dist <= r + 2 * float(spacing.max()))
+                surround_hu = float(np.median(raw[outer]))
+                break
+        r += step
+    out = np.zeros(shape3, dtype=bool)
+    if radius is None:
+        # No boundary found (no contrast): a small default lesion at the click.
+        out[box] = dist <= max(5.0, 1.2 * float(spacing.max()))
+        return out
+    ball = dist <= radius + 0.5 * step
+    sigmas = smoothing_sigmas(spacing)
+    gain = _noise_gain(sigmas)
+    smoothed = ndi.gaussian_filter(raw, sigmas, mode="nearest")
+    region = ball
+    grown = _grow(smoothed, local, lesion_hu, surround_hu, sd * gain, dist <= 1.3 * radius + step)
+    if grown is not None and 0.4 * ball.sum() <= grown.sum() <= 2.5 * ball.sum():
+        region = grown
+    out[box] = region
     return out
 
 
@@ -216,71 +334,3 @@ def _local_sd(ct: np.ndarray, seed: Sequence[int], spacing: Sequence[float]) -> 
     mad = float(np.median(np.abs(resid - np.median(resid))))
     # For white noise, x - mean3(x) has sd sqrt(26/27) of x's sd.
     return max(1.0, 1.4826 * mad / np.sqrt(26.0 / 27.0))
-
-
-def _grow_new(smoothed: np.ndarray, seed: np.ndarray, spacing: np.ndarray, noise_sd: float,
-              limit: np.ndarray) -> np.ndarray:
-    """A lesion without baseline: lesion intensity at the click, surround from the radial
-    profile (the first shell, going out, that clearly differs from the click's intensity)."""
-    core = _ball_mask(smoothed.shape, seed, max(spacing.min(), 3.0), spacing)
-    lesion_hu = float(np.median(smoothed[core]))
-    grids = np.ogrid[tuple(slice(0, n) for n in smoothed.shape)]
-    dist = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, seed, spacing)))
-    step = float(spacing.min())
-    surround = None
-    r = step
-    while r < NEW_LESION_MAX_RADIUS_MM + step:
-        shell = (dist >= r) & (dist < r + step)
-        if shell.any():
-            med = float(np.median(smoothed[shell]))
-            if abs(med - lesion_hu) > 2 * MIN_CONTRAST_SIGMAS * noise_sd:
-                surround = med
-                break
-        r += step
-    if surround is not None:
-        grown = _grow(smoothed, seed, lesion_hu, surround, noise_sd, limit)
-        if grown is not None and grown.any():
-            return grown
-    # No contrast: a small default lesion at the click rather than nothing (the click says a
-    # lesion is there).
-    return _ball_mask(smoothed.shape, seed, 2.0 * float(spacing.max()), spacing)
-
-
-def segment_step1(followup_ct: np.ndarray, spacing: Sequence[float], carried: np.ndarray,
-                  models: Mapping[int, LesionModel], search_margin_mm: float = 10.0) -> np.ndarray:
-    """Step 1 (no follow-up clicks): find each carried baseline lesion in the follow-up.
-
-    ``carried`` holds the baseline instance labels resampled onto the follow-up grid.
-    Returns a boolean mask on the follow-up grid."""
-    spacing = np.asarray(spacing, dtype=float)
-    out = np.zeros(followup_ct.shape, dtype=bool)
-    for label, sl in enumerate(ndi.find_objects(carried), start=1):
-        if sl is None or label not in models:
-            continue
-        model = models[label]
-        center = [(s.start + s.stop - 1) / 2 for s in sl]
-        half = np.array([(s.stop - s.start) * sp / 2 for s, sp in zip(sl, spacing)])
-        box = _box(center, half * 1.7 + search_margin_mm, spacing, carried.shape)
-        prior = carried[box] == label
-        smoothed, gain = _smoothed_crop(followup_ct, box, spacing)
-        half_contrast = abs(model.contrast) / 2
-        if half_contrast < MIN_CONTRAST_SIGMAS * model.sd_hu * gain:
-            out[box] |= prior  # cannot tell the lesion from its surround: keep the carried shape
-            continue
-        band = np.abs(smoothed - model.mean_hu) < half_contrast
-        allowed = ndi.binary_dilation(prior, _ball((0.7 * model.radius_mm + search_margin_mm) / spacing))
-        band &= allowed
-        labels, n = ndi.label(band, structure=np.ones((3, 3, 3), bool))
-        if n == 0:
-            continue  # well-contrasted lesion absent: vanished
-        near_prior = ndi.binary_dilation(prior, _ball(np.maximum(1.0, search_margin_mm / 2 / spacing)))
-        overlap = np.bincount(labels[near_prior], minlength=n + 1)
-        overlap[0] = 0
-        best = int(np.argmax(overlap))
-        if overlap[best] == 0:
-            continue
-        region = ndi.binary_fill_holes(labels == best)
-        if region.sum() < 0.05 * prior.sum():
-            continue
-        out[box] |= region
-    return out
