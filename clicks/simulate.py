@@ -7,8 +7,8 @@ challenge repository; algorithm in ``../shared/challenge-facts.md``) draw for dr
   same stream as ``np.random.seed(42)`` without touching global state), then the same
   ``choice`` calls with the same arguments in the same order.
 - Tumor: 26-connected components of the label (``cc3d``; its numbering depends on the memory
-  layout of the array, so arrays are passed on unchanged: files are read Fortran-ordered,
-  exactly like ``nibabel``), ``min(budget, n)`` of them sampled without replacement; the
+  layout, so arrays are labelled Fortran-ordered, as ``nibabel`` gives them to the published
+  script, whatever the caller's layout), ``min(budget, n)`` of them sampled without replacement; the
   centre click of each is the first arg-max (C order of the ``[i, j, k]`` array: i slowest)
   of its Euclidean distance transform (unit spacing, distance to the nearest voxel of the
   volume outside the component); fill-up clicks cycle over the sampled components and pick
@@ -325,11 +325,14 @@ def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_na
     center_offset = _check_offset("center_offset", center_offset)
     edge_offset = _check_offset("edge_offset", edge_offset)
 
-    tumor = binarise_label(label, case)
+    # cc3d numbers components in memory order. The published script labels nibabel's
+    # Fortran-ordered arrays, so label in Fortran order whatever the caller's layout: the
+    # clicks then depend on the image only, and equal the published ones for its file.
+    tumor = binarise_label(np.asfortranarray(label), case)
     if with_background:
         if pet is None:
             raise InputError(f"{case}: a PET image is needed for background clicks ({dataset_name})")
-        pet = np.asarray(pet)
+        pet = np.asfortranarray(pet)
         if pet.shape != tumor.shape:
             raise GridMismatchError(f"{case}: label {tumor.shape} and PET {pet.shape} have "
                                     "different shapes")

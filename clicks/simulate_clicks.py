@@ -129,5 +129,18 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 
+class _CallableModule(type(sys)):
+    """``clicks.simulate_clicks`` names both this module (the challenge's file name) and the
+    package's function. Once this module is imported, Python binds the package attribute to the
+    module, so ``from clicks import simulate_clicks`` would return a module; calling the module
+    therefore calls the function."""
+
+    def __call__(self, *args, **kwargs):
+        return simulate_clicks(*args, **kwargs)
+
+
+if __name__ != "__main__":
+    sys.modules[__name__].__class__ = _CallableModule
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -223,3 +223,20 @@ def test_scaled_nifti_pet_is_read_like_the_published_code(tmp_path):
     except EmptyRegionError:
         differs = True
     assert differs
+
+
+def test_package_function_survives_import_of_the_cli_module():
+    """Importing the CLI module clicks.simulate_clicks must not break ``from clicks import
+    simulate_clicks`` (the local challenge runner and users call it as a function)."""
+    import importlib
+
+    import numpy as np
+
+    importlib.import_module("clicks.simulate_clicks")
+    from clicks import simulate_clicks
+    from clicks.simulate import simulate_clicks as function
+
+    label = np.zeros((12, 12, 12), np.uint8)
+    label[3:6, 3:6, 3:6] = 1
+    pet = np.linspace(0, 5, label.size, dtype=np.float32).reshape(label.shape)
+    assert simulate_clicks(label, pet) == function(label, pet)

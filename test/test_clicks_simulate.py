@@ -42,7 +42,10 @@ def _assert_same(label, pet, **kwargs):
     dataset = "FDG-PETCT" if with_background else "Longitudinal-CT"
     fast = simulate_clicks(label, pet if with_background else None, dataset, click_budget=budget,
                            background_in_component=in_component)
-    slow = reference_clicks(label, pet, budget, with_background, in_component)
+    # The published script gets nibabel's Fortran-ordered arrays; the fast path must give its
+    # clicks whatever the layout of the arrays it is handed.
+    slow = reference_clicks(np.asfortranarray(label), None if pet is None else np.asfortranarray(pet),
+                            budget, with_background, in_component)
     assert fast == slow
     assert len(fast["tumor"]) == (budget if np.any(label) else 0)
     assert len(fast["background"]) == (budget if with_background else 0)
@@ -148,6 +151,7 @@ def test_exact_on_phantoms():
         case = make_petct_case(size="tiny", tracer=tracer, seed=seed, n_lesions=n_lesions, empty=empty)
         if n_lesions == 12:  # Fortran order (as files are read) and fill-up clicks past 10 lesions
             _assert_same(np.asfortranarray(case.label), np.asfortranarray(case.pet), click_budget=13)
+            _assert_same(np.ascontiguousarray(case.label), np.ascontiguousarray(case.pet), click_budget=13)
         else:
             _assert_same(case.label, case.pet)
 
@@ -236,3 +240,14 @@ def test_lesion_centre_points():
     multi[5, 5, 5] = 2
     assert lesion_centre_points(multi) == {2: (5.0, 5.0, 5.0), 4: (0.5, 0.0, 0.0)}
     assert lesion_centre_points(np.zeros((4, 4, 4))) == {}
+
+
+def test_clicks_do_not_depend_on_memory_layout():
+    """The same image as a C- or Fortran-ordered array gives the same clicks (the file's)."""
+    from autopet_common.phantoms import make_petct_case
+
+    case = make_petct_case(size="tiny", tracer="FDG", seed=4, n_lesions=8)
+    c_order = simulate_clicks(np.ascontiguousarray(case.label), np.ascontiguousarray(case.pet))
+    f_order = simulate_clicks(np.asfortranarray(case.label), np.asfortranarray(case.pet))
+    assert c_order == f_order
+    assert len(c_order["tumor"]) == 10 and len(c_order["background"]) == 10
