@@ -1,0 +1,104 @@
+"""Build an nnU-Net v2 raw dataset for Task 2 from longitudinal pairs (registration done once, here).
+
+Input: a cohort of pair folders ``<pair>/input/`` (Grand Challenge Task 2 layout) and
+``<pair>/truth/followup-tumor-lesion-seg.mha`` (the follow-up lesion mask), as written by
+``autopet_common.phantoms.write_task2_cohort``. Output, under
+``<nnUNet_raw>/Dataset<ID>_<name>/``::
+
+    imagesTr/<pair>_0000.nii.gz   follow-up CT (HU)
+    imagesTr/<pair>_0001.nii.gz   baseline CT registered onto the follow-up (HU)
+    imagesTr/<pair>_0002.nii.gz   registered baseline lesion mask (0/1)
+    imagesTr/<pair>_0003.nii.gz   follow-up click map (ball, radius 3 voxels)
+    labelsTr/<pair>.nii.gz        follow-up lesion mask (0/1)
+    dataset.json                  channel_names CT, CT, noNorm, noNorm
+
+Train with ``nnUNet_extTrainer=<repo>/Task2/trainers nnUNetv2_train ID 3d_fullres FOLD -tr
+autoPETTrainerLongitudinal`` (the trainer blanks the click channel half of the time, so one
+model serves step 1 and step 2).
+
+Usage::
+
+    python -m Task2.convert_dataset --cohort COHORT --output NNUNET_RAW --dataset_id 502
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from autopet_common.errors import InputError
+from autopet_common.image_io import atomic_write_json, read_image, write_image
+
+from .channels import CHANNEL_NAMES, followup_channels
+from .challenge_run import TRUTH_NAME, find_pairs
+from .inference import read_followup_inputs
+
+
+def convert_pair(pair_dir: Path, images_dir: Path, labels_dir: Path, case_id: str | None = None,
+                 params=None) -> str:
+    """Write one pair's four channels and label; returns the case id."""
+    case_id = case_id or pair_dir.name
+    item = read_followup_inputs(pair_dir / "input")[0]  # the primary follow-up
+    truth, truth_geometry = read_image(pair_dir / TRUTH_NAME, what=f"follow-up truth of {pair_dir.name}")
+    from autopet_common.image_io import check_same_grid
+
+    check_same_grid(item.followup_geometry, truth_geometry, f"follow-up CT of {pair_dir.name}",
+                    f"follow-up truth of {pair_dir.name}")
+    channels = followup_channels(item.baseline_ct, item.baseline_geometry, item.baseline_mask,
+                                 item.followup_ct, item.followup_geometry, item.followup_points, params)
+    for index, channel in enumerate(channels):
+        write_image(channel, item.followup_geometry, images_dir / f"{case_id}_{index:04d}.nii.gz",
+                    dtype=np.uint8 if index == 2 else np.float32)
+    write_image((truth > 0).astype(np.uint8), item.followup_geometry, labels_dir / f"{case_id}.nii.gz")
+    return case_id
+
+
+def convert_cohort(cohort_dir: str | os.PathLike, nnunet_raw: str | os.PathLike, dataset_id: int = 502,
+                   name: str = "Task2Longitudinal", progress: bool = True) -> Path:
+    """Convert every pair of ``cohort_dir``; returns the dataset folder."""
+    from tqdm import tqdm
+
+    if not 1 <= int(dataset_id) <= 999:
+        raise InputError(f"dataset_id must be in 1..999, got {dataset_id}")
+    pairs = find_pairs(cohort_dir)
+    dataset = Path(nnunet_raw) / f"Dataset{int(dataset_id):03d}_{name}"
+    images, labels = dataset / "imagesTr", dataset / "labelsTr"
+    cases = [convert_pair(pair, images, labels) for pair in tqdm(pairs, desc="pairs", unit="pair",
+                                                                  disable=not progress)]
+    atomic_write_json(dataset / "dataset.json", {
+        "channel_names": CHANNEL_NAMES,
+        "labels": {"background": 0, "lesion": 1},
+        "numTraining": len(cases),
+        "file_ending": ".nii.gz",
+        "name": name,
+        "description": "autoPET/CT IV Task 2: follow-up CT, registered baseline CT, registered baseline "
+                       "mask, follow-up click map",
+    })
+    return dataset
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m Task2.convert_dataset",
+        description="Build an nnU-Net v2 raw dataset (4 channels: follow-up CT, registered baseline CT, "
+                    "registered baseline mask, click map) from Task 2 longitudinal pairs.")
+    parser.add_argument("--cohort", type=Path, required=True, help="folder of pairs (<pair>/input, <pair>/truth)")
+    parser.add_argument("--output", type=Path, required=True, help="nnUNet_raw folder")
+    parser.add_argument("--dataset_id", type=int, default=502, help="nnU-Net dataset id (default 502)")
+    parser.add_argument("--name", default="Task2Longitudinal", help="dataset name (default Task2Longitudinal)")
+    args = parser.parse_args(argv)
+    try:
+        dataset = convert_cohort(args.cohort, args.output, args.dataset_id, args.name)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(dataset)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""nnU-Net v2 trainer for Task 2 (longitudinal CT), found by the stock commands with
+``nnUNet_extTrainer=<repository>/Task2/trainers``::
+
+    nnUNetv2_train DATASET 3d_fullres FOLD -tr autoPETTrainerLongitudinal
+
+nnU-Net imports this folder's modules as top-level modules: the file name shadows no package
+and shared code is imported absolutely.
+
+The dataset (built by ``python -m Task2.convert_dataset``) already holds the four input
+channels: 0 follow-up CT (``CT``), 1 baseline CT registered onto the follow-up (``CT``),
+2 registered baseline lesion mask (``noNorm``), 3 follow-up click map (``noNorm``, a ball
+around each follow-up click). Task 2 runs twice per case, without clicks (step 1) and with
+them (step 2); so that one network serves both, the trainer blanks the click channel of a
+training sample with probability ``p_no_clicks`` (after augmentation, before nnU-Net removes
+the padding label). Validation keeps the clicks (step 2).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+CLICK_CHANNEL = 3
+
+
+class BlankClickChannelTransform:
+    """batchgeneratorsv2-style transform: with probability ``p`` set image channel ``channel`` to 0."""
+
+    def __init__(self, channel: int = CLICK_CHANNEL, p: float = 0.5):
+        self.channel = channel
+        self.p = p
+
+    def __call__(self, **data_dict):
+        # nnU-Net seeds NumPy's global generator per worker; use it so runs are reproducible.
+        if np.random.uniform() < self.p:
+            image = data_dict["image"]
+            image[self.channel] = 0
+            data_dict["image"] = image
+        return data_dict
+
+
+def insert_before_label_removal(composed, transform):
+    """Insert ``transform`` just before nnU-Net's RemoveLabel transform (after augmentation)."""
+    names = [type(t).__name__ for t in composed.transforms]
+    anchors = [i for i, n in enumerate(names) if n.startswith("RemoveLabelT")] or \
+        [i for i, n in enumerate(names) if n == "DownsampleSegForDSTransform"] or [len(names)]
+    composed.transforms.insert(anchors[0], transform)
+    return composed
+
+
+class autoPETTrainerLongitudinal(nnUNetTrainer):
+    """Follow-up CT + registered baseline CT + registered baseline mask + click map."""
+
+    p_no_clicks = 0.5
+
+    def get_training_transforms(self, *args, **kwargs):
+        composed = nnUNetTrainer.get_training_transforms(*args, **kwargs)
+        return insert_before_label_removal(composed, BlankClickChannelTransform(CLICK_CHANNEL, self.p_no_clicks))
+
+
+class autoPETTrainerLongitudinal_5epochs(autoPETTrainerLongitudinal):
+    """Smoke-test variant: 5 epochs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_epochs = 5
