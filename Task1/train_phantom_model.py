@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset-id", type=int, default=777)
     parser.add_argument("--cases", type=int, default=5, help="number of phantoms (>= 5 for the 5-fold split)")
     parser.add_argument("--trainer", default="autoPETTrainerClicks_tiny",
-                        help="autoPETTrainerClicks_smoke (2x2 iterations) or _tiny (20x10)")
+                        help="autoPETTrainerClicks_smoke (2 epochs x 2 iterations) or _tiny (10 x 5)")
     parser.add_argument("--fold", default="0")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -161,3 +161,18 @@ def test_pretrained_weights_extended_for_click_channels(tmp_path):
         else:
             assert torch.equal(target, value), key
     assert expected.shape == got.shape
+
+
+def test_high_percentile_is_exact():
+    from Task1.click_transforms import high_percentile
+
+    rng = np.random.default_rng(4)
+    for trial in range(6):
+        shape = tuple(int(s) for s in rng.integers(5, 40, size=3))
+        values = rng.normal(size=shape).astype(np.float32)
+        if trial % 2:
+            values = np.round(values, 1)  # many ties
+        candidates = rng.random(shape) < 0.8 if trial % 3 else None
+        expected = np.percentile(values if candidates is None else values[candidates], 99.75)
+        assert high_percentile(values, candidates) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    assert high_percentile(np.ones((4, 4, 4)), np.zeros((4, 4, 4), bool)) is None

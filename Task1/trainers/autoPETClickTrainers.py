@@ -197,13 +197,13 @@ class autoPETTrainerClicks_smoke(autoPETTrainerClicks):
 
 
 class autoPETTrainerClicks_tiny(autoPETTrainerClicks):
-    """20 epochs of 10 iterations: a few CPU minutes on tiny phantoms (demo models)."""
+    """10 epochs of 5 iterations: a few CPU minutes on tiny phantoms (demo models)."""
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 20
-        self.num_iterations_per_epoch = 10
-        self.num_val_iterations_per_epoch = 2
+        self.num_epochs = 10
+        self.num_iterations_per_epoch = 5
+        self.num_val_iterations_per_epoch = 1
 
 
 class autoPETTrainerClicks_250epochs(autoPETTrainerClicks):
