@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="phantom seed for --make_phantoms (default 0)")
     parser.add_argument("--keep_work", action="store_true",
                         help="keep the per-step Grand Challenge input/output folders under OUTPUT/work")
+    parser.add_argument("--no_overlays", action="store_true",
+                        help="do not write OUTPUT/overlays/<case>.png (PET MIP with truth, clicks and "
+                             "the first and last step's prediction)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
@@ -85,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      entrypoint=args.entrypoint, time_budget=args.time_budget,
                                      timeout=args.timeout, dataset_name=args.dataset_name,
                                      max_cases=args.max_cases, n_steps=args.steps,
-                                     keep_work=args.keep_work, progress=not args.no_progress)
+                                     keep_work=args.keep_work, progress=not args.no_progress,
+                                     overlays=not args.no_overlays)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -257,11 +257,14 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                         dataset_name: str = "FDG-PETCT", max_cases: int | None = None,
                         n_steps: int = N_STEPS, entrypoint_args: Sequence[str] = (),
                         keep_work: bool = False, progress: bool = True,
-                        simulate: Callable[..., dict] | None = None) -> LocalChallengeResult:
+                        simulate: Callable[..., dict] | None = None,
+                        overlays: bool = True) -> LocalChallengeResult:
     """Run the Task 1 protocol on a cohort and score it. See the module docstring.
 
     ``model``: passed to the entrypoint's ``--model`` (None: its default; "model-free").
     ``docker_image``: run ``docker run <flags> IMAGE`` instead of the entrypoint script.
+    ``overlays``: write ``overlays/<case>.png`` (PET MIP with truth, first and last step's
+    prediction and clicks; see :mod:`local_challenge.overlay`).
     ``timeout``: seconds after which a run is killed (default: the time budget, as on Grand
     Challenge). ``n_steps``: steps 0..n_steps-1 (11 in the challenge; scoring needs >= 2).
     Returns the runs, the metrics summary and the run log; writes everything under ``output_dir``.
@@ -304,7 +307,7 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         input_dir = work_dir / case.case_id / "input"
         write_image(ct, ct_geometry, input_dir / "images" / "ct" / f"{ct_uuid}.mha")
         write_image(pet, geometry, input_dir / "images" / "pet" / f"{pet_uuid}.mha")
-        del ct, pet, label
+        del ct
 
         for step in steps:
             clicks_path = input_dir / "lesion-clicks.json"
@@ -341,6 +344,10 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
             result.runs.append(record)
             bar.set_postfix_str(f"{case.case_id} step {step}: {seconds:.1f} s")
             bar.update(1)
+        if overlays:
+            write_case_overlay(case.case_id, pet, label, geometry, case_clicks, pred_dir,
+                               sorted({steps[0], steps[-1]}), output_dir / "overlays")
+        del pet, label
         if not keep_work:
             shutil.rmtree(work_dir / case.case_id, ignore_errors=True)
     bar.close()
@@ -353,6 +360,18 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     atomic_write_json(output_dir / "run_log.json", result.run_log)
     result.summary = score(gt_dir, pred_dir, output_dir, steps, progress)
     return result
+
+
+def write_case_overlay(case_id: str, pet, label, geometry, case_clicks: dict, pred_dir: Path,
+                       steps: Sequence[int], overlay_dir: Path) -> Path:
+    """``overlay_dir/<case>.png``: the case's PET MIP with truth, clicks and the predictions of
+    ``steps`` (read back from ``pred_dir``, exactly what was scored)."""
+    from autopet_common.image_io import read_image
+    from local_challenge.overlay import plot_case_overlay
+
+    predictions = {s: read_image(pred_dir / f"{case_id}_pred{s}.mha")[0] for s in steps}
+    return plot_case_overlay(pet, label, predictions, case_clicks, geometry.spacing,
+                             overlay_dir / f"{case_id}.png", title=case_id)
 
 
 def score(gt_dir: Path, pred_dir: Path, output_dir: Path, steps: Sequence[int],
@@ -461,7 +480,8 @@ def format_report(result: LocalChallengeResult) -> str:
         f"{_fmt_number(log.get('max_peak_memory_mb'), 0)} MB; over budget: {log.get('n_over_budget', 0)}; "
         f"failed: {log.get('n_failed', 0)}",
         f"Results in {result.output_dir}: summary.json, metrics_interactive.csv, metrics_per_step.csv, "
-        f"{summary.get('plot') or 'no plot'}, run_log.json, runs.csv",
+        f"{summary.get('plot') or 'no plot'}, run_log.json, runs.csv"
+        + (", overlays/<case>.png" if (result.output_dir / "overlays").is_dir() else ""),
     ]
     return "\n".join(lines)
 

@@ -146,3 +146,12 @@ def test_cli_errors_and_docker_without_engine(tmp_path, tiny_task1_cohort):
     help_run = subprocess.run([sys.executable, "-m", "local_challenge", "--help"], capture_output=True, text=True,
                               cwd=REPO, timeout=60)
     assert help_run.returncode == 0 and "--network none" in help_run.stdout
+
+
+def test_local_run_writes_one_overlay_per_case(full_run, tiny_task1_cohort):
+    _, out = full_run
+    cases = [c.case_id for c in discover_cohort(tiny_task1_cohort)]
+    pictures = sorted(p.name for p in (out / "overlays").iterdir())
+    assert pictures == sorted(f"{case}.png" for case in cases)
+    for name in pictures:
+        assert (out / "overlays" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
