@@ -152,7 +152,7 @@ def register_ct(followup_ct: Any, baseline_ct: Any,
     fixed = _shrink_to_working_grid(followup_ct, params.work_spacing_mm)
     moving = _shrink_to_working_grid(baseline_ct, params.work_spacing_mm)
     for image, name in ((fixed, names[0]), (moving, names[1])):
-        if min(image.GetSize()) < 4:
+        if min(image.GetSize()) < 8:
             raise RegistrationError(f"{name} is too small to register: {image.GetSize()} voxels "
                                     f"on the {params.work_spacing_mm:g} mm working grid")
     # Clip HU: bone and metal would otherwise dominate a squared-difference metric.
