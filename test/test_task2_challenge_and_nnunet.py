@@ -1,0 +1,88 @@
+"""Task 2: local challenge run through the entrypoint, nnU-Net dataset conversion and trainer."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autopet_common.image_io import read_image
+from autopet_common.phantoms import write_task2_cohort
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory):
+    return write_task2_cohort(tmp_path_factory.mktemp("task2_tiny"), n_pairs=1, size="tiny", seed=3)
+
+
+def test_challenge_run_scores_both_steps(tiny_cohort, tmp_path):
+    from Task2.challenge_run import run_task2_cohort
+
+    summary = run_task2_cohort(tiny_cohort, tmp_path / "run", progress=False)
+    assert summary["failed_runs"] == []
+    assert summary["entrypoint"] == str(REPO / "inference.py")
+    assert [(r["pair"], r["step"]) for r in summary["runs"]] == [("PHANTOM_CT_0000", 1), ("PHANTOM_CT_0000", 2)]
+    assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 50 and r["within_budget"] for r in summary["runs"])
+    for step in (1, 2):
+        pred, _ = read_image(tmp_path / "run" / "predictions" / f"PHANTOM_CT_0000_pred{step}.mha")
+        assert set(np.unique(pred)) <= {0, 1}
+    metrics = summary["metrics"]
+    assert metrics["mode"] == "task2" and metrics["n_cases"] == 1
+    dice1, dice2 = metrics["per_step_means"]["dice"]
+    assert dice2 is not None and dice2 > 0.5
+    assert (tmp_path / "run" / "metrics" / "metrics_per_step.csv").is_file()
+    assert (tmp_path / "run" / "runs.csv").read_text().startswith("pair,step,seconds,peak_rss_mb")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["n_pairs"] == 1
+    assert not (tmp_path / "run" / "work").exists()
+
+
+def test_convert_dataset_builds_four_channels(tiny_cohort, tmp_path):
+    from Task2.convert_dataset import convert_cohort
+
+    dataset = convert_cohort(tiny_cohort, tmp_path / "raw", dataset_id=502, progress=False)
+    meta = json.loads((dataset / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "CT", "1": "CT", "2": "noNorm", "3": "noNorm"}
+    assert meta["numTraining"] == 1 and meta["labels"] == {"background": 0, "lesion": 1}
+    case = "PHANTOM_CT_0000"
+    channels = [read_image(dataset / "imagesTr" / f"{case}_{c:04d}.nii.gz") for c in range(4)]
+    label, label_geometry = read_image(dataset / "labelsTr" / f"{case}.nii.gz")
+    pair = tiny_cohort / case
+    fu_ct, fu_geometry = read_image(next((pair / "input" / "images" / "primary-followup-ct").iterdir()))
+    truth, _ = read_image(pair / "truth" / "followup-tumor-lesion-seg.mha")
+    assert all(g.shape == fu_geometry.shape for _, g in channels) and label_geometry.shape == fu_geometry.shape
+    np.testing.assert_allclose(channels[0][0], fu_ct, atol=0.5)
+    np.testing.assert_array_equal(label, (truth > 0).astype(np.uint8))
+    # The registered baseline CT resembles the follow-up much more than the unregistered one.
+    registered = channels[1][0]
+    body = fu_ct > -500
+    assert np.corrcoef(registered[body], fu_ct[body])[0, 1] > 0.9
+    # Registered mask is binary; click map peaks (1) at every follow-up click.
+    assert set(np.unique(channels[2][0])) <= {0, 1}
+    points = json.loads((pair / "input" / "primary-followup-lesion-clicks.json").read_text())["points"]
+    for entry in points:
+        idx = tuple(int(round(v)) for v in entry["point"])
+        assert channels[3][0][idx] == pytest.approx(1.0)
+
+
+def test_trainer_found_by_nnunet_and_blanks_clicks():
+    sys.path.insert(0, str(REPO / "Task2" / "trainers"))
+    try:
+        from autoPETLongitudinalTrainers import BlankClickChannelTransform
+    finally:
+        sys.path.remove(str(REPO / "Task2" / "trainers"))
+    image = np.ones((4, 3, 3, 3), np.float32)
+    out = BlankClickChannelTransform(channel=3, p=1.0)(image=image.copy(), segmentation=None)
+    assert out["image"][3].max() == 0 and out["image"][:3].min() == 1
+    out = BlankClickChannelTransform(channel=3, p=0.0)(image=image.copy(), segmentation=None)
+    assert out["image"][3].min() == 1
+
+    env = dict(os.environ, nnUNet_extTrainer=str(REPO / "Task2" / "trainers"),
+               PYTHONPATH=os.pathsep.join([str(REPO / "Task1" / "compat"), os.environ.get("PYTHONPATH", "")]))
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
+            "t = f('autoPETTrainerLongitudinal'); print('FOUND', t.__name__, t.p_no_clicks)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "FOUND autoPETTrainerLongitudinal 0.5" in done.stdout, done.stderr[-2000:]
