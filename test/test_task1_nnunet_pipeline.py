@@ -203,3 +203,29 @@ def test_heatmap_conversion_simulates_clicks(tmp_path):
     label, _ = read_image(source / "labelsTr" / "phantom_000.nii.gz")
     peaks = np.argwhere(tumor_map >= 0.999)
     assert 1 <= len(peaks) <= 3 and all(label[tuple(p)] for p in peaks)
+
+
+def test_resenc_variant_builds_on_resenc_plans_and_refuses_plain_plans(trained, monkeypatch):
+    """`nnUNetv2_plan_experiment -pl nnUNetPlannerResEncL` then the ResEnc click trainer builds a
+    ResidualEncoderUNet with 2 + 2 inputs; on plain plans it stops with a clear message."""
+    import torch
+
+    from Task1.trainers.autoPETClickTrainers import autoPETTrainerClicksResEnc
+
+    env = trained["env"]
+    _run([str(BIN / "nnUNetv2_plan_experiment"), "-d", str(DATASET_ID), "-pl", "nnUNetPlannerResEncL"], env)
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(key, env[key])
+    folder = Path(env["nnUNet_preprocessed"]) / f"Dataset{DATASET_ID:03d}_autoPETClicks"
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    plain = json.loads((folder / "nnUNetPlans.json").read_text())
+    plain["continue_training"] = False  # nnU-Net's run_training adds this key before building a trainer
+    with pytest.raises(RuntimeError, match="nnUNetPlannerResEncL"):
+        autoPETTrainerClicksResEnc(plain, "3d_fullres", 0, dataset_json, device=torch.device("cpu"))
+    resenc = json.loads((folder / "nnUNetResEncUNetLPlans.json").read_text())
+    resenc["continue_training"] = False
+    trainer = autoPETTrainerClicksResEnc(resenc, "3d_fullres", 0, dataset_json, device=torch.device("cpu"))
+    trainer.initialize()
+    assert type(trainer.network).__name__ == "ResidualEncoderUNet"
+    first = next(v for v in trainer.network.state_dict().values() if v.ndim >= 3)
+    assert first.shape[1] == 4 and trainer.num_input_channels == 4

@@ -176,3 +176,27 @@ def test_high_percentile_is_exact():
         expected = np.percentile(values if candidates is None else values[candidates], 99.75)
         assert high_percentile(values, candidates) == pytest.approx(expected, rel=1e-6, abs=1e-6)
     assert high_percentile(np.ones((4, 4, 4)), np.zeros((4, 4, 4), bool)) is None
+
+
+def test_patch_centres_match_the_challenge_simulator():
+    """With a step >= the number of components, our centre clicks are exactly the published
+    algorithm's centre clicks (clicks.simulate_clicks, full-volume implementation)."""
+    from clicks import simulate_clicks
+
+    label, pet = _patch(seed=8)
+    reference = simulate_clicks(label.astype(np.uint8), pet, click_budget=10)
+    ours = simulate_patch_clicks(label, pet, 10, np.random.default_rng(0), background_fill_quirk=True)
+    n_tumor = 3
+    assert {tuple(p) for p in ours["tumor"][:n_tumor]} == {tuple(p) for p in reference["tumor"][:n_tumor]}
+    threshold = np.percentile(pet[~label], 99.75)
+    region = (pet > threshold) & ~label
+    from scipy import ndimage
+
+    n_background = ndimage.label(region, structure=np.ones((3, 3, 3)))[1]
+    k = min(10, n_background)
+    if n_background <= 10:  # every component sampled: the same centre set
+        assert {tuple(p) for p in ours["background"][:k]} == {tuple(p) for p in reference["background"][:k]}
+    else:  # a sample of the same centre set
+        centres = _edt_centres(region)
+        assert {tuple(p) for p in ours["background"][:k]} <= centres
+        assert {tuple(p) for p in reference["background"][:k]} <= centres
