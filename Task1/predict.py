@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -309,7 +308,6 @@ class Task1Predictor:
         return mask
 
     def _nnunet_predictor(self, data_numel: int):
-        import torch
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
         on_device = self.device.type == "cuda" and \
