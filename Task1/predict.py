@@ -25,8 +25,8 @@ Two kinds of model folder are read (detected from the checkpoint and ``dataset.j
 
 Time budget: with ``time_budget`` (seconds, counted from the start of :meth:`predict`), the
 forward time of the first sliding-window tile of the first fold is measured, the total for all
-folds x mirrorings is estimated, and mirroring is dropped first, then folds, so the run ends
-within the budget. What was dropped is logged (logger ``Task1.predict``) and reported by
+folds x mirrorings is estimated, and mirroring is dropped first, then folds, then tile overlap
+(sliding-window step 0.5 -> 0.75 -> 1.0), so the run ends within the budget when it can. What was dropped is logged (logger ``Task1.predict``) and reported by
 :meth:`describe`.
 """
 from __future__ import annotations
@@ -349,7 +349,8 @@ class Task1Predictor:
         # export (resampling back) costs about as much as preprocessing did
         reserve = self.last_timings.get("preprocess_s", 0.0)
         remaining = self.time_budget - elapsed - reserve
-        estimate = lambda n_folds, n_passes: 1.15 * per_tile * len(slicers) * n_passes * n_folds
+        n_tiles = len(slicers)
+        estimate = lambda n_folds, n_passes: 1.15 * per_tile * n_tiles * n_passes * n_folds
         log.info("time budget %.1f s: %.1f s left; %d tiles x %.3f s; %d fold(s) x %d mirroring pass(es) "
                  "estimated %.1f s", self.time_budget, remaining, len(slicers), per_tile, len(parameters),
                  passes, estimate(len(parameters), passes))
@@ -367,6 +368,23 @@ class Task1Predictor:
             self.dropped.append(f"folds {list(dropped_folds)}")
             log.warning("time budget: using fold(s) %s only, dropping %s (estimated %.1f s for all > %.1f s left)",
                         list(self.folds[:keep]), list(dropped_folds), estimate(len(parameters), passes), remaining)
+        # last resort: less overlap between sliding-window tiles (fewer tiles, coarser blending)
+        for step in (0.75, 1.0):
+            current = predictor.tile_step_size
+            if estimate(keep, passes) <= remaining or current >= step:
+                continue
+            predictor.tile_step_size = step
+            fewer = len(predictor._internal_get_sliding_window_slicers(padded.shape[1:]))
+            if fewer >= n_tiles:  # no fewer tiles at this step: keep the finer one
+                predictor.tile_step_size = current
+                continue
+            self.dropped.append(f"tile overlap (step {current} -> {step}, {n_tiles} -> {fewer} tiles)")
+            n_tiles = fewer
+            log.warning("time budget: sliding-window step %.2f -> %.2f (%d tiles), estimated %.1f s", current, step,
+                        n_tiles, estimate(keep, passes))
+        if estimate(keep, passes) > remaining:
+            log.warning("time budget: the estimate %.1f s still exceeds the %.1f s left; running the smallest setting",
+                        estimate(keep, passes), remaining)
         return parameters[:keep]
 
     def _predict_logits(self, data, started: float):
