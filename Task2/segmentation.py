@@ -190,26 +190,35 @@ def _scaled_shape(prior: CarriedLesion, box: tuple[slice, ...], centre: np.ndarr
                                cval=0).astype(bool)
 
 
-SCALES = tuple(float(s) for s in np.geomspace(0.35, 1.9, 19))
+SCALES = tuple(sorted(set([1.0] + [float(s) for s in np.geomspace(0.35, 1.9, 19)])))
 
 
-def fit_scale(raw: np.ndarray, shapes: dict[float, np.ndarray], model: LesionModel
-              ) -> tuple[float, float]:
+def fit_scale(raw: np.ndarray, shapes: dict[float, np.ndarray], model: LesionModel,
+              significance: float = 2.0) -> tuple[float, float]:
     """Pick the scale whose shape best separates lesion-like from surround-like voxels.
 
     Score(s) = sum over the shape's voxels of ``sign * (v - threshold)``, clipped to
     ``+-half``, threshold halfway between lesion and surround intensity. Summing over many
     voxels makes it work at contrasts near the noise level, where thresholding single voxels
-    fails. Returns ``(best scale, best score)``."""
+    fails. A scale other than 1 (no change since baseline) must beat scale 1 by
+    ``significance`` times the noise of the score difference (noise sd of one voxel's evidence
+    times the square root of the number of voxels that differ), so noise alone does not
+    resize a lesion. Returns ``(best scale, best score)``."""
     threshold = (model.mean_hu + model.surround_hu) / 2.0
     sign = 1.0 if model.contrast >= 0 else -1.0
     half = max(abs(model.contrast) / 2.0, 2.0 * model.sd_hu)
     evidence = np.clip(sign * (raw - threshold), -half, half)
-    best, best_score = 1.0, -np.inf
+    sigma_e = min(model.sd_hu, half)
+    reference_scale = min(shapes, key=lambda s: abs(np.log(s)))
+    reference = shapes[reference_scale]
+    reference_score = float(evidence[reference].sum())
+    best, best_score, best_margin = reference_scale, reference_score, 0.0
     for scale, shape in shapes.items():
         score = float(evidence[shape].sum())
-        if score > best_score:
-            best, best_score = scale, score
+        changed = int(np.count_nonzero(shape != reference))
+        margin = (score - reference_score) - significance * sigma_e * np.sqrt(max(changed, 1))
+        if margin > best_margin:
+            best, best_score, best_margin = scale, score, margin
     return best, best_score
 
 
@@ -280,7 +289,8 @@ def segment_new_lesion(followup_ct: np.ndarray, spacing: Sequence[float], point:
     Radial profile: the lesion intensity is the median of a small core at the click; going
     outwards in shells, the first shell whose median departs significantly from it marks the
     boundary (radius) and gives the surround intensity. With enough contrast the boundary is
-    then refined by thresholding halfway, within 1.3x that radius; otherwise the ball is used."""
+    then refined by thresholding halfway, within one shell beyond that radius; otherwise the ball
+    is used."""
     spacing = np.asarray(spacing, dtype=float)
     shape3 = followup_ct.shape
     seed = np.clip(np.round(np.asarray(point, dtype=float)).astype(int), 0, np.asarray(shape3) - 1)
@@ -292,34 +302,38 @@ def segment_new_lesion(followup_ct: np.ndarray, spacing: Sequence[float], point:
     dist = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, local, spacing)))
     sd = noise_sd if noise_sd is not None else _local_sd(followup_ct, seed, spacing)
     step = float(spacing.min())
-    core_r = max(step, 3.0)
+    core_r = max(1.5 * step, 4.0)
     core = dist <= core_r
     lesion_hu = float(np.median(raw[core]))
     radius, surround_hu = None, None
     r = core_r
+    candidate = None  # (radius, sign) of a first departing shell, confirmed by the next one
     while r <= NEW_LESION_MAX_RADIUS_MM:
         shell = (dist > r) & (dist <= r + step)
         n = int(shell.sum())
         if n >= 3:
             med = float(np.median(raw[shell]))
             # sd of a median of n normal values ~ 1.25 sd / sqrt(n); need 4 of them.
-            if abs(med - lesion_hu) > max(4.0 * 1.25 * sd / np.sqrt(n), 1.5 * sd):
-                radius = r
-                outer = (dist > r) & (dist <= r + 2 * float(spacing.max()))
+            departs = abs(med - lesion_hu) > max(4.0 * 1.25 * sd / np.sqrt(n), 0.5 * sd)
+            direction = np.sign(med - lesion_hu)
+            if departs and candidate is not None and candidate[1] == direction:
+                radius = candidate[0]
+                outer = (dist > radius) & (dist <= radius + 2 * float(spacing.max()))
                 surround_hu = float(np.median(raw[outer]))
                 break
+            candidate = (r, direction) if departs else None
         r += step
     out = np.zeros(shape3, dtype=bool)
     if radius is None:
         # No boundary found (no contrast): a small default lesion at the click.
         out[box] = dist <= max(5.0, 1.2 * float(spacing.max()))
         return out
-    ball = dist <= radius + 0.5 * step
+    ball = dist <= radius
     sigmas = smoothing_sigmas(spacing)
     gain = _noise_gain(sigmas)
     smoothed = ndi.gaussian_filter(raw, sigmas, mode="nearest")
     region = ball
-    grown = _grow(smoothed, local, lesion_hu, surround_hu, sd * gain, dist <= 1.3 * radius + step)
+    grown = _grow(smoothed, local, lesion_hu, surround_hu, sd * gain, dist <= radius + step)
     if grown is not None and 0.4 * ball.sum() <= grown.sum() <= 2.5 * ball.sum():
         region = grown
     out[box] = region
