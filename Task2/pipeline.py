@@ -49,12 +49,16 @@ def baseline_instances(mask: np.ndarray, points: Mapping[int, Any], spacing=(1.0
     split into 26-connected components. A baseline point names the instance it lies in (or
     the nearest one within 10 mm)."""
     mask = np.asarray(mask)
-    values = np.unique(mask)
+    if np.issubdtype(mask.dtype, np.integer) and mask.min() >= 0 and mask.max() < 65536:
+        values = np.nonzero(np.bincount(mask.ravel(order="K")))[0]  # one pass, no sort
+    else:
+        values = np.unique(mask)
     values = values[values > 0]
     if values.size > 1:
-        instances = np.zeros(mask.shape, dtype=np.int32)
-        for n, v in enumerate(values, start=1):
-            instances[mask == v] = n
+        lookup = np.zeros(int(values.max()) + 1, dtype=np.int32)
+        lookup[values.astype(np.int64)] = np.arange(1, values.size + 1, dtype=np.int32)
+        instances = lookup[mask.astype(np.int64, copy=False)] if np.issubdtype(mask.dtype, np.integer) \
+            else np.searchsorted(np.concatenate([[0], values]), mask).astype(np.int32) * (mask > 0)
     else:
         instances, _ = ndi.label(mask > 0, structure=np.ones((3, 3, 3), bool))
         instances = instances.astype(np.int32)

@@ -3,27 +3,23 @@
 Conventions: arrays ``[i, j, k]`` (NIfTI order); CT in HU; spacing in mm per axis; points are
 voxel indices ``[i, j, k]`` of the follow-up grid (rounded here).
 
-Method. Every lesion is segmented inside a box, never on the whole scan:
+Every lesion is segmented inside a box around its point, never on the whole scan.
 
-1. An intensity model of the baseline lesion: mean and spread of the baseline CT inside it
-   and the median of a ring around it (:func:`baseline_lesion_models`).
-2. The follow-up CT in the box is smoothed (Gaussian, ~2 mm) to tame noise; a voxel is a
-   lesion candidate when it is closer to the lesion intensity than to the surrounding one
-   (a band of half-width |lesion - surround| / 2 around the lesion intensity, so tissue on
-   either side of it is excluded).
-3. Region growing = the 26-connected candidate component at the seed, holes filled, limited
-   to a ball that allows the lesion to grow (1.7x the carried lesion's radius) or, for new
-   lesions, 25 mm.
-4. When the contrast is too low to separate lesion and surroundings (relative to the smoothed
-   noise), or the grown region is implausible (far too small or large), the carried baseline
-   shape is used instead (step 2: centred on the click).
-
-Step 1 (no follow-up clicks): :func:`segment_step1` looks for each carried lesion inside a box
-around its carried position and keeps the candidate component that overlaps the carried shape;
-no overlap with a well-contrasted lesion means the lesion vanished.
-Step 2: :func:`segment_at_click` segments the lesion at each click; a click whose lesion id
-matches a baseline lesion uses that lesion's model and shape, a new lesion gets a model from
-the intensities around the click (radial profile).
+- Intensity model of a baseline lesion (:func:`baseline_lesion_models`): mean and sd of the
+  baseline CT inside it, median of a ring around it ("surround").
+- Lesion with a baseline counterpart (:func:`segment_with_prior`; step 1 at the carried
+  centre, step 2 at the click): the carried baseline shape is scaled about the point
+  (0.35x..1.9x) and the scale is chosen by summed evidence: each voxel votes
+  ``sign * (HU - threshold)`` (threshold halfway between lesion and surround, votes clipped),
+  which works near the noise level where thresholding single voxels fails; a scale other than
+  1 must win by a significant margin (:func:`fit_scale`). With enough contrast the boundary is
+  then refined by thresholding the smoothed CT (~2 mm Gaussian) within one voxel of the fitted
+  shape. Step 1 drops a lesion whose fitted shape no longer shows the baseline contrast
+  (vanished).
+- New lesion (:func:`segment_new_lesion`, step 2 only): radial profile from the click (the
+  lesion's centre of gravity): the first two consecutive shells whose median departs from
+  the core's intensity mark the boundary; the ball is refined by thresholding halfway when the
+  contrast allows.
 """
 from __future__ import annotations
 
@@ -138,31 +134,6 @@ def _grow(smoothed: np.ndarray, seed: Sequence[int], lesion_hu: float, surround_
     labels, _ = ndi.label(band, structure=np.ones((3, 3, 3), bool))
     region = labels == labels[seed]
     return ndi.binary_fill_holes(region)
-
-
-def _smoothed_crop(ct: np.ndarray, box: tuple[slice, ...], spacing: Sequence[float]
-                   ) -> tuple[np.ndarray, float]:
-    sigmas = smoothing_sigmas(spacing)
-    return ndi.gaussian_filter(ct[box].astype(np.float32), sigmas, mode="nearest"), _noise_gain(sigmas)
-
-
-def _ball_mask(shape: Sequence[int], center: Sequence[float], radius_mm: float,
-               spacing: Sequence[float]) -> np.ndarray:
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    q = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, spacing))
-    return q <= radius_mm ** 2
-
-
-def _shift_mask(mask: np.ndarray, offset: Sequence[int]) -> np.ndarray:
-    """Translate a boolean mask by an integer voxel offset (no wrap-around)."""
-    out = np.zeros_like(mask)
-    src, dst = [], []
-    for o, n in zip(offset, mask.shape):
-        o = int(o)
-        src.append(slice(max(0, -o), min(n, n - o)))
-        dst.append(slice(max(0, o), min(n, n + o)))
-    out[tuple(dst)] = mask[tuple(src)]
-    return out
 
 
 @dataclass

@@ -74,18 +74,21 @@ def main(argv=None) -> int:
         return 0
 
     from autopet_common.image_io import read_image
-    from autopet_common.phantoms import write_task2_cohort
     from Task2.challenge_run import EMPTY_POINTS, run_entrypoint
 
     work = Path(tempfile.mkdtemp(prefix="bench_task2_"))
     try:
         started = time.perf_counter()
-        cohort = write_task2_cohort(work / "cohort", n_pairs=1, size=args.size, seed=args.seed)
-        pair = next(p for p in cohort.iterdir() if p.is_dir())
+        # In a child process: the phantom takes GBs, and a parent that big would inflate the
+        # peak RSS that Linux reports for the children forked from it.
+        import subprocess
+
+        subprocess.run([sys.executable, "-c", "import sys; from autopet_common.phantoms import write_task2_cohort; "
+                        "write_task2_cohort(sys.argv[1], n_pairs=1, size=sys.argv[2], seed=int(sys.argv[3]))",
+                        str(work / "cohort"), args.size, str(args.seed)], check=True)
+        pair = next(p for p in (work / "cohort").iterdir() if p.is_dir())
         print(f"phantom pair {args.size} written in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         meta = json.loads((pair / "transform.json").read_text())
-        truth, _ = read_image(pair / "truth" / "followup-tumor-lesion-seg.mha")
-        truth = truth > 0
         step1_input = work / "step1_input"
         shutil.copytree(pair / "input", step1_input)
         (step1_input / "primary-followup-lesion-clicks.json").write_text(json.dumps(EMPTY_POINTS))
@@ -97,7 +100,7 @@ def main(argv=None) -> int:
             "Task2 step 1 (no clicks)": (REPO / "Task2" / "inference.py", step1_input, False),
             "Task2 step 2 (one click per lesion)": (REPO / "Task2" / "inference.py", pair / "input", False),
         }
-        dices = {}
+        outputs = {}
         for repeat in range(args.repeats):
             for name, (script, input_dir, is_reference) in commands.items():
                 output_dir = work / f"out_{repeat}_{abs(hash(name))}"
@@ -119,9 +122,12 @@ def main(argv=None) -> int:
                     print(f"{name} failed:\n" + (log.read_text()[-3000:] if log.exists() else ""), file=sys.stderr)
                     return 1
                 rows[name].append(run)
-                dices[name] = _dice(output_dir, truth)
+                outputs[name] = output_dir
                 print(f"run {repeat + 1}/{args.repeats} {name}: {run['seconds']:.1f} s, "
                       f"{run['peak_rss_mb']:.0f} MB", file=sys.stderr)
+        truth, _ = read_image(pair / "truth" / "followup-tumor-lesion-seg.mha")
+        truth = truth > 0
+        dices = {name: _dice(out, truth) for name, out in outputs.items()}
         ref_name = next(iter(rows))
         ref_time = statistics.median(r["seconds"] for r in rows[ref_name])
         shape = meta["followup_geometry"]["shape"]
