@@ -138,6 +138,14 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
     output_dir = Path(output_dir)
     inputs = read_followup_inputs(input_dir)
     params = RegistrationParameters(deformable=deformable)
+    if model_dir is not None and str(model_dir) not in ("", "model-free"):
+        from Task2.nnunet_predict import is_task2_model
+
+        if not is_task2_model(model_dir):
+            # E.g. /opt/ml/model holds a Task 1 (PET/CT) model: it cannot read Task 2 inputs.
+            log.warning("%s is not a Task 2 nnU-Net model (dataset.json without the 4 Task 2 channels "
+                        "CT, CT, noNorm, noNorm): using the model-free method", model_dir)
+            model_dir = None
     results = []
     for item in inputs:
         names = (f"{item.prefix} follow-up CT {item.followup_path.name}", f"{item.baseline_prefix} baseline CT")

@@ -19,6 +19,21 @@ from autopet_common.errors import InputError
 TRAINERS_DIR = Path(__file__).resolve().parent / "trainers"
 
 
+def is_task2_model(model_dir: str | os.PathLike) -> bool:
+    """True when ``model_dir`` is an nnU-Net training output whose dataset has the four Task 2
+    channels (a Task 1 PET/CT model, e.g. the one in /opt/ml/model, is not)."""
+    import json
+
+    from .channels import CHANNEL_NAMES
+
+    dataset_json = Path(model_dir) / "dataset.json"
+    try:
+        channels = json.loads(dataset_json.read_text()).get("channel_names", {})
+    except (OSError, ValueError):
+        return False
+    return {str(k): v for k, v in channels.items()} == CHANNEL_NAMES
+
+
 def _device(device: str):
     import torch
 

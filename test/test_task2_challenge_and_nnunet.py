@@ -86,3 +86,16 @@ def test_trainer_found_by_nnunet_and_blanks_clicks():
             "t = f('autoPETTrainerLongitudinal'); print('FOUND', t.__name__, t.p_no_clicks)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "FOUND autoPETTrainerLongitudinal 0.5" in done.stdout, done.stderr[-2000:]
+
+
+def test_non_task2_model_falls_back_to_model_free(tmp_path):
+    from Task2.nnunet_predict import is_task2_model
+
+    task1 = tmp_path / "task1_model"
+    task1.mkdir()
+    (task1 / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT", "1": "PET"}}))
+    task2 = tmp_path / "task2_model"
+    task2.mkdir()
+    (task2 / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT", "1": "CT", "2": "noNorm",
+                                                                      "3": "noNorm"}}))
+    assert not is_task2_model(task1) and not is_task2_model(tmp_path / "missing") and is_task2_model(task2)
