@@ -99,3 +99,36 @@ def test_non_task2_model_falls_back_to_model_free(tmp_path):
     (task2 / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT", "1": "CT", "2": "noNorm",
                                                                       "3": "noNorm"}}))
     assert not is_task2_model(task1) and not is_task2_model(tmp_path / "missing") and is_task2_model(task2)
+
+
+def test_model_path_plumbing_with_a_stand_in_predictor(tiny_cohort, tmp_path, monkeypatch):
+    """The --model path builds the 4 channels in nnU-Net's (c, z, y, x) order with spacing
+    (z, y, x), and maps the prediction back to [i, j, k]: a stand-in predictor that returns
+    its click channel must give back the click balls at the follow-up clicks."""
+    import Task2.nnunet_predict as nnunet_predict
+    from Task2.inference import run_task2
+
+    seen = {}
+
+    class ClickEcho:
+        def predict_single_npy_array(self, data, properties, *args):
+            seen["shape"], seen["spacing"] = data.shape, properties["spacing"]
+            return (data[3] > 0.5).astype(np.uint8)
+
+    monkeypatch.setattr(nnunet_predict, "load_predictor", lambda model_dir, device="auto": ClickEcho())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT", "1": "CT", "2": "noNorm",
+                                                                      "3": "noNorm"}}))
+    pair = tiny_cohort / "PHANTOM_CT_0000"
+    written = run_task2(pair / "input", tmp_path / "out", model_dir=model)
+    mask, geometry = read_image(written[0])
+    fu_ct, fu_geometry = read_image(next((pair / "input" / "images" / "primary-followup-ct").iterdir()))
+    assert geometry == fu_geometry
+    assert seen["shape"] == (4,) + tuple(fu_geometry.shape[::-1])
+    assert list(seen["spacing"]) == list(fu_geometry.spacing[::-1])
+    points = json.loads((pair / "input" / "primary-followup-lesion-clicks.json").read_text())["points"]
+    assert points
+    for entry in points:
+        assert mask[tuple(int(round(v)) for v in entry["point"])] == 1
+    assert mask.sum() <= 19 * len(points)  # ball radius 3, value > 0.5: d < 1.5 voxels = 19 voxels
