@@ -93,7 +93,10 @@ def _read_points(path: Path, required: bool) -> dict:
 
 
 def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
-    """Read and check the inputs of every follow-up present in ``input_dir``."""
+    """Read and check the inputs of every follow-up present in ``input_dir``.
+
+    CTs keep their stored pixel type (int16 HU files stay int16: half the memory of float32
+    at 512 x 512 x 300); float CTs are checked for NaN / infinite values."""
     input_dir = Path(input_dir)
     images = input_dir / "images"
     if not is_task2_input(input_dir):
@@ -108,14 +111,14 @@ def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
         if base_prefix not in baselines:
             ct_path = find_single_image(images / f"{base_prefix}-baseline-ct", f"{base_prefix} baseline CT")
             seg_path = find_single_image(_seg_folder(images, base_prefix), f"{base_prefix} baseline lesion mask")
-            ct, ct_geom = read_image(ct_path, np.float32, check_finite=True, what=f"{base_prefix} baseline CT")
+            ct, ct_geom = read_image(ct_path, check_finite=True, what=f"{base_prefix} baseline CT")
             seg, seg_geom = read_image(seg_path, what=f"{base_prefix} baseline lesion mask")
             check_same_grid(ct_geom, seg_geom, f"{base_prefix} baseline CT {ct_path.name}",
                             f"{base_prefix} baseline lesion mask {seg_path.name}")
             points = _read_points(input_dir / f"{base_prefix}-baseline-lesion-clicks.json", required=False)
             baselines[base_prefix] = (ct, ct_geom, np.asarray(seg), points)
         fu_path = find_single_image(images / f"{prefix}-followup-ct", f"{prefix} follow-up CT")
-        fu_ct, fu_geom = read_image(fu_path, np.float32, check_finite=True, what=f"{prefix} follow-up CT")
+        fu_ct, fu_geom = read_image(fu_path, check_finite=True, what=f"{prefix} follow-up CT")
         fu_points = _read_points(input_dir / f"{prefix}-followup-lesion-clicks.json", required=False)
         ct, ct_geom, seg, points = baselines[base_prefix]
         out.append(FollowupInputs(prefix, base_prefix, fu_path, ct, ct_geom, seg, fu_ct, fu_geom,

@@ -55,10 +55,15 @@ def baseline_instances(mask: np.ndarray, points: Mapping[int, Any], spacing=(1.0
         values = np.unique(mask)
     values = values[values > 0]
     if values.size > 1:
-        lookup = np.zeros(int(values.max()) + 1, dtype=np.int32)
-        lookup[values.astype(np.int64)] = np.arange(1, values.size + 1, dtype=np.int32)
-        instances = lookup[mask.astype(np.int64, copy=False)] if np.issubdtype(mask.dtype, np.integer) \
-            else np.searchsorted(np.concatenate([[0], values]), mask).astype(np.int32) * (mask > 0)
+        instances = np.zeros(mask.shape, dtype=np.int32)
+        if np.issubdtype(mask.dtype, np.integer):
+            lookup = np.zeros(int(values.max()) + 1, dtype=np.int32)
+            lookup[values.astype(np.int64)] = np.arange(1, values.size + 1, dtype=np.int32)
+            for k in range(0, mask.shape[2], 16):  # slabs: no full-size int64 index array
+                instances[:, :, k:k + 16] = lookup[mask[:, :, k:k + 16]]
+        else:
+            for n, v in enumerate(values, start=1):
+                instances[mask == v] = n
     else:
         instances, _ = ndi.label(mask > 0, structure=np.ones((3, 3, 3), bool))
         instances = instances.astype(np.int32)

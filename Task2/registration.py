@@ -76,10 +76,9 @@ def _shrink_to_working_grid(image: Any, work_spacing_mm: float) -> Any:
     sitk = _sitk()
     factors = [max(1, int(round(work_spacing_mm / s))) for s in image.GetSpacing()]
     factors = [min(f, max(1, n // 8)) for f, n in zip(factors, image.GetSize())]
-    image = sitk.Cast(image, sitk.sitkFloat32)
     if any(f > 1 for f in factors):
-        image = sitk.BinShrink(image, factors)
-    return image
+        image = sitk.BinShrink(image, factors)  # before the cast: no full-size float copy
+    return sitk.Cast(image, sitk.sitkFloat32)
 
 
 def body_mask_sitk(ct: Any, threshold: float = BODY_THRESHOLD_HU, dilate_voxels: int = 1) -> Any:
@@ -340,7 +339,8 @@ def refine_locally(followup_ct: Any, baseline_ct: Any, transform: Any, followup_
     moving_region = _moving_region(baseline_ct, transform, fixed, margin_mm=max_shift_mm + 10.0)
     if moving_region is None:
         return transform
-    moving = sitk.RegionOfInterest(_moving_cache(baseline_ct), *moving_region)
+    moving = sitk.Clamp(sitk.Cast(sitk.RegionOfInterest(baseline_ct, *moving_region), sitk.sitkFloat32),
+                        sitk.sitkFloat32, -1000.0, 1000.0)
     if baseline_exclude is not None:
         baseline_exclude = sitk.RegionOfInterest(baseline_exclude, *moving_region)
     n_voxels = int(np.prod(fixed.GetSize()))
@@ -396,22 +396,6 @@ def _moving_region(baseline_ct: Any, transform: Any, fixed: Any, margin_mm: floa
     if np.any(hi - lo < 4):
         return None
     return [int(v) for v in hi - lo], [int(v) for v in lo]
-
-
-_MOVING_CACHE: dict[int, Any] = {}
-
-
-def _moving_cache(baseline_ct: Any) -> Any:
-    """Clamped float32 copy of the baseline CT, made once per image object (lesion loops reuse it)."""
-    sitk = _sitk()
-    key = id(baseline_ct)
-    cached = _MOVING_CACHE.get(key)
-    if cached is None or cached[0] is not baseline_ct:
-        _MOVING_CACHE.clear()
-        cached = (baseline_ct, sitk.Clamp(sitk.Cast(baseline_ct, sitk.sitkFloat32), sitk.sitkFloat32,
-                                          -1000.0, 1000.0))
-        _MOVING_CACHE[key] = cached
-    return cached[1]
 
 
 def resample_region(array: np.ndarray, geometry: Geometry, followup_geometry: Geometry,
