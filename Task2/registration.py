@@ -107,6 +107,17 @@ def _mask_dice(fixed_mask: Any, moving_mask: Any, transform: Any) -> float:
     return 2.0 * int(np.logical_and(a, b).sum()) / denom if denom else 0.0
 
 
+def sampling_seed(seed: int) -> int:
+    """SimpleITK's metric-sampling seed for our ``seed`` (>= 0).
+
+    SimpleITK reads a sampling seed of 0 as ``sitkWallClock``: a new random sample every run,
+    and so a different registration and mask for the same input. Shift by one so that every
+    seed of ours, 0 included, is a fixed ITK seed."""
+    if seed < 0:
+        raise ValueError(f"registration seed must be >= 0, got {seed}")
+    return int(seed) + 1
+
+
 def _configure_method(params: RegistrationParameters, fixed_mask: Any, shrink: list[int],
                       sigmas: list[float]) -> Any:
     sitk = _sitk()
@@ -123,7 +134,7 @@ def _configure_method(params: RegistrationParameters, fixed_mask: Any, shrink: l
                          "(use meansquares, correlation or mattes)")
     method.SetMetricFixedMask(fixed_mask)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(params.sampling_fraction, params.seed)
+    method.SetMetricSamplingPercentage(params.sampling_fraction, sampling_seed(params.seed))
     method.SetInterpolator(sitk.sitkLinear)
     method.SetShrinkFactorsPerLevel(shrink)
     method.SetSmoothingSigmasPerLevel(sigmas)
@@ -349,7 +360,7 @@ def refine_locally(followup_ct: Any, baseline_ct: Any, transform: Any, followup_
     if baseline_exclude is not None:
         method.SetMetricMovingMask(baseline_exclude)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(min(0.5, 40000.0 / n_voxels), seed)
+    method.SetMetricSamplingPercentage(min(0.5, 40000.0 / n_voxels), sampling_seed(seed))
     method.SetInterpolator(sitk.sitkLinear)
     # Work at >= ~1.5 mm: finer grids cost time and do not change a translation estimate.
     coarse = max(1, int(round(1.5 / float(spacing.min()))))
