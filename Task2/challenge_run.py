@@ -23,9 +23,7 @@ import csv
 import io
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,25 +55,13 @@ def run_entrypoint(entrypoint: Path, input_dir: Path, output_dir: Path, model: s
         cmd += ["--task", "2"]
     if model:
         cmd += ["--model", str(model)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = None if timeout is None else started + timeout
-        timed_out = False
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                process.kill()
-                pid, status, usage = os.wait4(process.pid, 0)
-                timed_out = True
-                break
-            time.sleep(0.05)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return {"seconds": time.perf_counter() - started, "peak_rss_mb": usage.ru_maxrss / 1024.0,
-            "exit_code": process.returncode, "timed_out": timed_out, "command": " ".join(cmd)}
+    # The shared runner measures the child's own peak memory (a child forked straight from
+    # this process would report at least this process's RSS).
+    from local_challenge.runner import run_process
+
+    seconds, peak_mb, exit_code, timed_out = run_process(cmd, log_path, timeout)
+    return {"seconds": seconds, "peak_rss_mb": peak_mb, "exit_code": exit_code, "timed_out": timed_out,
+            "command": " ".join(cmd)}
 
 
 def _step_input(pair: Path, work: Path, step: int) -> Path:
@@ -148,7 +134,7 @@ def run_task2_cohort(cohort_dir: str | os.PathLike, out_dir: str | os.PathLike,
     summary = {
         "cohort": str(cohort_dir), "n_pairs": len(pairs), "entrypoint": str(entry), "model": chosen_model,
         "failed_runs": failed,
-        "max_seconds": max(r["seconds"] for r in runs), "max_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "max_seconds": max(r["seconds"] for r in runs), "max_peak_rss_mb": max((r["peak_rss_mb"] for r in runs if r["peak_rss_mb"] is not None), default=None),
         "runs": runs,
         "metrics": None if metrics is None else {k: v for k, v in metrics.items() if k != "results"},
     }
@@ -194,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     means = (summary["metrics"] or {}).get("per_step_means", {})
     print(f"pairs: {summary['n_pairs']}; failed runs: {len(summary['failed_runs'])}; "
-          f"max time {summary['max_seconds']:.1f} s; max peak RSS {summary['max_peak_rss_mb']:.0f} MB")
+          f"max time {summary['max_seconds']:.1f} s; max peak RSS "
+          + ("n/a" if summary["max_peak_rss_mb"] is None else f"{summary['max_peak_rss_mb']:.0f} MB"))
     for key in ("dice", "fpv", "fnv"):
         if key in means:
             print(f"{key}: step 1 {_fmt(means[key][0])}, step 2 {_fmt(means[key][1])}")

@@ -157,10 +157,11 @@ sys.exit(code if code >= 0 else 128 - code)
 """
 
 
-def run_process(command: Sequence[str], log_path: Path, timeout: float,
+def run_process(command: Sequence[str], log_path: Path, timeout: float | None,
                 env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None
                 ) -> tuple[float, float | None, int, bool]:
-    """Run ``command`` with stdout+stderr to ``log_path``; kill it after ``timeout`` seconds.
+    """Run ``command`` with stdout+stderr to ``log_path``; kill it after ``timeout`` seconds
+    (None: no limit).
 
     Returns ``(seconds, peak_memory_mb, exit_code, timed_out)``. Peak memory is the command's
     own ``ru_maxrss`` (``os.wait4`` in a small wrapper process, see ``_MEASURE_WRAPPER``);
@@ -183,12 +184,14 @@ def run_process(command: Sequence[str], log_path: Path, timeout: float,
             except ProcessLookupError:
                 pass
 
-        timer = threading.Timer(timeout, kill)
-        timer.start()
+        timer = None if timeout is None else threading.Timer(timeout, kill)
+        if timer is not None:
+            timer.start()
         try:
             exit_code = process.wait()
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
         seconds = time.perf_counter() - start
     peak_mb = None
     if report.is_file():
