@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from autopet_common.errors import InputError
+from autopet_common.image_io import atomic_write_bytes
 
 PANELS = (("dice", "Dice", (0.0, 1.0)), ("fpv", "False positive volume (ml)", None),
           ("fnv", "False negative volume (ml)", None))
@@ -85,19 +86,10 @@ def plot_interactive_curves(per_step_rows_or_csv, out_png: str | os.PathLike,
     if title:
         fig.suptitle(title)
 
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_png.name}.", suffix=".tmp.png", dir=out_png.parent)
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the PNG normal file permissions
-        os.replace(tmp, out_png)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fig.savefig(buffer, dpi=110, format="png")
     finally:
         plt.close(fig)
+    out_png = atomic_write_bytes(out_png, buffer.getvalue())
     return out_png

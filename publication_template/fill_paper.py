@@ -27,16 +27,14 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
 from autopet_common.errors import InputError
-from autopet_common.image_io import atomic_write_text
+from autopet_common.image_io import atomic_write_bytes, atomic_write_text
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 
@@ -398,15 +396,7 @@ def render_method_facts_tex(title: str, team: str, authors: str, institute: str,
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, source.read_bytes())
 
 
 def fill_paper(task1_dir: str | os.PathLike, output_dir: str | os.PathLike,
