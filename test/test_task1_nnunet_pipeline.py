@@ -53,6 +53,8 @@ def test_stock_training_produces_click_model(trained):
     model = trained["model"]
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
     assert "Using trainer 'autoPETTrainerClicks_smoke'" in trained["train_log"]
+    # the variant's class-attribute schedule reached nnU-Net: 2 epochs (0 and 1), no third
+    assert "Epoch 1" in trained["train_log"] and "Epoch 2" not in trained["train_log"]
     config = json.loads((model / "click_config.json").read_text())
     assert config["encoding"] == "edt" and config["n_click_channels"] == 2
     # final validation ran with click channels (4 inputs) and wrote a summary

@@ -58,10 +58,20 @@ class autoPETTrainerClicks(nnUNetTrainer):
     final_validation_clicks = MAX_INTERACTION_STEP  # clicks per kind in the final validation
     pet_channel_name = "PET"
     required_architecture = None    # e.g. "ResidualEncoderUNet" for the ResEnc variant
+    # Schedule (None = nnU-Net's default). nnUNetTrainer sets num_epochs & co. as instance
+    # attributes in its __init__, so the variants name them here and __init__ applies them.
+    epochs = None
+    iterations_per_epoch = None
+    val_iterations_per_epoch = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        for attribute, value in (("num_epochs", self.epochs),
+                                 ("num_iterations_per_epoch", self.iterations_per_epoch),
+                                 ("num_val_iterations_per_epoch", self.val_iterations_per_epoch)):
+            if value is not None:
+                setattr(self, attribute, value)
         self.pet_channel = self._find_pet_channel(dataset_json)
         arch = self.configuration_manager.network_arch_class_name.split(".")[-1]
         if self.required_architecture is not None and arch != self.required_architecture:
@@ -189,29 +199,23 @@ def _dataset_class_with_clicks(base, trainer: autoPETTrainerClicks):
 class autoPETTrainerClicks_smoke(autoPETTrainerClicks):
     """2 epochs of 2 iterations: a CPU smoke test of the whole pipeline, not a model."""
 
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 2
-        self.num_val_iterations_per_epoch = 1
+    epochs = 2
+    iterations_per_epoch = 2
+    val_iterations_per_epoch = 1
 
 
 class autoPETTrainerClicks_tiny(autoPETTrainerClicks):
     """10 epochs of 5 iterations: a few CPU minutes on tiny phantoms (demo models)."""
 
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 10
-        self.num_iterations_per_epoch = 5
-        self.num_val_iterations_per_epoch = 1
+    epochs = 10
+    iterations_per_epoch = 5
+    val_iterations_per_epoch = 1
 
 
 class autoPETTrainerClicks_250epochs(autoPETTrainerClicks):
     """A quarter of nnU-Net's default 1000 epochs."""
 
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+    epochs = 250
 
 
 class autoPETTrainerClicks_gaussian(autoPETTrainerClicks):
