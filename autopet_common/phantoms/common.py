@@ -46,6 +46,24 @@ def resolve_grid(size: str | None = "tiny", shape: Sequence[int] | None = None,
     return Geometry(shape, spacing, tuple(round(float(o), 3) for o in origin))
 
 
+CT_NOISE_HU = 10.0  # standard deviation of the CT noise, HU
+
+
+def seed_label(seed) -> str:
+    """The seed as it appears in case ids: ``3`` -> ``"3"``, ``[3, 1]`` -> ``"3_1"``."""
+    return str(seed) if isinstance(seed, int) else "_".join(map(str, seed))
+
+
+def add_ct_noise(ct: np.ndarray, rng: np.random.Generator, buffer: np.ndarray | None = None) -> None:
+    """Add Gaussian noise of ``CT_NOISE_HU`` to a float32 CT in place and clip it to the
+    12-bit CT range [-1024, 3071] HU. ``buffer``: a float32 array of ``ct``'s shape to reuse
+    (saves one volume-sized allocation on full-size phantoms)."""
+    noise = rng.standard_normal(size=ct.shape, dtype=np.float32, out=buffer)
+    noise *= np.float32(CT_NOISE_HU)
+    ct += noise
+    np.clip(ct, -1024, 3071, out=ct)
+
+
 def make_rng(seed) -> np.random.Generator:
     """A NumPy Generator from an int or a sequence of ints (never the global RNG)."""
     if isinstance(seed, np.random.Generator):

@@ -16,13 +16,12 @@ from ..errors import InputError
 from ..image_io import Geometry, atomic_write_json, write_image, write_mask
 from .anatomy import (HOT_ORGANS, ORGANS, Box, body_profile, body_r2, build_anatomy,
                       ellipsoid_q, norm_to_index, norm_to_voxels)
-from .common import deterministic_uuid, make_rng, resolve_grid
+from .common import add_ct_noise, deterministic_uuid, make_rng, resolve_grid, seed_label
 
 TRACERS = ("FDG", "PSMA")
 LESION_SUV_RANGE = (3.0, 20.0)
 LESION_RADIUS_MAX_MM = 25.0
 PET_FWHM_MM = 6.5
-CT_NOISE_HU = 10.0
 
 
 @dataclass
@@ -237,13 +236,10 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
     noise *= np.sqrt(np.maximum(pet, 0) * np.float32(alpha))
     pet += noise
     np.maximum(pet, 0, out=pet)
-    rng.standard_normal(size=shape3, dtype=np.float32, out=noise)
-    noise *= np.float32(CT_NOISE_HU)
-    ct += noise
-    np.clip(ct, -1024, 3071, out=ct)
+    add_ct_noise(ct, rng, buffer=noise)
     del noise
     if case_id is None:
-        case_id = f"PHANTOM_{tracer}_{seed if isinstance(seed, int) else '_'.join(map(str, seed))}"
+        case_id = f"PHANTOM_{tracer}_{seed_label(seed)}"
     return PetCtCase(ct=ct, pet=pet, label=label, geometry=geometry, case_id=case_id, tracer=tracer,
                      lesions=lesions, organ_boxes=anatomy.organs, uptake=anatomy.uptake, seed=seed)
 

@@ -27,9 +27,8 @@ import numpy as np
 from ..errors import InputError
 from ..image_io import Geometry, atomic_write_json, write_image
 from .anatomy import ORGANS, body_profile, build_anatomy, ellipsoid_q, norm_to_index
-from .common import deterministic_uuid, make_rng, resolve_grid
+from .common import add_ct_noise, deterministic_uuid, make_rng, resolve_grid, seed_label
 
-CT_NOISE_HU = 10.0
 
 
 @dataclass
@@ -317,13 +316,9 @@ def make_longitudinal_pair(size: str | None = "tiny", seed: Any = 0, n_lesions: 
         next_id += 1
 
     for ct in (base_ct, fu_ct):
-        noise = rng.standard_normal(size=ct.shape, dtype=np.float32)
-        noise *= np.float32(CT_NOISE_HU)
-        ct += noise
-        np.clip(ct, -1024, 3071, out=ct)
-        del noise
+        add_ct_noise(ct, rng)
     if pair_id is None:
-        pair_id = f"PHANTOM_CT_{seed if isinstance(seed, int) else '_'.join(map(str, seed))}"
+        pair_id = f"PHANTOM_CT_{seed_label(seed)}"
     return LongitudinalPair(
         baseline_ct=base_ct, baseline_labels=base_labels, baseline_geometry=base_geom,
         followup_ct=fu_ct, followup_labels=fu_labels, followup_geometry=fu_geom,
