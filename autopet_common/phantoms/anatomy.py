@@ -182,11 +182,14 @@ def _paint(target: np.ndarray, box: Box, value) -> None:
     view[box.mask] = value
 
 
-def build_anatomy(shape, spacing, rng: np.random.Generator, tracer: str | None = "FDG") -> Anatomy:
+def build_anatomy(shape, spacing, rng: np.random.Generator, tracer: str | None = "FDG",
+                  uptake_scale: dict[str, float] | None = None) -> Anatomy:
     """Clean (noise-free, unblurred) CT and, when ``tracer`` is given, PET of a body.
 
     ``rng`` jitters organ uptake only; the geometry of the body is the same for every seed so
-    longitudinal pairs share anatomy.
+    longitudinal pairs share anatomy. ``uptake_scale`` multiplies the drawn SUV of the organs it
+    names (training data with physiological uptake outside the tracer's usual range); it draws
+    nothing from ``rng``, so the rest of the phantom is unchanged.
     """
     shape = tuple(int(s) for s in shape)
     nx, ny, nz = shape
@@ -230,7 +233,7 @@ def build_anatomy(shape, spacing, rng: np.random.Generator, tracer: str | None =
         organs[name] = box
         if pet is not None:
             lo, hi = UPTAKE[tracer].get(name, (SOFT_TISSUE_SUV, SOFT_TISSUE_SUV))
-            uptake[name] = float(rng.uniform(lo, hi))
+            uptake[name] = float(rng.uniform(lo, hi)) * (uptake_scale or {}).get(name, 1.0)
             _paint(pet, box, uptake[name])
 
     # Skull: ellipsoid shell around the brain.

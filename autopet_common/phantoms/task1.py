@@ -107,7 +107,8 @@ def _sample_site(kind: str, shape, r2, rng, tracer, previous, lesion_semi) -> tu
     return norm_to_index(shape, uvw), None, None
 
 
-def _plan_lesions(shape, spacing, r2, rng, tracer, n_lesions) -> list[dict[str, Any]]:
+def _plan_lesions(shape, spacing, r2, rng, tracer, n_lesions,
+                  suv_range: Sequence[float] = LESION_SUV_RANGE) -> list[dict[str, Any]]:
     """Choose centres, sizes and uptake. Lesion 1 touches lesion 0, lesion 2 sits next to a hot
     organ (when there are that many); the rest draw their site at random."""
     spacing = np.asarray(spacing, dtype=float)
@@ -143,7 +144,7 @@ def _plan_lesions(shape, spacing, r2, rng, tracer, n_lesions) -> list[dict[str, 
             "index": len(plans), "centre_vox": centre, "semi_vox": semi, "radius_mm": radius_mm,
             "radii_mm": radii_mm, "site": site, "near_organ": organ,
             "placed_touching": touches,
-            "suv_max": float(math.exp(rng.uniform(math.log(LESION_SUV_RANGE[0]), math.log(LESION_SUV_RANGE[1])))),
+            "suv_max": float(math.exp(rng.uniform(math.log(suv_range[0]), math.log(suv_range[1])))),
             "ct_hu": float({"lung": rng.uniform(20, 45), "liver": rng.uniform(15, 35),
                             "bone": rng.uniform(60, 120)}.get(site, rng.uniform(45, 70))),
             # Larger lesions get a second lobe so not every lesion is a perfect ellipsoid.
@@ -177,17 +178,80 @@ def _lesion_q(shape, plan):
     return usl, uq
 
 
+@dataclass(frozen=True)
+class PetVariation:
+    """How a phantom's PET departs from the default physics: training data that varies.
+
+    ``PetVariation()`` is the default phantom, bit for bit. ``organ_uptake_scale`` multiplies
+    the SUV of the organs it names; ``lesion_suv_range`` is the range lesion SUVmax is drawn
+    from (log-uniform); ``pet_fwhm_mm`` the partial-volume blur; ``noise_scale`` multiplies the
+    count-noise variance; ``suv_scale`` multiplies the final PET (a calibration error);
+    ``distractors`` hot spots of physiological-like uptake with normal CT and no label (bowel,
+    brown fat, ureters: what a model must not call a lesion without more evidence), their SUV
+    drawn from ``distractor_suv_range``.
+    """
+
+    organ_uptake_scale: dict[str, float] | None = None
+    lesion_suv_range: tuple[float, float] = LESION_SUV_RANGE
+    pet_fwhm_mm: float = PET_FWHM_MM
+    noise_scale: float = 1.0
+    suv_scale: float = 1.0
+    distractors: int = 0
+    distractor_suv_range: tuple[float, float] = (2.0, 8.0)
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> "PetVariation":
+        """A variation drawn from ``rng``: organ uptake x0.4..2.5 per organ, lesion SUVmax from
+        1.5..5 up to 8..25, blur 5..10 mm, noise x0.5..2.5, calibration x0.7..1.4, 0..6
+        distractors."""
+        organs = sorted(ORGANS)
+        scale = {name: float(math.exp(rng.uniform(math.log(0.4), math.log(2.5)))) for name in organs}
+        low = float(rng.uniform(1.5, 5.0))
+        return cls(organ_uptake_scale=scale, lesion_suv_range=(low, float(rng.uniform(8.0, 25.0))),
+                   pet_fwhm_mm=float(rng.uniform(5.0, 10.0)), noise_scale=float(rng.uniform(0.5, 2.5)),
+                   suv_scale=float(rng.uniform(0.7, 1.4)), distractors=int(rng.integers(0, 7)),
+                   distractor_suv_range=(1.5, float(rng.uniform(4.0, 12.0))))
+
+
+def _paint_distractors(pet, label, r2, spacing, rng, count: int, suv_range) -> int:
+    """Paint ``count`` unlabelled hot ellipsoids inside the body, at least 2 voxels from any
+    lesion; returns how many were placed."""
+    shape = np.asarray(pet.shape)
+    placed = 0
+    for _ in range(count):
+        for _attempt in range(20):
+            semi = np.maximum(rng.uniform(3.0, 18.0, size=3) / np.asarray(spacing), 0.75)
+            centre = rng.uniform(0.1, 0.9, size=3) * (shape - 1)
+            if r2[tuple(np.round(centre).astype(int))] > 0.7:
+                continue
+            sl, q = ellipsoid_q(tuple(int(s) for s in shape), centre, semi)
+            if sl is None:
+                continue
+            grown = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in sl)
+            if label[grown].any():
+                continue
+            mask = (q <= 1.0) & (r2[sl] <= 1.0)
+            suv = float(rng.uniform(*suv_range))
+            pet[sl][mask] = np.maximum(pet[sl][mask], suv * (1.0 - 0.3 * np.clip(q[mask], 0, 1)))
+            placed += 1
+            break
+    return placed
+
+
 def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 0,
                     n_lesions: int | None = None, empty: bool = False,
                     shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
-                    case_id: str | None = None) -> PetCtCase:
+                    case_id: str | None = None, *, variation: PetVariation | None = None) -> PetCtCase:
     """Make one synthetic whole-body PET/CT case.
 
     ``size`` is a preset (tiny ~64x64x48 at 5x5x8 mm, small 128x128x96 at 4x4x6 mm, medium
     200x200x160 at 3x3x4.5 mm, full 400x400x326 at 2.04x2.04x3 mm) unless ``shape`` and
     ``spacing`` (mm) are given. ``n_lesions=None`` draws 0..15 from the seed; ``empty=True``
-    makes a case without lesions. Deterministic for a given ``seed`` (int or int sequence).
+    makes a case without lesions. ``variation`` (:class:`PetVariation`) changes uptake, blur,
+    noise and calibration and adds distractors (default: none). Deterministic for a given
+    ``seed`` (int or int sequence) and ``variation``.
     """
+    variation = variation or PetVariation()
     tracer = str(tracer).upper()
     if tracer not in TRACERS:
         raise InputError(f"unknown tracer {tracer!r}; choose FDG or PSMA")
@@ -195,7 +259,7 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
     shape3 = geometry.shape
     spacing3 = np.asarray(geometry.spacing)
     rng = make_rng(seed)
-    anatomy = build_anatomy(shape3, spacing3, rng, tracer)
+    anatomy = build_anatomy(shape3, spacing3, rng, tracer, uptake_scale=variation.organ_uptake_scale)
     ct, pet, r2 = anatomy.ct, anatomy.pet, anatomy.r2
     if empty:
         n_lesions = 0
@@ -204,7 +268,7 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
     elif n_lesions < 0:
         raise InputError(f"n_lesions must be >= 0, got {n_lesions}")
 
-    plans = _plan_lesions(shape3, spacing3, r2, rng, tracer, int(n_lesions))
+    plans = _plan_lesions(shape3, spacing3, r2, rng, tracer, int(n_lesions), variation.lesion_suv_range)
     label = np.zeros(shape3, dtype=np.uint8)
     painted: list[tuple[dict, tuple[slice, ...], np.ndarray]] = []
     for plan in plans:
@@ -225,17 +289,21 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
         painted.append((plan, sl, mask))
 
     lesions = _describe_lesions(label, painted, geometry)
+    if variation.distractors:
+        _paint_distractors(pet, label, r2, spacing3, rng, variation.distractors, variation.distractor_suv_range)
 
     # Partial-volume blur after placing the lesions, then count-dependent noise.
-    sigma_vox = (PET_FWHM_MM / 2.3548) / spacing3
+    sigma_vox = (variation.pet_fwhm_mm / 2.3548) / spacing3
     from scipy.ndimage import gaussian_filter
     pet = gaussian_filter(pet, sigma=sigma_vox, truncate=3.0, output=np.float32)
     voxel_ml = float(np.prod(spacing3))
-    alpha = float(np.clip(0.02 * math.sqrt(12.5 / voxel_ml), 0.004, 0.04))
+    alpha = float(np.clip(0.02 * math.sqrt(12.5 / voxel_ml), 0.004, 0.04)) * variation.noise_scale
     noise = rng.standard_normal(size=shape3, dtype=np.float32)
     noise *= np.sqrt(np.maximum(pet, 0) * np.float32(alpha))
     pet += noise
     np.maximum(pet, 0, out=pet)
+    if variation.suv_scale != 1.0:
+        pet *= np.float32(variation.suv_scale)
     add_ct_noise(ct, rng, buffer=noise)
     del noise
     if case_id is None:
