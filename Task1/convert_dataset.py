@@ -11,7 +11,11 @@ Variants:
 - ``images`` (2 channels, for ``autoPETTrainerClicks*``, which make clicks on the fly):
   ``channel_names`` ``{"0": "CT", "1": "PET"}``: nnU-Net's CT normalisation (clip to the
   foreground percentiles, dataset mean/std) for CT and per-image z-score for PET (any name
-  nnU-Net does not know is z-scored; "PET" says what it is).
+  nnU-Net does not know is z-scored; "PET" says what it is). With ``--pet_normalization suv``
+  the PET channel is named ``"noNorm"`` so the network sees SUV as it is: SUV is already a
+  standardised unit, while a per-image z-score depends on how much air and hot organs the field
+  of view holds (the shipped phantom model uses it). The channel order is then recorded in
+  ``dataset.json`` under ``autopet_conversion``.
 - ``heatmaps`` (4 channels, the challenge's nnU-Net baseline layout): CT, PET, tumor click
   heatmap ``_0002``, background click heatmap ``_0003``, the heatmaps named ``"noNorm"`` so
   nnU-Net leaves them as drawn (values in [0, 1]). Clicks come from ``--clicks-dir``
@@ -38,6 +42,7 @@ import numpy as np
 from autopet_common.errors import InputError
 
 VARIANTS = ("images", "heatmaps")
+PET_NORMALIZATIONS = ("zscore", "suv")
 HEATMAP_CHANNEL_NAME = "noNorm"
 FILE_ENDING = ".nii.gz"
 
@@ -84,9 +89,10 @@ def _case_clicks(case: str, label: np.ndarray, pet: np.ndarray, clicks_dir: Path
 
 
 def dataset_json_for(variant: str, n_cases: int, name: str, encoding: str | None = None,
-                     encoding_size: float | None = None, step: int | None = None) -> dict:
+                     encoding_size: float | None = None, step: int | None = None,
+                     pet_normalization: str = "zscore") -> dict:
     """The ``dataset.json`` of a converted dataset."""
-    channels = {"0": "CT", "1": "PET"}
+    channels = {"0": "CT", "1": "PET" if pet_normalization == "zscore" else HEATMAP_CHANNEL_NAME}
     if variant == "heatmaps":
         channels.update({"2": HEATMAP_CHANNEL_NAME, "3": HEATMAP_CHANNEL_NAME})
     out = {"channel_names": channels, "labels": {"background": 0, "tumor": 1}, "numTraining": n_cases,
@@ -95,13 +101,16 @@ def dataset_json_for(variant: str, n_cases: int, name: str, encoding: str | None
     if variant == "heatmaps":
         out["autopet_conversion"] = {"variant": variant, "encoding": encoding, "encoding_size": encoding_size,
                                      "step": step, "channels": ["CT", "PET", "tumor clicks", "background clicks"]}
+    if pet_normalization != "zscore":
+        out.setdefault("autopet_conversion", {"variant": variant, "channels": ["CT", "PET"]})
+        out["autopet_conversion"]["pet_normalization"] = pet_normalization
     return out
 
 
 def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, dataset_id: int,
                     name: str = "autoPETClicks", variant: str = "images", clicks_dir: str | os.PathLike | None = None,
                     step: int = 10, encoding: str = "gaussian", encoding_size: float | None = None,
-                    overwrite: bool = False, progress: bool = True) -> Path:
+                    overwrite: bool = False, progress: bool = True, pet_normalization: str = "zscore") -> Path:
     """Write ``nnunet_raw/DatasetXXX_<name>`` from ``source``; returns its path.
 
     See the module docstring for the variants. ``step``, ``encoding`` ("gaussian" as the
@@ -114,6 +123,8 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
 
     if variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+    if pet_normalization not in PET_NORMALIZATIONS:
+        raise InputError(f"unknown PET normalization {pet_normalization!r}; choose one of {PET_NORMALIZATIONS}")
     if not 1 <= int(dataset_id) <= 999:
         raise InputError(f"dataset id must be in 1..999, got {dataset_id}")
     if not name.replace("_", "").isalnum():
@@ -160,7 +171,8 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
                 write_image(background_map, geometry, work / "imagesTr" / f"{case}_0003{FILE_ENDING}")
         atomic_write_json(work / "dataset.json",
                           dataset_json_for(variant, len(cases), name, encoding if variant == "heatmaps" else None,
-                                           encoding_size, step if variant == "heatmaps" else None))
+                                           encoding_size, step if variant == "heatmaps" else None,
+                                           pet_normalization))
         for old in existing:
             shutil.rmtree(old)
         os.replace(work, target)
@@ -189,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoding", choices=("gaussian", "edt"), default="gaussian",
                         help="heatmaps: Gaussian (reference, sigma 3) or distance-transform ball (radius 2)")
     parser.add_argument("--encoding-size", type=float, default=None, help="heatmaps: sigma / radius in voxels")
+    parser.add_argument("--pet_normalization", "--pet-normalization", choices=PET_NORMALIZATIONS, default="zscore",
+                        help="zscore: nnU-Net's per-image z-score (default); suv: SUV as it is (channel 'noNorm')")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -202,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         target = convert_dataset(args.source, args.nnunet_raw, args.dataset_id, args.name, args.variant,
                                  args.clicks_dir, args.step, args.encoding, args.encoding_size, args.overwrite,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, pet_normalization=args.pet_normalization)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

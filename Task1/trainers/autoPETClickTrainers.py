@@ -36,11 +36,10 @@ import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY
 from Task1.click_transforms import AppendClickChannelsTransform, MAX_INTERACTION_STEP, click_channels, \
     simulate_patch_clicks
 
-N_CLICK_CHANNELS = 2
-CLICK_CONFIG_KEY = "autopet_click_config"
 
 
 class autoPETTrainerClicks(nnUNetTrainer):
@@ -49,6 +48,10 @@ class autoPETTrainerClicks(nnUNetTrainer):
     Class attributes are the knobs the named variants below change one at a time.
     """
 
+    # The one definition of the click inputs: tumor and background, appended after the dataset's
+    # image channels. Task1.predict builds the network through this class and reads both.
+    n_click_channels = 2
+    click_order = ("tumor", "background")
     click_encoding = "edt"          # "edt" (distance-transform ball) or "gaussian"
     click_encoding_size = None      # ball radius / Gaussian sigma in voxels; None = clicks.encodings default
     max_interaction_step = MAX_INTERACTION_STEP
@@ -63,11 +66,22 @@ class autoPETTrainerClicks(nnUNetTrainer):
     epochs = None
     iterations_per_epoch = None
     val_iterations_per_epoch = None
+    optimizer_name = "sgd"          # "sgd" (nnU-Net's SGD, Nesterov, momentum 0.99) or "adamw"
+    learning_rate = None            # initial learning rate (None = nnU-Net's 1e-2); poly decay either way
+    training_seed = None            # seeds Python, NumPy and torch once (None = nnU-Net's unseeded runs)
+    run_final_validation = True     # nnU-Net's sliding-window validation of the fold after training
+    inference_mirroring = True      # False: the checkpoint allows no test-time mirroring (CPU speed)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        if self.training_seed is not None:
+            import random
+
+            random.seed(self.training_seed)
+            np.random.seed(self.training_seed)
+            torch.manual_seed(self.training_seed)
         super().__init__(plans, configuration, fold, dataset_json, device)
-        for attribute, value in (("num_epochs", self.epochs),
+        for attribute, value in (("num_epochs", self.epochs), ("initial_lr", self.learning_rate),
                                  ("num_iterations_per_epoch", self.iterations_per_epoch),
                                  ("num_val_iterations_per_epoch", self.val_iterations_per_epoch)):
             if value is not None:
@@ -84,6 +98,10 @@ class autoPETTrainerClicks(nnUNetTrainer):
     # ----------------------------------------------------------------- configuration
     @classmethod
     def _find_pet_channel(cls, dataset_json: dict) -> int:
+        # Task1.convert_dataset records the channel order (PET may be named "noNorm" there)
+        converted = (dataset_json.get("autopet_conversion") or {}).get("channels") or []
+        if "PET" in converted:
+            return converted.index("PET")
         names = dataset_json.get("channel_names", dataset_json.get("modality", {}))
         for key, name in names.items():
             if str(name).casefold() == cls.pet_channel_name.casefold():
@@ -95,10 +113,10 @@ class autoPETTrainerClicks(nnUNetTrainer):
 
     def click_config(self) -> dict:
         """Everything a predictor needs to build the same click channels."""
-        return {"trainer": self.__class__.__name__, "n_click_channels": N_CLICK_CHANNELS,
+        return {"trainer": self.__class__.__name__, "n_click_channels": self.n_click_channels,
                 "encoding": self.click_encoding, "encoding_size": self.click_encoding_size,
                 "pet_channel": self.pet_channel, "max_interaction_step": self.max_interaction_step,
-                "click_order": ["tumor", "background"]}
+                "click_order": list(self.click_order)}
 
     def _click_transform(self, fixed_step=None) -> AppendClickChannelsTransform:
         return AppendClickChannelsTransform(
@@ -107,19 +125,38 @@ class autoPETTrainerClicks(nnUNetTrainer):
             edge_offset=self.click_edge_offset, background_fill_quirk=self.background_fill_quirk,
             fixed_step=fixed_step)
 
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        if not self.inference_mirroring:
+            # training still mirrors (augmentation); predictors read this from the checkpoint
+            self.inference_allowed_mirroring_axes = None
+        return configured
+
+    def configure_optimizers(self):
+        if self.optimizer_name == "sgd":
+            return super().configure_optimizers()
+        if self.optimizer_name != "adamw":
+            raise RuntimeError(f"{self.__class__.__name__}: unknown optimizer_name {self.optimizer_name!r}")
+        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+        # Adam reaches a usable model in a few thousand iterations, where nnU-Net's SGD needs
+        # its long schedule: the choice for CPU-budget training
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
     # ----------------------------------------------------------------- network
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
                                    num_output_channels, enable_deep_supervision: bool = True):
         # the dataset's image channels + the tumor and background click channels
         return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager,
-                                                        num_input_channels + N_CLICK_CHANNELS,
+                                                        num_input_channels + cls.n_click_channels,
                                                         num_output_channels, enable_deep_supervision)
 
     def initialize(self):
         super().initialize()
         # what the network really gets (nnU-Net only uses this for logging / plotting)
-        self.num_input_channels += N_CLICK_CHANNELS
+        self.num_input_channels += self.n_click_channels
         from Task1.pretrained import install_pretrained_weights_adapter
 
         install_pretrained_weights_adapter()
@@ -154,7 +191,7 @@ class autoPETTrainerClicks(nnUNetTrainer):
         if self.local_rank == 0:
             from autopet_common.image_io import atomic_write_json
 
-            atomic_write_json(os.path.join(self.output_folder_base, "click_config.json"), self.click_config())
+            atomic_write_json(os.path.join(self.output_folder_base, CLICK_CONFIG_FILE), self.click_config())
 
     def save_checkpoint(self, filename: str) -> None:
         super().save_checkpoint(filename)
@@ -169,6 +206,10 @@ class autoPETTrainerClicks(nnUNetTrainer):
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnU-Net's validation, with click channels simulated on each whole validation case
         (``final_validation_clicks`` clicks per kind, seeded by the case name)."""
+        if not self.run_final_validation:
+            self.print_to_log_file(f"{self.__class__.__name__}: final validation skipped (run_final_validation "
+                                   "= False); score the model with benchmarks/bench_task1_model.py")
+            return
         stock_dataset_class = self.dataset_class
         self.dataset_class = _dataset_class_with_clicks(stock_dataset_class, self)
         try:
@@ -210,6 +251,31 @@ class autoPETTrainerClicks_tiny(autoPETTrainerClicks):
     epochs = 10
     iterations_per_epoch = 5
     val_iterations_per_epoch = 1
+
+
+class autoPETTrainerClicks_cpu(autoPETTrainerClicks):
+    """The shipped phantom model's schedule: 100 epochs x 50 iterations, AdamW from 2e-3, about
+    38 minutes on 2 CPU cores with the small ``3d_cpu`` configuration that
+    ``Task1.train_phantom_model`` adds to the plans (about 0.4 s per iteration of batch 2 x 48^3).
+    Seeded; no final validation (the 11-step benchmark scores the model instead); no test-time
+    mirroring (8 mirrored passes cost 8x the time per step on a CPU)."""
+
+    epochs = 100
+    iterations_per_epoch = 50
+    val_iterations_per_epoch = 3
+    optimizer_name = "adamw"
+    learning_rate = 2e-3
+    training_seed = 0
+    run_final_validation = False
+    inference_mirroring = False
+
+
+class autoPETTrainerClicks_cpu_noclicks(autoPETTrainerClicks_cpu):
+    """The ablation of the shipped model: the same network, data and schedule, but every
+    training sample is step 0 (the click channels stay empty), so it never learns clicks."""
+
+    max_interaction_step = 0
+    final_validation_clicks = 0
 
 
 class autoPETTrainerClicks_250epochs(autoPETTrainerClicks):

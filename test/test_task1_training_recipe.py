@@ -1,0 +1,118 @@
+"""The phantom model's training recipe, without training: varied phantoms, the PET-in-SUV
+conversion, the small 3d_cpu plans configuration, the weights-only export, the trainer knobs."""
+import json
+
+import numpy as np
+import pytest
+
+from autopet_common.phantoms import PetVariation, make_petct_case
+
+
+def test_default_variation_is_the_default_phantom_bit_for_bit():
+    plain = make_petct_case("tiny", "PSMA", seed=11, n_lesions=4)
+    explicit = make_petct_case("tiny", "PSMA", seed=11, n_lesions=4, variation=PetVariation())
+    for name in ("ct", "pet", "label"):
+        assert np.array_equal(getattr(plain, name), getattr(explicit, name))
+
+
+def test_variation_changes_uptake_noise_and_adds_unlabelled_distractors():
+    plain = make_petct_case("tiny", "FDG", seed=3, n_lesions=3)
+    hot = PetVariation(organ_uptake_scale={"brain": 2.0}, suv_scale=1.0, distractors=5,
+                       distractor_suv_range=(30.0, 31.0))
+    varied = make_petct_case("tiny", "FDG", seed=3, n_lesions=3, variation=hot)
+    assert np.array_equal(plain.label, varied.label)  # lesions are where they were
+    assert varied.uptake["brain"] == pytest.approx(2 * plain.uptake["brain"])
+    # distractors: very hot, and never labelled
+    assert varied.pet[varied.label == 0].max() > plain.pet[plain.label == 0].max() + 5
+    again = make_petct_case("tiny", "FDG", seed=3, n_lesions=3, variation=hot)
+    assert np.array_equal(varied.pet, again.pet)  # deterministic
+    scaled = make_petct_case("tiny", "FDG", seed=3, n_lesions=3, variation=PetVariation(suv_scale=0.5))
+    assert np.allclose(scaled.pet, 0.5 * plain.pet)
+
+
+def test_varied_training_phantoms_span_spacing_and_position():
+    from Task1.train_phantom_model import varied_phantom
+
+    cases = [varied_phantom(0, n, max_voxels=64) for n in range(6)]
+    spacings = [c.geometry.spacing for c in cases]
+    assert all(2.5 <= s <= 6.0 for sp in spacings for s in sp)
+    assert len({sp[0] for sp in spacings}) == 6 and {c.tracer for c in cases} == {"FDG", "PSMA"}
+    for case in cases:
+        assert case.ct.shape == case.pet.shape == case.label.shape == case.geometry.shape
+        assert case.ct.min() >= -1024 and np.isfinite(case.pet).all()
+    first = varied_phantom(0, 2, max_voxels=64)
+    assert np.array_equal(first.pet, cases[2].pet)  # deterministic in (seed, n)
+
+
+def test_suv_conversion_names_pet_nonorm_and_the_trainer_finds_it(tmp_path):
+    from Task1.convert_dataset import convert_dataset
+    from Task1.train_phantom_model import write_phantom_source
+    from Task1.trainers.autoPETClickTrainers import autoPETTrainerClicks
+
+    source = write_phantom_source(tmp_path / "src", n_cases=1)
+    target = convert_dataset(source, tmp_path / "raw", 14, progress=False, pet_normalization="suv")
+    meta = json.loads((target / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "CT", "1": "noNorm"}
+    assert meta["autopet_conversion"] == {"variant": "images", "channels": ["CT", "PET"], "pet_normalization": "suv"}
+    assert autoPETTrainerClicks._find_pet_channel(meta) == 1
+    swapped = {**meta, "autopet_conversion": {"channels": ["PET", "CT"]}}
+    assert autoPETTrainerClicks._find_pet_channel(swapped) == 0
+    from autopet_common.errors import InputError
+
+    with pytest.raises(InputError, match="PET normalization"):
+        convert_dataset(source, tmp_path / "raw", 15, progress=False, pet_normalization="minmax")
+
+
+def test_cpu_configuration_is_a_small_network_nnunet_builds(tmp_path):
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from Task1.train_phantom_model import add_cpu_configuration
+
+    plans = {"plans_name": "nnUNetPlans", "dataset_name": "Dataset001_X", "transpose_forward": [0, 1, 2],
+             "transpose_backward": [0, 1, 2], "original_median_spacing_after_transp": [4, 4, 4],
+             "original_median_shape_after_transp": [64, 64, 64], "image_reader_writer": "SimpleITKIO",
+             "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+             "foreground_intensity_properties_per_channel": {},
+             "configurations": {"3d_fullres": {
+                 "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
+                 "batch_size": 2, "patch_size": [128, 128, 128], "median_image_size_in_voxels": [64, 64, 64],
+                 "spacing": [2.0, 2.0, 2.0], "normalization_schemes": ["CTNormalization", "NoNormalization"],
+                 "use_mask_for_norm": [False, False], "resampling_fn_data": "resample_data_or_seg_to_shape",
+                 "resampling_fn_seg": "resample_data_or_seg_to_shape", "resampling_fn_data_kwargs": {},
+                 "resampling_fn_seg_kwargs": {}, "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                 "resampling_fn_probabilities_kwargs": {}, "batch_dice": False,
+                 "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                                  "arch_kwargs": {"n_stages": 6, "features_per_stage": [32, 64, 128, 256, 320, 320],
+                                                  "conv_op": "torch.nn.modules.conv.Conv3d",
+                                                  "kernel_sizes": [[3, 3, 3]] * 6, "strides": [[1, 1, 1]] + [[2, 2, 2]] * 5,
+                                                  "n_conv_per_stage": [2] * 6, "n_conv_per_stage_decoder": [2] * 5,
+                                                  "conv_bias": True, "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                                                  "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
+                                                  "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+                                                  "nonlin_kwargs": {"inplace": True}},
+                                  "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}}}
+    path = tmp_path / "nnUNetPlans.json"
+    path.write_text(json.dumps(plans))
+    add_cpu_configuration(path)
+    manager = PlansManager(str(path))
+    config = manager.get_configuration("3d_cpu")
+    assert config.spacing == [4.0, 4.0, 4.0] and config.patch_size == [48, 48, 48] and config.batch_size == 2
+    assert config.data_identifier == "nnUNetPlans_3d_cpu"  # its own preprocessed data
+    assert config.normalization_schemes == ["CTNormalization", "NoNormalization"]  # inherited
+    network = get_network_from_plans(config.network_arch_class_name, config.network_arch_init_kwargs,
+                                     config.network_arch_init_kwargs_req_import, 4, 2, deep_supervision=False)
+    parameters = sum(p.numel() for p in network.parameters())
+    assert 1.0e6 < parameters < 2.5e6  # a checkpoint of at most 10 MB in float32
+
+
+def test_cpu_trainer_variants_change_only_their_knobs():
+    from Task1.trainers.autoPETClickTrainers import (autoPETTrainerClicks, autoPETTrainerClicks_cpu,
+                                                      autoPETTrainerClicks_cpu_noclicks)
+
+    assert autoPETTrainerClicks_cpu.training_seed == 0 and not autoPETTrainerClicks_cpu.inference_mirroring
+    assert autoPETTrainerClicks_cpu.epochs * autoPETTrainerClicks_cpu.iterations_per_epoch == 5000
+    assert autoPETTrainerClicks_cpu.optimizer_name == "adamw" and autoPETTrainerClicks.optimizer_name == "sgd"
+    assert autoPETTrainerClicks_cpu_noclicks.max_interaction_step == 0
+    assert autoPETTrainerClicks_cpu_noclicks.epochs == autoPETTrainerClicks_cpu.epochs
+    assert autoPETTrainerClicks.training_seed is None and autoPETTrainerClicks.inference_mirroring
