@@ -37,6 +37,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,7 +47,7 @@ from autopet_common.errors import InputError
 
 log = logging.getLogger("Task1.predict")
 
-CLICK_CONFIG_KEY = "autopet_click_config"   # written by Task1/trainers/autoPETClickTrainers.py
+from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY
 CONVERSION_KEY = "autopet_conversion"       # written into dataset.json by Task1.convert_dataset
 REFERENCE_HEATMAP = {"encoding": "gaussian", "encoding_size": 3.0}  # the challenge's baseline heatmaps
 SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO")  # readers that index arrays [k, j, i] without reorienting
@@ -55,6 +56,20 @@ DEVICE_MEMORY_LIMIT_BYTES = 6 * 1024 ** 3   # above this, keep the sliding-windo
 
 class ModelFolderError(InputError):
     """A model folder is missing, incomplete or of an unsupported kind."""
+
+
+@dataclass
+class PreparedCase:
+    """One case checked and preprocessed by :meth:`Task1Predictor.prepare`: the network-grid
+    image channels (``data``, ``properties``) of click models, or the raw ``channels`` of
+    heatmap models (their heatmaps are drawn on the input grid, before preprocessing)."""
+
+    channels: list | None
+    properties: dict | None
+    geometry: Any
+    shape: tuple
+    preprocess_seconds: float
+    data: np.ndarray | None = None
 
 
 # ------------------------------------------------------------------------------- pure helpers
@@ -111,6 +126,25 @@ def _first_layer_in_channels(state_dict: dict) -> int:
         if hasattr(value, "ndim") and value.ndim >= 3:
             return int(value.shape[1])
     raise ModelFolderError("the checkpoint has no convolution weights")
+
+
+def find_trainer_class(trainer_name: str):
+    """The trainer class a checkpoint names, as nnU-Net's own predictor finds it: this project's
+    click trainers first (importable without ``nnUNet_extTrainer``), then nnU-Net's search of
+    its package and of ``nnUNet_extTrainer``. Raises :class:`ModelFolderError` when unknown."""
+    from Task1.trainers import autoPETClickTrainers
+
+    found = getattr(autoPETClickTrainers, trainer_name, None)
+    if isinstance(found, type):
+        return found
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    try:
+        return recursive_find_trainer_class_by_name(trainer_name)
+    except RuntimeError as exc:
+        raise ModelFolderError(f"the checkpoint was trained with {trainer_name!r}, which is neither one of "
+                               "Task1/trainers nor found by nnU-Net: put its folder in nnUNet_extTrainer "
+                               f"({str(exc).splitlines()[0][:200]})") from None
 
 
 def resolve_device(device: str):
@@ -174,31 +208,33 @@ class Task1Predictor:
         self.configuration_manager = self.plans_manager.get_configuration(self.configuration_name)
         self.label_manager = self.plans_manager.get_label_manager(self.dataset_json)
 
-        n_dataset_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
-        n_network_channels = _first_layer_in_channels(self.parameters[0])
+        self.n_dataset_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
+        # The network is built by the trainer class the checkpoint names (as nnU-Net's predictor
+        # does), so the number and order of click channels have one definition: the trainer's.
+        self.trainer_class = find_trainer_class(self.trainer_name)
+        n_click_channels = int(getattr(self.trainer_class, "n_click_channels", 0))
         self.click_config = first.get(CLICK_CONFIG_KEY) or self._read_click_config_json()
-        if n_network_channels == n_dataset_channels + 2:
+        if n_click_channels:
             self.kind = "clicks"
             config = self.click_config or {}
             if not config:
-                log.warning("%s: no click configuration stored; assuming the default ball encoding",
-                            self.model_dir)
-            self.encoding = config.get("encoding", "edt")
-            self.encoding_size = config.get("encoding_size")
-        elif n_network_channels == n_dataset_channels == 4:
+                log.warning("%s: no click configuration stored; using %s's encoding", self.model_dir,
+                            self.trainer_name)
+            self.encoding = config.get("encoding", getattr(self.trainer_class, "click_encoding", "edt"))
+            self.encoding_size = config.get("encoding_size", getattr(self.trainer_class, "click_encoding_size", None))
+        elif self.n_dataset_channels == 4:
             self.kind = "heatmaps"
             config = self.dataset_json.get(CONVERSION_KEY) or REFERENCE_HEATMAP
             self.encoding = config.get("encoding", "gaussian")
             self.encoding_size = config.get("encoding_size", 3.0)
         else:
             raise ModelFolderError(
-                f"model folder {self.model_dir}: the network takes {n_network_channels} input channels and the "
-                f"dataset has {n_dataset_channels}; expected a click model (2 dataset channels + 2 click "
-                "channels) or a 4-channel heatmap model (CT, PET, tumor, background)")
-        self.n_dataset_channels = n_dataset_channels
-        self.n_network_channels = n_network_channels
+                f"model folder {self.model_dir}: trained with {self.trainer_name}, which takes no clicks, on "
+                f"{self.n_dataset_channels} dataset channel(s); expected a click trainer (Task1/trainers) or a "
+                "4-channel heatmap dataset (CT, PET, tumor, background)")
         self.device = resolve_device(device)
         self.network = self._build_network()
+        self.n_network_channels = _first_layer_in_channels(self.network.state_dict())
 
     # -------------------------------------------------------------------------- loading
     def _find_folds(self, folds) -> list:
@@ -218,22 +254,18 @@ class Task1Predictor:
         return folds
 
     def _read_click_config_json(self) -> dict | None:
-        path = self.model_dir / "click_config.json"
+        path = self.model_dir / CLICK_CONFIG_FILE
         return json.loads(path.read_text()) if path.is_file() else None
 
     def _build_network(self):
-        from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-
-        cm = self.configuration_manager
-        network = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                         cm.network_arch_init_kwargs_req_import, self.n_network_channels,
-                                         self.label_manager.num_segmentation_heads, allow_init=False,
-                                         deep_supervision=False)
+        network = self.trainer_class.build_network_architecture(
+            self.plans_manager, self.configuration_manager, self.n_dataset_channels,
+            self.label_manager.num_segmentation_heads, enable_deep_supervision=False)
         try:
             network.load_state_dict(self.parameters[0])
         except RuntimeError as exc:
-            raise ModelFolderError(f"model folder {self.model_dir}: the checkpoint does not fit the network "
-                                   f"described by plans.json ({str(exc).splitlines()[0]})") from None
+            raise ModelFolderError(f"model folder {self.model_dir}: the checkpoint does not fit the network that "
+                                   f"{self.trainer_name} builds from plans.json ({str(exc).splitlines()[0]})") from None
         return network.eval()
 
     def describe(self) -> dict[str, Any]:
@@ -246,20 +278,48 @@ class Task1Predictor:
                 "dropped": list(self.dropped), "timings": dict(self.last_timings)}
 
     # -------------------------------------------------------------------------- prediction
-    def predict(self, ct: np.ndarray, pet: np.ndarray, geometry, clicks: dict | None) -> np.ndarray:
-        """Binary mask (uint8 0/1, ``[i, j, k]``) on the input grid. See the module docstring."""
-        import torch
-        from autopet_common.click_io import split_clicks_inside
+    def prepare(self, ct: np.ndarray, pet: np.ndarray, geometry) -> PreparedCase:
+        """Check and preprocess one case (nnU-Net's resampling and normalisation) once, for any
+        number of :meth:`predict_prepared` calls with different clicks. Heatmap models draw
+        their click channels on the input grid, so for them the preprocessing waits for the
+        clicks (nothing is saved)."""
         from autopet_common.image_io import require_finite
 
         started = time.perf_counter()
-        self.dropped = []
         shape = tuple(int(s) for s in geometry.shape)
         for name, array in (("CT", ct), ("PET", pet)):
             if tuple(np.shape(array)) != shape:
                 raise InputError(f"{name} array of shape {tuple(np.shape(array))} does not match the "
                                  f"geometry's shape {shape}")
             require_finite(np.asarray(array), f"{name} image")
+        channels = [np.asarray(ct, dtype=np.float32), np.asarray(pet, dtype=np.float32)]
+        if self.kind == "heatmaps":
+            return PreparedCase(channels, None, geometry, shape, 0.0)
+        data, properties = self._preprocess(channels, geometry)
+        return PreparedCase(None, properties, geometry, shape, time.perf_counter() - started, data)
+
+    def _preprocess(self, channels: list, geometry) -> tuple[np.ndarray, dict]:
+        data, properties = to_nnunet_input(channels, geometry)
+        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
+        data, _, properties = preprocessor.run_case_npy(data, None, properties, self.plans_manager,
+                                                        self.configuration_manager, self.dataset_json)
+        return data, properties
+
+    def predict(self, ct: np.ndarray, pet: np.ndarray, geometry, clicks: dict | None) -> np.ndarray:
+        """Binary mask (uint8 0/1, ``[i, j, k]``) on the input grid. See the module docstring."""
+        started = time.perf_counter()
+        return self.predict_prepared(self.prepare(ct, pet, geometry), clicks, started=started)
+
+    def predict_prepared(self, case: PreparedCase, clicks: dict | None, *, started: float | None = None) -> np.ndarray:
+        """:meth:`predict` for a case from :meth:`prepare`: only the click channels and the
+        forward passes are computed. The time budget counts from ``started`` (default: now,
+        with the case's preprocessing time held back for the export)."""
+        import torch
+        from autopet_common.click_io import split_clicks_inside
+
+        started = time.perf_counter() if started is None else started
+        self.dropped = []
+        shape = case.shape
         if clicks is not None and not isinstance(clicks, dict):
             raise InputError(f"clicks must be a dict {{'tumor': [...], 'background': [...]}}, got "
                              f"{type(clicks).__name__}")
@@ -268,19 +328,18 @@ class Task1Predictor:
             log.warning("skipping %d click(s) outside the image %s: %s", len(outside), shape,
                         ", ".join(f"{kind} {p}" for kind, p in outside))
 
-        channels = [np.asarray(ct, dtype=np.float32), np.asarray(pet, dtype=np.float32)]
         if self.kind == "heatmaps":
             from clicks.encodings import encode_clicks
 
-            channels += list(encode_clicks(shape, clicks, encoding=self.encoding, size=self.encoding_size))
-        data, properties = to_nnunet_input(channels, geometry)
-        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
-        data, _, properties = preprocessor.run_case_npy(data, None, properties, self.plans_manager,
-                                                        self.configuration_manager, self.dataset_json)
-        network_shape = data.shape[1:]
-        if self.kind == "clicks":
+            channels = list(case.channels) + list(encode_clicks(shape, clicks, encoding=self.encoding,
+                                                                size=self.encoding_size))
+            data, properties = self._preprocess(channels, case.geometry)
+            preprocess_s = time.perf_counter() - started
+        else:
             from Task1.click_transforms import click_channels
 
+            data, properties = case.data, case.properties
+            network_shape = data.shape[1:]
             mapped = {}
             for kind in ("tumor", "background"):
                 points, dropped = input_to_network_index(clicks[kind], properties,
@@ -291,8 +350,9 @@ class Task1Predictor:
                 mapped[kind] = points
             data = np.concatenate((data, click_channels(network_shape, mapped, self.encoding,
                                                         self.encoding_size)))
+            preprocess_s = case.preprocess_seconds + (time.perf_counter() - started)
         preprocessed = time.perf_counter()
-        self.last_timings = {"preprocess_s": preprocessed - started}
+        self.last_timings = {"preprocess_s": preprocess_s}
 
         logits = self._predict_logits(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), started)
         predicted = time.perf_counter()
