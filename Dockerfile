@@ -11,7 +11,8 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONPATH=/opt/app \
     nnUNet_raw=/tmp/nnUNet_raw \
     nnUNet_preprocessed=/tmp/nnUNet_preprocessed \
-    nnUNet_results=/opt/ml/model
+    nnUNet_results=/opt/ml/model \
+    AUTOPET_REQUIRE_MODEL=1
 
 # Grand Challenge runs the container as a non-root user.
 RUN groupadd -r user && useradd -m --no-log-init -r -g user user
@@ -34,6 +35,9 @@ COPY --chown=user:user Task2 /opt/app/Task2
 
 USER user
 
-# Model weights uploaded to Grand Challenge appear under /opt/ml/model; inference.py uses them
-# when they hold a trained nnU-Net folder and falls back to the model-free baseline otherwise.
+# Model weights uploaded to Grand Challenge appear under /opt/ml/model; inference.py uses them.
+# AUTOPET_REQUIRE_MODEL=1 (above): a Task 1 run without a model there (or one baked in on
+# purpose, with COPY and AUTOPET_MODEL_DIR) fails with a clear error instead of silently running
+# a stand-in; the phantom demo model in models/ is never copied in. To submit the model-free
+# baseline on purpose: ENTRYPOINT ["python", "inference.py", "--model", "model-free"].
 ENTRYPOINT ["python", "inference.py"]

@@ -12,9 +12,17 @@ Container contract (Task 1), one run per case and click step:
 
 If CT and PET grids differ, CT is resampled (linear, -1024 HU outside) onto the PET grid and the
 log says so; clicks are voxel indices [i, j, k] on that grid. Clicks outside the image are
-skipped with a warning. With a trained nnU-Net folder (``--model``, or ``/opt/ml/model`` when it
-holds one) the Task 1 nnU-Net predictor runs within ``--time_budget``; without one, the
-model-free click-guided PET baseline (Task1/model_free_baseline.py) runs.
+skipped with a warning.
+
+Which Task 1 model runs (first match): ``--model DIR`` (a trained nnU-Net folder) or
+``--model model-free`` (the click-guided PET baseline, Task1/model_free_baseline.py); the
+team's model at ``/opt/ml/model``; a model baked into the image at ``$AUTOPET_MODEL_DIR``; then,
+only outside a submission, the phantom demo model shipped in ``models/task1_phantom`` (trained
+on synthetic phantoms, never on patients) and, without it, the model-free baseline. Either
+fallback is announced on stderr in one line. With ``AUTOPET_REQUIRE_MODEL=1`` (set in the
+Dockerfile) there is no fallback: no model is an error. The nnU-Net predictor runs within
+``--time_budget``. Every mask is finished by Task1/postprocessing.py (background clicks cut
+their region; once the clicks show that every lesion has one, unclicked components go).
 
 Bad input (missing or corrupt image, two images in one folder, malformed click JSON, unknown
 point names, NaN voxels) prints ``error: <message>`` to stderr, exits with status 2 and writes
@@ -34,9 +42,14 @@ from typing import Any, Sequence
 
 DEFAULT_INPUT = Path("/input")
 DEFAULT_OUTPUT = Path("/output")
-DEFAULT_MODEL_DIR = Path("/opt/ml/model")
-TASK1_OUTPUT_SUBDIR = Path("images") / "tumor-lesion-segmentation"
-TASK1_CLICKS_FILE = "lesion-clicks.json"
+# The contract's paths have one home, autopet_common/contract.py (a constant module: no work).
+from autopet_common.contract import MODEL_DIR as DEFAULT_MODEL_DIR  # noqa: E402
+from autopet_common.contract import (TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_OUTPUT_SUBDIR,  # noqa: E402
+                                     TASK1_PET_SUBDIR)
+
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "task1_phantom"
+MODEL_DIR_ENV = "AUTOPET_MODEL_DIR"          # a model baked into the image on purpose
+REQUIRE_MODEL_ENV = "AUTOPET_REQUIRE_MODEL"  # "1" in the container: no fallback model
 MODEL_FREE = "model-free"
 # Seconds kept back from the budget for writing the mask, process exit and container teardown.
 DEFAULT_MARGIN_SECONDS = 30.0
@@ -85,7 +98,7 @@ class Phase:
 # ----------------------------------------------------------------------------- task & model
 
 def looks_like_task1_input(input_dir: Path) -> bool:
-    return (input_dir / "images" / "ct").is_dir() or (input_dir / "images" / "pet").is_dir()
+    return (input_dir / TASK1_CT_SUBDIR).is_dir() or (input_dir / TASK1_PET_SUBDIR).is_dir()
 
 
 def looks_like_task2_input(input_dir: Path) -> bool:
@@ -125,23 +138,54 @@ def find_nnunet_model(folder: Path) -> Path | None:
     return None
 
 
-def resolve_model(model: str | os.PathLike | None) -> Path | None:
-    """``None`` -> /opt/ml/model if it holds a trained nnU-Net folder, else model-free;
-    ``"model-free"`` -> model-free; a path -> that nnU-Net folder (an error if it is none)."""
+def model_required() -> bool:
+    """True in a submission container (``AUTOPET_REQUIRE_MODEL=1``): Task 1 needs the team's
+    model, and neither the phantom demo model nor the model-free baseline stands in silently."""
+    return os.environ.get(REQUIRE_MODEL_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _model_folder(path: Path, what: str) -> Path:
     from autopet_common.errors import InputError
 
-    if model is None:
-        return find_nnunet_model(DEFAULT_MODEL_DIR)
-    if str(model) == MODEL_FREE:
-        return None
-    path = Path(model)
     if not path.exists():
-        raise InputError(f"--model folder not found: {path}")
+        raise InputError(f"{what} not found: {path}")
     found = find_nnunet_model(path)
     if found is None:
-        raise InputError(f"--model {path} holds no trained nnU-Net folder (plans.json, dataset.json "
+        raise InputError(f"{what} {path} holds no trained nnU-Net folder (plans.json, dataset.json "
                          "and fold_*/ expected at most three levels down)")
     return found
+
+
+def resolve_model(model: str | os.PathLike | None, task: int = 1) -> Path | None:
+    """The nnU-Net folder to run, or None for the model-free method; see the module docstring.
+
+    ``model``: a folder, ``"model-free"``, or None for the default chain (``/opt/ml/model``,
+    ``$AUTOPET_MODEL_DIR``, then for Task 1 outside a submission the shipped phantom model).
+    Raises :class:`InputError` for a folder that holds no model, and for Task 1 without any
+    model when :func:`model_required`."""
+    from autopet_common.errors import InputError
+
+    if model is not None:
+        return None if str(model) == MODEL_FREE else _model_folder(Path(model), "--model folder")
+    found = find_nnunet_model(DEFAULT_MODEL_DIR)
+    if found is not None:
+        return found
+    if os.environ.get(MODEL_DIR_ENV):
+        return _model_folder(Path(os.environ[MODEL_DIR_ENV]), f"${MODEL_DIR_ENV}")
+    if task != 1:
+        return None  # Task 2's default method is model-free registration (Task2/README.md)
+    if model_required():
+        raise InputError(f"no Task 1 model: {DEFAULT_MODEL_DIR} holds no trained nnU-Net folder and "
+                         f"${MODEL_DIR_ENV} is not set ({REQUIRE_MODEL_ENV}=1: no fallback in a submission; "
+                         "upload your model tarball, or pass --model model-free on purpose)")
+    shipped = find_nnunet_model(SHIPPED_MODEL_DIR)
+    if shipped is not None:
+        print(f"inference: no model given and none in {DEFAULT_MODEL_DIR}: using the phantom demo model "
+              f"{shipped} (trained on synthetic phantoms only; --model to choose another)", file=sys.stderr)
+        return shipped
+    print(f"inference: no model given and none in {DEFAULT_MODEL_DIR}: running the model-free baseline",
+          file=sys.stderr)
+    return None
 
 
 # ----------------------------------------------------------------------------- Task 1
@@ -176,15 +220,16 @@ def read_task1_clicks(input_dir: Path, shape: Sequence[int]) -> dict[str, list[l
     return inside
 
 
-def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, time_budget: float,
-              margin: float, device: str, remove_below_suv: float | None, started: float,
-              timings: dict[str, float], predictor_options: dict[str, Any] | None = None) -> Path:
+def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time_budget: float,
+              margin: float, device: str, started: float, timings: dict[str, float],
+              postprocess: Any = None, predictor_options: dict[str, Any] | None = None) -> Path:
     import numpy as np
+    from Task1.postprocessing import PostprocessOptions, postprocess_task1
     from autopet_common.image_io import find_single_image, read_image, same_grid, write_mask
 
     with Phase("read", timings):
-        ct_path = find_single_image(input_dir / "images" / "ct", "CT")
-        pet_path = find_single_image(input_dir / "images" / "pet", "PET")
+        ct_path = find_single_image(input_dir / TASK1_CT_SUBDIR, "CT")
+        pet_path = find_single_image(input_dir / TASK1_PET_SUBDIR, "PET")
         pet, geometry = read_image(pet_path, dtype=np.float32, check_finite=True, what="PET image")
         ct, ct_geometry = read_image(ct_path, dtype=np.float32, check_finite=True, what="CT image")
         log.info("CT  %s shape %s spacing %s", ct_path.name, ct_geometry.shape, _fmt(ct_geometry.spacing))
@@ -223,10 +268,8 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, time_bu
     mask = np.asarray(mask) > 0
     if mask.shape != tuple(geometry.shape):
         raise RuntimeError(f"prediction shape {mask.shape} does not match the input grid {geometry.shape}")
-    if remove_below_suv is not None:
-        removed = int(np.count_nonzero(mask & (pet < remove_below_suv)))
-        mask &= pet >= remove_below_suv
-        log.info("post-processing: removed %d predicted voxel(s) with SUV < %g", removed, remove_below_suv)
+    mask, report = postprocess_task1(mask, pet, clicks, geometry.spacing, postprocess or PostprocessOptions())
+    log.info("post-processing: %s", json.dumps(report))
     log.info("mask: %d voxel(s), %.2f ml", int(mask.sum()), float(mask.sum()) * geometry.voxel_volume_ml)
 
     from autopet_common.image_io import strip_image_suffix
@@ -248,14 +291,16 @@ def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str 
                   model: str | os.PathLike | None = None, task: str | int = "auto",
                   time_budget: float = 300.0, margin: float = DEFAULT_MARGIN_SECONDS,
                   device: str = "auto", remove_below_suv: float | None = None,
-                  predictor_options: dict[str, Any] | None = None) -> list[Path]:
+                  predictor_options: dict[str, Any] | None = None, *, click_rules: bool = True,
+                  protocol_rule: bool = True) -> list[Path]:
     """Run one challenge step: read ``input_dir``, write the mask(s) under ``output_dir``.
 
     ``model``: None (``/opt/ml/model`` if it holds a trained nnU-Net folder, else model-free),
     ``"model-free"``, or an nnU-Net folder. ``task``: "auto", 1 or 2. ``time_budget``: seconds
     for the whole run; the nnU-Net predictor gets what is left after reading minus ``margin``.
     ``remove_below_suv``: drop predicted voxels with PET below this SUV (the challenge's
-    data-centric baseline used 1.0). Returns the written file(s). Raises
+    data-centric baseline used 1.0); ``click_rules`` / ``protocol_rule``: see
+    Task1/postprocessing.py. Returns the written file(s). Raises
     :class:`autopet_common.errors.InputError` on bad input, before writing anything.
     """
     started = time.perf_counter()
@@ -264,7 +309,7 @@ def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str 
     task_number = detect_task(input_dir) if str(task) == "auto" else int(task)
     if task_number not in (1, 2):
         raise ValueError(f"task must be 'auto', 1 or 2, got {task!r}")
-    model_dir = resolve_model(model)
+    model_dir = resolve_model(model, task_number)
     log.info("task %d; input %s; output %s; model %s; device %s; budget %.0f s (margin %.0f s)",
              task_number, input_dir, output_dir, model_dir or MODEL_FREE,
              "cpu" if model_dir is None and task_number == 1 else device, time_budget, margin)
@@ -281,8 +326,13 @@ def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str 
         with Phase("task2", timings):
             written = [Path(p) for p in run_task2(input_dir, output_dir, **options)]
     else:
-        written = [run_task1(input_dir, output_dir, model_dir, time_budget, margin, device,
-                             remove_below_suv, started, timings, predictor_options)]
+        from Task1.postprocessing import PostprocessOptions
+
+        postprocess = PostprocessOptions(click_rules=click_rules, protocol_rule=protocol_rule,
+                                         remove_below_suv=remove_below_suv)
+        written = [run_task1(input_dir, output_dir, model_dir, time_budget=time_budget, margin=margin,
+                             device=device, started=started, timings=timings, postprocess=postprocess,
+                             predictor_options=predictor_options)]
     total = time.perf_counter() - started
     log.info("total %.2f s (budget %.0f s)%s; peak RSS %.0f MB", total, time_budget,
              "  OVER BUDGET" if total > time_budget else "", peak_rss_mb())
@@ -298,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default /output)")
     parser.add_argument("--model", default=None,
                         help="trained nnU-Net folder, or 'model-free' to force the classical baseline "
-                             "(default: /opt/ml/model if it holds a trained model, else model-free)")
+                             "(default: /opt/ml/model, $AUTOPET_MODEL_DIR, then outside a submission the "
+                             "shipped phantom model models/task1_phantom, then model-free)")
     parser.add_argument("--task", default="auto", choices=["auto", "1", "2"],
                         help="challenge task; auto detects it from the input layout (default auto)")
     parser.add_argument("--time_budget", type=float, default=300.0,
@@ -312,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--disable_mirroring", action="store_true", help="no test-time mirroring (nnU-Net path)")
     parser.add_argument("--remove_below_suv", type=float, default=None, metavar="SUV",
                         help="post-processing: remove predicted voxels with SUV below this (e.g. 1.0)")
+    parser.add_argument("--no_click_rules", action="store_true",
+                        help="keep the method's raw mask: no background-click cut, no protocol rule")
+    parser.add_argument("--no_protocol_rule", action="store_true",
+                        help="keep unclicked detections even once every lesion has a click "
+                             "(for clicks that do not follow the challenge's simulator)")
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser
 
@@ -328,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run_inference(args.input, args.output, model=args.model, task=args.task, time_budget=args.time_budget,
                       margin=args.margin, device=args.device, remove_below_suv=args.remove_below_suv,
-                      predictor_options=predictor_options)
+                      predictor_options=predictor_options, click_rules=not args.no_click_rules,
+                      protocol_rule=not args.no_protocol_rule)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

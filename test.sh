@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build the container and run it once on the bundled sample (test/input) under the limits
 # Grand Challenge applies: no network, no capabilities, 2 GB shared memory, the GPU(s).
-# Set MODEL_DIR to a trained nnU-Net folder to test with weights mounted at /opt/ml/model,
-# and GPUS= (empty) to test on a machine without a GPU.
+# MODEL_DIR: the trained nnU-Net folder mounted read-only at /opt/ml/model, where Grand Challenge
+# puts the team's uploaded model (default: the phantom demo model models/task1_phantom; the image
+# itself holds no model and, with AUTOPET_REQUIRE_MODEL=1, refuses to run Task 1 without one).
+# GPUS= (empty) to test on a machine without a GPU.
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DOCKER_IMAGE_TAG="${DOCKER_IMAGE_TAG:-autopet-ct-iv-algorithm}"
@@ -15,8 +17,9 @@ OUTPUT_DIR="$(mktemp -d "${TMPDIR:-/tmp}/autopet-ct-iv-output.XXXXXX")"
 chmod 777 "$OUTPUT_DIR"  # the container's non-root user writes here
 trap 'rm -rf "$OUTPUT_DIR"' EXIT
 
+MODEL_DIR="${MODEL_DIR-$SCRIPT_DIR/models/task1_phantom}"
 model_mount=()
-if [ -n "${MODEL_DIR:-}" ]; then
+if [ -n "$MODEL_DIR" ]; then
     model_mount=(--volume "$(cd "$MODEL_DIR" && pwd):/opt/ml/model:ro")
 fi
 gpu_flag=()

@@ -38,8 +38,14 @@ The algorithm (all radii in mm, so it behaves the same on any voxel spacing):
    ``auto_max_volume_ml`` (30 ml: brain, bladder, kidneys, heart and liver are larger), and
    compact (it fills at least ``auto_min_fill`` = 25 % of its bounding box: elongated
    structures such as ureters, bowel and salivary-gland chains fail this). Each kept
-   component is then delineated from its own SUVmax like a click (step 1). These
-   heuristics favour few false positives over sensitivity.
+   component is then delineated from its own SUVmax like a click (step 1). With
+   ``auto_reject_paired`` (default on), a component with a mirror partner is physiological
+   uptake of a paired organ (kidneys, parotid and submandibular glands, which FDG and PSMA both
+   show): a component is dropped when another hot component of 1/3 to 3 times its volume lies
+   within ``pair_tolerance_mm`` (20 mm) of its mirror image across the body's midline along
+   ``lr_axis`` (the left-right array axis, 0 for NIfTI/LPS-ordered arrays). Large unpaired
+   organs (brain, bladder, heart, liver) already fail the volume limit. These heuristics
+   favour few false positives over sensitivity.
 """
 from __future__ import annotations
 
@@ -71,6 +77,9 @@ class ModelFreeParams:
     auto_min_volume_ml: float = 0.5
     auto_max_volume_ml: float = 30.0
     auto_min_fill: float = 0.25
+    auto_reject_paired: bool = True
+    pair_tolerance_mm: float = 20.0
+    lr_axis: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold_fraction < 1.0:
@@ -200,6 +209,35 @@ def grow_from_click(pet: np.ndarray, click: Sequence[int], spacing: Sequence[flo
     return out
 
 
+def _paired_labels(labels: np.ndarray, stats: dict, pet: np.ndarray, spacing: Sequence[float],
+                   params: ModelFreeParams) -> set[int]:
+    """Labels of hot components that have a mirror partner across the body's midline (see the
+    module docstring, ``auto_reject_paired``)."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    counts = np.asarray(stats["voxel_counts"])
+    centroids = np.asarray(stats["centroids"], dtype=float) * np.asarray(spacing, dtype=float)
+    axis = params.lr_axis
+    body = np.asarray(pet > 0.2)
+    profile = body.sum(axis=tuple(a for a in range(3) if a != axis)).astype(float)
+    if profile.sum() == 0:
+        return set()
+    midline = float(np.sum(np.arange(profile.size) * profile) / profile.sum()) * float(spacing[axis])
+    big = [label for label in range(1, len(counts)) if counts[label] * voxel_ml >= params.auto_min_volume_ml]
+    paired = set()
+    for label in big:
+        mirrored = centroids[label].copy()
+        mirrored[axis] = 2 * midline - mirrored[axis]
+        if abs(mirrored[axis] - centroids[label][axis]) < 2 * params.pair_tolerance_mm:
+            continue  # on the midline: its mirror image is itself
+        for other in big:
+            if other == label or not 1 / 3 <= counts[other] / counts[label] <= 3:
+                continue
+            if np.linalg.norm(centroids[other] - mirrored) <= params.pair_tolerance_mm:
+                paired.update((label, other))
+                break
+    return paired
+
+
 def auto_detect(pet: np.ndarray, spacing: Sequence[float],
                 params: ModelFreeParams = ModelFreeParams()) -> list[tuple[int, int, int]]:
     """Seeds (SUVmax voxel of each accepted component) of the conservative automatic detection."""
@@ -211,11 +249,12 @@ def auto_detect(pet: np.ndarray, spacing: Sequence[float],
         return []
     labels = cc3d.connected_components(candidate.astype(np.uint8), connectivity=26)
     stats = cc3d.statistics(labels)
+    paired = _paired_labels(labels, stats, pet, spacing, params) if params.auto_reject_paired else set()
     seeds = []
     for label in range(1, len(stats["voxel_counts"])):
         count = int(stats["voxel_counts"][label])
         volume_ml = count * voxel_ml
-        if not params.auto_min_volume_ml <= volume_ml <= params.auto_max_volume_ml:
+        if not params.auto_min_volume_ml <= volume_ml <= params.auto_max_volume_ml or label in paired:
             continue
         box = stats["bounding_boxes"][label]
         box_voxels = int(np.prod([s.stop - s.start for s in box]))

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_overlays", action="store_true",
                         help="do not write OUTPUT/overlays/<case>.png (PET MIP with truth, clicks and "
                              "the first and last step's prediction)")
+    parser.add_argument("--in_process", action="store_true",
+                        help="fast development loop: load the entrypoint's model once in this process and "
+                             "preprocess each case once (same masks; the default, one process per step, is "
+                             "the faithful one)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
@@ -89,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      timeout=args.timeout, dataset_name=args.dataset_name,
                                      max_cases=args.max_cases, n_steps=args.steps,
                                      keep_work=args.keep_work, progress=not args.no_progress,
-                                     overlays=not args.no_overlays)
+                                     overlays=not args.no_overlays, in_process=args.in_process)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,10 +36,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from autopet_common.contract import TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_OUTPUT_SUBDIR, TASK1_PET_SUBDIR
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENTRYPOINT = REPO_ROOT / "inference.py"
 N_STEPS = 11  # steps 0..10
-TASK1_OUTPUT_SUBDIR = Path("images") / "tumor-lesion-segmentation"
 DOCKER_FLAGS = ("--network", "none", "--cap-drop", "ALL", "--shm-size", "2g", "--gpus", "all")
 
 
@@ -261,7 +262,7 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                         n_steps: int = N_STEPS, entrypoint_args: Sequence[str] = (),
                         keep_work: bool = False, progress: bool = True,
                         simulate: Callable[..., dict] | None = None,
-                        overlays: bool = True) -> LocalChallengeResult:
+                        overlays: bool = True, *, in_process: bool = False) -> LocalChallengeResult:
     """Run the Task 1 protocol on a cohort and score it. See the module docstring.
 
     ``model``: passed to the entrypoint's ``--model`` (None: its default; "model-free").
@@ -270,6 +271,11 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     prediction and clicks; see :mod:`local_challenge.overlay`).
     ``timeout``: seconds after which a run is killed (default: the time budget, as on Grand
     Challenge). ``n_steps``: steps 0..n_steps-1 (11 in the challenge; scoring needs >= 2).
+    ``in_process``: for fast development loops, no process per step: the entrypoint's model
+    (same default resolution) is loaded once in this process, each case is preprocessed once and
+    only the click channels and forward passes run per step (:mod:`Task1.batch_predict`; the
+    masks equal the per-process runs'). Per-run seconds are then the case's time divided by
+    its steps, and memory is this process's peak.
     Returns the runs, the metrics summary and the run log; writes everything under ``output_dir``.
     """
     import numpy as np
@@ -295,6 +301,12 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         folder.mkdir(parents=True, exist_ok=True)
 
     result = LocalChallengeResult(output_dir)
+    method = None
+    if in_process:
+        if docker_image:
+            raise ValueError("in_process and docker_image exclude each other")
+        method = load_in_process_method(model, entrypoint, entrypoint_args)
+        model = model or method.name
     bar = tqdm(total=len(cases) * len(steps), desc="local challenge", unit="run", disable=not progress)
     for case in cases:
         ct, ct_geometry = read_image(case.ct_path, np.float32, check_finite=True, what=f"case {case.case_id} CT")
@@ -305,15 +317,22 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         write_mask(label, geometry, gt_dir / f"{case.case_id}.nii.gz")
         case_clicks = simulate(label, pet, dataset_name=case.dataset_name, case=case.case_id)
         write_clicks_json(clicks_dir / f"{case.case_id}.json", case_clicks)
+        if method is not None:
+            run_case_in_process(method, case.case_id, ct, pet, geometry, case_clicks, steps, pred_dir, result,
+                                time_budget, bar)
+            if overlays:
+                write_case_overlay(case.case_id, pet, label, geometry, case_clicks, pred_dir,
+                                   sorted({steps[0], steps[-1]}), output_dir / "overlays")
+            continue
 
         ct_uuid, pet_uuid = case_uuid(case.case_id, "ct"), case_uuid(case.case_id, "pet")
         input_dir = work_dir / case.case_id / "input"
-        write_image(ct, ct_geometry, input_dir / "images" / "ct" / f"{ct_uuid}.mha")
-        write_image(pet, geometry, input_dir / "images" / "pet" / f"{pet_uuid}.mha")
+        write_image(ct, ct_geometry, input_dir / TASK1_CT_SUBDIR / f"{ct_uuid}.mha")
+        write_image(pet, geometry, input_dir / TASK1_PET_SUBDIR / f"{pet_uuid}.mha")
         del ct
 
         for step in steps:
-            clicks_path = input_dir / "lesion-clicks.json"
+            clicks_path = input_dir / TASK1_CLICKS_FILE
             write_clicks_json(clicks_path, clicks_at_step(case_clicks, step), gc_format=True)
             run_output = work_dir / case.case_id / f"output_step{step}"
             shutil.rmtree(run_output, ignore_errors=True)
@@ -360,9 +379,53 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     _write_runs_csv(output_dir / "runs.csv", result.runs)
     log_paths = [logs_dir / f"{r.case}_step{r.step}.log" for r in result.runs if r.output_ok]
     result.run_log = build_run_log(result.runs, model, docker_image, time_budget, log_paths)
+    result.run_log["mode"] = "in-process" if in_process else ("docker" if docker_image else "process per step")
+    if method is not None and method.predictor is not None:
+        described = method.predictor.describe()
+        result.run_log.update({k: described.get(k) for k in ("trainer", "plans", "configuration", "folds", "encoding",
+                                                              "device")})
     atomic_write_json(output_dir / "run_log.json", result.run_log)
     result.summary = score(gt_dir, pred_dir, output_dir, steps, progress)
     return result
+
+
+def load_in_process_method(model: str | None, entrypoint: str | os.PathLike, entrypoint_args: Sequence[str] = ()):
+    """The Task 1 method the entrypoint would run (its own model resolution and post-processing
+    flags), loaded once in this process: a :class:`Task1.batch_predict.Task1Method`."""
+    import importlib.util
+
+    from Task1.batch_predict import MODEL_FREE, Task1Method
+    from Task1.postprocessing import PostprocessOptions
+
+    spec = importlib.util.spec_from_file_location("_local_challenge_entrypoint", str(entrypoint))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = module.build_parser().parse_args((["--model", str(model)] if model else []) + list(entrypoint_args))
+    model_dir = module.resolve_model(args.model, 1)
+    postprocess = PostprocessOptions(click_rules=not args.no_click_rules, protocol_rule=not args.no_protocol_rule,
+                                     remove_below_suv=args.remove_below_suv)
+    options = {"checkpoint": args.checkpoint, "use_mirroring": not args.disable_mirroring}
+    return Task1Method(MODEL_FREE if model_dir is None else model_dir, device=args.device,
+                       postprocess=postprocess, predictor_options=options if model_dir is not None else {})
+
+
+def run_case_in_process(method, case_id: str, ct, pet, geometry, case_clicks: dict, steps: Sequence[int],
+                        pred_dir: Path, result: LocalChallengeResult, time_budget: float, bar) -> None:
+    """All steps of one case with a loaded method; masks to ``pred_dir/<case>_pred<s>.mha``."""
+    import resource
+
+    from autopet_common.image_io import write_mask
+
+    started = time.perf_counter()
+    masks = method.predict_steps(ct, pet, geometry, case_clicks, steps)
+    seconds = (time.perf_counter() - started) / len(steps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    for step in steps:
+        write_mask(masks[step], geometry, pred_dir / f"{case_id}_pred{step}.mha")
+        result.runs.append(RunRecord(case_id, step, round(seconds, 3), round(peak, 1), 0,
+                                     over_budget=seconds > time_budget))
+        bar.update(1)
+    bar.set_postfix_str(f"{case_id}: {seconds:.1f} s per step (in process)")
 
 
 def write_case_overlay(case_id: str, pet, label, geometry, case_clicks: dict, pred_dir: Path,

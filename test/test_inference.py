@@ -292,9 +292,40 @@ def test_nnunet_path_gets_the_remaining_budget(tmp_path, monkeypatch, caplog):
     assert '"trainer": "autoPETTrainerClicks"' in caplog.text
 
 
-def test_default_model_dir_used_when_it_holds_a_model(tmp_path, monkeypatch):
+def test_default_model_resolution_chain(tmp_path, monkeypatch, capsys):
+    """/opt/ml/model, then $AUTOPET_MODEL_DIR, then (outside a submission) the shipped phantom
+    model, then model-free; each fallback says so in one stderr line; Task 2 never gets the
+    Task 1 phantom model; AUTOPET_REQUIRE_MODEL=1 turns the fallbacks into an error."""
+    from autopet_common.errors import InputError
+
     monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "opt_ml_model")
-    assert inference.resolve_model(None) is None  # absent: model-free
+    monkeypatch.setattr(inference, "SHIPPED_MODEL_DIR", tmp_path / "shipped")
+    monkeypatch.delenv("AUTOPET_MODEL_DIR", raising=False)
+    monkeypatch.delenv("AUTOPET_REQUIRE_MODEL", raising=False)
+    assert inference.resolve_model(None) is None  # nothing anywhere: model-free, said on stderr
+    assert "running the model-free baseline" in capsys.readouterr().err
+    shipped = _fake_model_folder(tmp_path / "shipped")
+    assert inference.resolve_model(None) == shipped
+    err = capsys.readouterr().err
+    assert "phantom demo model" in err and len(err.strip().splitlines()) == 1
+    assert inference.resolve_model(None, task=2) is None  # Task 2: its own model-free default
+    baked = _fake_model_folder(tmp_path / "baked")
+    monkeypatch.setenv("AUTOPET_MODEL_DIR", str(baked))
+    assert inference.resolve_model(None) == baked
+    monkeypatch.delenv("AUTOPET_MODEL_DIR")
+    monkeypatch.setenv("AUTOPET_REQUIRE_MODEL", "1")
+    with pytest.raises(InputError, match="no Task 1 model"):
+        inference.resolve_model(None)
+    assert inference.resolve_model("model-free") is None  # on purpose: allowed
     folder = _fake_model_folder(tmp_path / "opt_ml_model")
     assert inference.resolve_model(None) == folder
-    assert inference.resolve_model("model-free") is None
+
+
+def test_required_model_missing_exits_nonzero_without_output(tmp_path, monkeypatch):
+    input_dir, _, _ = make_gc_input(tmp_path / "in", gc_clicks([[12, 20, 9]]))
+    env = {**__import__("os").environ, "AUTOPET_REQUIRE_MODEL": "1"}
+    env.pop("AUTOPET_MODEL_DIR", None)
+    run = subprocess.run([sys.executable, str(REPO / "inference.py"), "--input", str(input_dir),
+                          "--output", str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "no Task 1 model" in run.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.mha"))

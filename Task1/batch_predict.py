@@ -1,0 +1,201 @@
+"""Batch prediction over cases and click steps with one model load (``nnUNetv2_predict``-like).
+
+    python -m Task1.batch_predict -i cohort/imagesTr -o preds -m models/task1_phantom \
+        --clicks_dir clicks/ --steps 0-10
+
+For each case ``<case>_0000`` (CT) + ``<case>_0001`` (PET) of the input folder and each step s,
+writes ``<case>_pred<s>.nii.gz``: the mask given the first s tumor and s background clicks of
+``<clicks_dir>/<case>.json`` (or ``<case>_clicks.json``; simulator or Grand Challenge format,
+as ``clicks/simulate_clicks.py --json_output`` writes them). That is the layout
+``evaluation_metrics/evaluation_metrics.py --n_clicks 11`` scores.
+
+Why: running the entrypoint once per step (as Grand Challenge does) loads the model and
+preprocesses the case 11 times. Here the model is loaded once, each case is read and
+preprocessed once, and only the click channels and the forward passes change per step. The
+masks are the entrypoint's, bit for bit: the same predictor, the same post-processing
+(:func:`Task1.postprocessing.postprocess_task1`); ``benchmarks/bench_task1_model.py`` checks it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from autopet_common.errors import InputError
+
+MODEL_FREE = "model-free"
+
+
+@dataclass
+class Task1Method:
+    """A Task 1 method loaded once: an nnU-Net folder (:class:`Task1.predict.Task1Predictor`) or
+    the model-free baseline, plus the post-processing every mask gets."""
+
+    model: str | os.PathLike
+    device: str = "auto"
+    postprocess: Any = None
+    predictor_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from Task1.postprocessing import PostprocessOptions
+
+        self.postprocess = self.postprocess or PostprocessOptions()
+        self.predictor = None
+        if str(self.model) != MODEL_FREE:
+            from Task1.predict import Task1Predictor
+
+            self.predictor = Task1Predictor(self.model, device=self.device, **self.predictor_options)
+
+    @property
+    def name(self) -> str:
+        return MODEL_FREE if self.predictor is None else str(self.predictor.model_dir)
+
+    def predict_steps(self, ct: np.ndarray, pet: np.ndarray, geometry, clicks: dict,
+                      steps: Sequence[int]) -> dict[int, np.ndarray]:
+        """Masks (uint8 0/1, ``[i, j, k]``) for each step: the first s tumor and s background
+        clicks of ``clicks``. The case is preprocessed once."""
+        from autopet_common.click_io import clicks_at_step, split_clicks_inside
+        from Task1.postprocessing import postprocess_task1
+
+        prepared = None if self.predictor is None else self.predictor.prepare(ct, pet, geometry)
+        masks = {}
+        for step in steps:
+            step_clicks, _ = split_clicks_inside(clicks_at_step(clicks, step), tuple(geometry.shape))
+            if self.predictor is None:
+                from Task1.model_free_baseline import segment_model_free
+
+                mask = segment_model_free(pet, step_clicks, geometry.spacing)
+            else:
+                mask = self.predictor.predict_prepared(prepared, step_clicks)
+            masks[step], _ = postprocess_task1(mask, pet, step_clicks, geometry.spacing, self.postprocess)
+        return masks
+
+
+def parse_steps(text: str) -> list[int]:
+    """``"0-10"`` -> 0..10; ``"0,5,10"`` -> [0, 5, 10]. Steps are 0..10."""
+    steps: list[int] = []
+    try:
+        for part in str(text).split(","):
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                steps.extend(range(lo, hi + 1))
+            else:
+                steps.append(int(part))
+    except ValueError:
+        raise InputError(f"--steps must look like 0-10 or 0,5,10, got {text!r}") from None
+    if not steps or any(not 0 <= s <= 10 for s in steps):
+        raise InputError(f"--steps must name steps between 0 and 10, got {text!r}")
+    return sorted(set(steps))
+
+
+def find_case_images(folder: str | os.PathLike) -> dict[str, tuple[Path, Path]]:
+    """``{case: (CT path, PET path)}`` of an nnU-Net image folder (``<case>_0000``, ``_0001``)."""
+    from autopet_common.image_io import list_images, strip_image_suffix
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"input folder not found: {folder}")
+    found = {}
+    images = list_images(folder)
+    by_stem = {strip_image_suffix(p): p for p in images}
+    for stem, path in sorted(by_stem.items()):
+        if stem.endswith("_0000"):
+            case = stem[: -len("_0000")]
+            pet = by_stem.get(f"{case}_0001")
+            if pet is None:
+                raise InputError(f"case {case}: no PET image {case}_0001.* in {folder}")
+            found[case] = (path, pet)
+    if not found:
+        raise InputError(f"no CT images (<case>_0000.*) in {folder}")
+    return found
+
+
+def read_case_clicks(clicks_dir: Path | None, case: str, steps: Sequence[int]) -> dict:
+    from autopet_common.click_io import read_clicks_json
+
+    if clicks_dir is None:
+        if any(s > 0 for s in steps):
+            raise InputError("steps above 0 need --clicks_dir (clicks/simulate_clicks.py --json_output makes it)")
+        return {"tumor": [], "background": []}
+    for name in (f"{case}.json", f"{case}_clicks.json"):
+        if (clicks_dir / name).is_file():
+            return read_clicks_json(clicks_dir / name, missing_ok=False)
+    raise InputError(f"case {case}: no click file {name} or {case}.json in {clicks_dir}")
+
+
+def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, output_folder: str | os.PathLike,
+                   *, clicks_dir: str | os.PathLike | None = None, steps: Sequence[int] = range(11),
+                   device: str = "auto", postprocess: Any = None, predictor_options: dict | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+    """Predict every case of ``input_folder`` at every step; see the module docstring.
+    Returns timings: load seconds, per-case seconds, number of masks written."""
+    from tqdm import tqdm
+
+    from autopet_common.image_io import check_same_grid, read_image, write_mask
+
+    steps = list(steps)
+    cases = find_case_images(input_folder)
+    clicks_dir = Path(clicks_dir) if clicks_dir is not None else None
+    if clicks_dir is not None and not clicks_dir.is_dir():
+        raise InputError(f"click folder not found: {clicks_dir}")
+    case_clicks = {case: read_case_clicks(clicks_dir, case, steps) for case in cases}  # fail before work
+    out = Path(output_folder)
+    started = time.perf_counter()
+    method = Task1Method(model, device=device, postprocess=postprocess, predictor_options=predictor_options or {})
+    timings: dict[str, Any] = {"load_s": time.perf_counter() - started, "cases": {}}
+    for case, (ct_path, pet_path) in tqdm(cases.items(), desc="batch predict", unit="case", disable=not progress):
+        t = time.perf_counter()
+        pet, geometry = read_image(pet_path, np.float32, check_finite=True, what=f"PET of case {case}")
+        ct, ct_geometry = read_image(ct_path, np.float32, check_finite=True, what=f"CT of case {case}")
+        check_same_grid(ct_geometry, geometry, f"CT {ct_path}", f"PET {pet_path}")
+        for step, mask in method.predict_steps(ct, pet, geometry, case_clicks[case], steps).items():
+            write_mask(mask, geometry, out / f"{case}_pred{step}.nii.gz")
+        timings["cases"][case] = time.perf_counter() - t
+    timings["n_masks"] = len(cases) * len(steps)
+    return timings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m Task1.batch_predict",
+        description="Predict Task 1 masks for a folder of cases at several click steps with one model load "
+                    "(the model is loaded once, each case preprocessed once). Writes <case>_pred<s>.nii.gz, "
+                    "the layout evaluation_metrics.py --n_clicks scores; the masks equal the entrypoint's.")
+    parser.add_argument("-i", "--input", required=True, help="folder of <case>_0000 (CT) and <case>_0001 (PET) images")
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("-m", "--model", required=True, help="nnU-Net model folder, or 'model-free'")
+    parser.add_argument("--clicks_dir", "--clicks-dir", default=None,
+                        help="<case>.json or <case>_clicks.json per case (needed for steps above 0)")
+    parser.add_argument("--steps", default="0-10", help="steps to predict: 0-10 (default), or a list 0,5,10")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--no_click_rules", action="store_true", help="as inference.py --no_click_rules")
+    parser.add_argument("--no_protocol_rule", action="store_true", help="as inference.py --no_protocol_rule")
+    parser.add_argument("--remove_below_suv", type=float, default=None, help="as inference.py --remove_below_suv")
+    parser.add_argument("--no_progress", action="store_true")
+    args = parser.parse_args(argv)
+    from Task1.postprocessing import PostprocessOptions
+
+    try:
+        timings = predict_folder(args.model, args.input, args.output, clicks_dir=args.clicks_dir,
+                                 steps=parse_steps(args.steps), device=args.device,
+                                 postprocess=PostprocessOptions(click_rules=not args.no_click_rules,
+                                                                protocol_rule=not args.no_protocol_rule,
+                                                                remove_below_suv=args.remove_below_suv),
+                                 progress=not args.no_progress)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    per_case = list(timings["cases"].values())
+    print(f"wrote {timings['n_masks']} mask(s) to {args.output}; model load {timings['load_s']:.1f} s, "
+          f"median {np.median(per_case):.1f} s per case")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Post-processing of a predicted Task 1 mask, shared by every method and every way of running.
+
+The entrypoint, the batch predictor and the local challenge's in-process mode all finish a
+mask with :func:`postprocess_task1`, so they give identical masks. Pure functions on arrays
+(``[i, j, k]``, NIfTI order; clicks are voxel indices ``[i, j, k]`` of the same grid).
+
+What the clicks say (:func:`apply_click_rules`), for the model-free baseline and an nnU-Net
+model alike:
+
+1. **Background clicks cut.** A background click is, by the challenge's rules, never on tumor.
+   A predicted 26-connected component that holds a background click and no tumor click is
+   removed. One that holds both (a lesion grown into a hot organ) is cut: its voxels nearer
+   (in mm) to a background click than to every tumor click are removed, and of what is left
+   only the parts connected to a tumor click are kept.
+2. **Protocol knowledge: every lesion has a click once a fill-up click appears.** The
+   challenge's simulator clicks the centre of each lesion (26-connected component of the
+   truth, up to 10 of them, in a random order) before it clicks any lesion a second time, and
+   its second round starts with the lesion it clicked first. So when a later tumor click falls
+   into the predicted component of the first tumor click, every lesion has been clicked (or 10
+   have), and predicted components without any tumor click are false positives: they are
+   dropped. Before that moment, automatic detections stay. Components are judged on the
+   prediction, so two lesions that the prediction merges with the first one can trigger the
+   rule early; the cost is then a missed unclicked lesion. ``protocol_rule=False`` turns the
+   rule off (for clicks that do not follow the challenge's simulator).
+
+A tumor click "holds" a component when the component covers the click's voxel or, when no
+component does (a prediction that covers a lesion but misses its clicked voxel), when the
+component comes within ``CLICK_REACH_MM`` (15 mm) of the click: a learned model's mask does not
+always contain the clicked voxel itself, and dropping the lesion it did find would be wrong.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+CLICK_REACH_MM = 15.0
+
+
+def _points(clicks: Mapping[str, Sequence] | None, kind: str, shape: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Integer voxel indices of ``clicks[kind]`` inside ``shape``, in their order."""
+    out = []
+    for point in (clicks or {}).get(kind) or []:
+        index = tuple(int(round(float(c))) for c in point)
+        if len(index) == 3 and all(0 <= c < s for c, s in zip(index, shape)):
+            out.append(index)
+    return out
+
+
+def clicked_labels(labels: np.ndarray, point: Sequence[int], spacing: Sequence[float],
+                   reach_mm: float = CLICK_REACH_MM) -> set[int]:
+    """Labels (> 0) of ``labels`` that a click at ``point`` holds: the label at the point, or
+    when that is 0, every label within ``reach_mm`` of it (see the module docstring)."""
+    point = tuple(int(c) for c in point)
+    label = int(labels[point])
+    if label:
+        return {label}
+    box, offsets = [], []
+    for c, sp, n in zip(point, spacing, labels.shape):
+        half = int(np.floor(reach_mm / float(sp)))
+        lo, hi = max(0, c - half), min(n, c + half + 1)
+        box.append(slice(lo, hi))
+        offsets.append((np.arange(lo, hi) - c) * float(sp))
+    di, dj, dk = np.meshgrid(*offsets, indexing="ij", sparse=True)
+    ball = di ** 2 + dj ** 2 + dk ** 2 <= reach_mm ** 2
+    return set(np.unique(labels[tuple(box)][ball]).tolist()) - {0}
+
+
+def all_lesions_clicked(labels: np.ndarray, tumor: Sequence[Sequence[int]],
+                        spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> bool:
+    """True when a tumor click after the first holds a component that the first click holds
+    (``labels``: a connected-component labelling of the prediction): the challenge's second
+    round of clicks has started, so every lesion has a click. See the module docstring."""
+    if len(tumor) < 2:
+        return False
+    first = clicked_labels(labels, tumor[0], spacing)
+    return bool(first) and any(clicked_labels(labels, p, spacing) & first for p in tumor[1:])
+
+
+def cut_at_background_clicks(mask: np.ndarray, tumor: Sequence[Sequence[int]],
+                             background: Sequence[Sequence[int]], spacing: Sequence[float]) -> np.ndarray:
+    """Rule 1 of the module docstring; returns a new boolean mask."""
+    import cc3d
+
+    mask = np.asarray(mask, dtype=bool)
+    if not background or not mask.any():
+        return mask.copy()
+    labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
+    out = mask.copy()
+    spacing = np.asarray(spacing, dtype=float)
+    hit = sorted({int(labels[tuple(b)]) for b in background} - {0})
+    if not hit:
+        return out
+    stats = cc3d.statistics(labels)
+    held = set().union(*(clicked_labels(labels, p, spacing) for p in tumor)) if tumor else set()
+    for label in hit:
+        box = stats["bounding_boxes"][label]
+        component = labels[box] == label
+        lo = np.asarray([s.start for s in box])
+        hi = np.asarray([s.stop for s in box])
+        inside = lambda p: bool(np.all(np.asarray(p) >= lo) and np.all(np.asarray(p) < hi)) and \
+            bool(component[tuple(np.asarray(p) - lo)])
+        if label not in held:
+            out[box][component] = False
+            continue
+        # the tumor clicks that hold this component (inside it, or within reach of it)
+        own_tumor = [p for p in tumor if label in clicked_labels(labels, p, spacing)]
+        own_background = [p for p in background if inside(p)]
+        grid = np.stack(np.meshgrid(*[np.arange(a, b) * s for a, b, s in zip(lo, hi, spacing)], indexing="ij"), -1)
+        nearest = lambda points: np.min([np.sum((grid - np.asarray(p) * spacing) ** 2, axis=-1) for p in points],
+                                        axis=0)
+        keep = component & (nearest(own_tumor) <= nearest(own_background))
+        parts = cc3d.connected_components(keep.astype(np.uint8), connectivity=26)
+        wanted = set()
+        for p in own_tumor:
+            # a click within reach but outside the component's box is moved onto the box's face
+            local = np.clip(np.asarray(p) - lo, 0, hi - lo - 1)
+            wanted |= clicked_labels(parts, local, spacing)
+        sub = out[box]
+        sub[component] = False
+        sub[np.isin(parts, list(wanted))] = True
+    return out
+
+
+def keep_clicked_components(mask: np.ndarray, tumor: Sequence[Sequence[int]],
+                            spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """The 26-connected components of ``mask`` that a tumor click holds."""
+    import cc3d
+
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return mask.copy()
+    labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
+    wanted = set().union(*(clicked_labels(labels, p, spacing) for p in tumor)) if tumor else set()
+    return np.isin(labels, list(wanted)) if wanted else np.zeros_like(mask)
+
+
+def apply_click_rules(mask: np.ndarray, clicks: Mapping[str, Sequence] | None, spacing: Sequence[float],
+                      *, protocol_rule: bool = True) -> tuple[np.ndarray, dict[str, int]]:
+    """Both rules of the module docstring; returns (uint8 0/1 mask, what was done: voxel counts
+    removed by each rule and whether the protocol rule fired)."""
+    import cc3d
+
+    mask = np.asarray(mask) > 0
+    tumor = _points(clicks, "tumor", mask.shape)
+    background = _points(clicks, "background", mask.shape)
+    before = int(mask.sum())
+    mask = cut_at_background_clicks(mask, tumor, background, spacing)
+    after_cut = int(mask.sum())
+    fired = False
+    if protocol_rule and len(tumor) >= 2 and mask.any():
+        labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
+        fired = all_lesions_clicked(labels, tumor, spacing)
+        if fired:
+            mask = keep_clicked_components(mask, tumor, spacing)
+    report = {"background_cut_voxels": before - after_cut, "protocol_rule_fired": int(fired),
+              "protocol_removed_voxels": after_cut - int(mask.sum())}
+    return mask.astype(np.uint8), report
+
+
+@dataclass(frozen=True)
+class PostprocessOptions:
+    """``click_rules``: rules 1 and 2 above; ``protocol_rule``: rule 2 (needs ``click_rules``);
+    ``remove_below_suv``: drop predicted voxels with PET below this SUV (the challenge's
+    data-centric baseline used 1.0; BIRTH 1.5 for FDG), None = keep."""
+
+    click_rules: bool = True
+    protocol_rule: bool = True
+    remove_below_suv: float | None = None
+
+
+def postprocess_task1(mask: np.ndarray, pet: np.ndarray, clicks: Mapping[str, Sequence] | None,
+                      spacing: Sequence[float], options: PostprocessOptions = PostprocessOptions()
+                      ) -> tuple[np.ndarray, dict[str, int]]:
+    """The click rules, then the SUV floor; returns (uint8 0/1 mask, report of what was removed)."""
+    mask = np.asarray(mask) > 0
+    report: dict[str, int] = {}
+    if options.click_rules:
+        mask, report = apply_click_rules(mask, clicks, spacing, protocol_rule=options.protocol_rule)
+        mask = mask > 0
+    if options.remove_below_suv is not None:
+        low = mask & (np.asarray(pet) < options.remove_below_suv)
+        report["below_suv_voxels"] = int(low.sum())
+        mask &= ~low
+    return mask.astype(np.uint8), report

@@ -1,0 +1,91 @@
+"""Task1/postprocessing.py: background clicks cut, the protocol rule, the SUV floor; and that
+the rule reads the challenge's click order right on clicks from the real simulator."""
+import numpy as np
+import pytest
+
+from Task1.postprocessing import (PostprocessOptions, all_lesions_clicked, apply_click_rules,
+                                  cut_at_background_clicks, keep_clicked_components, postprocess_task1)
+
+
+def _cubes():
+    mask = np.zeros((40, 40, 40), bool)
+    mask[5:10, 5:10, 5:10] = True      # lesion A
+    mask[20:30, 20:30, 20:30] = True   # lesion B grown into an organ
+    mask[32:36, 5:9, 5:9] = True       # an unclicked detection
+    return mask
+
+
+def test_background_click_removes_a_component_without_tumor_click():
+    mask = _cubes()
+    out = cut_at_background_clicks(mask, [(7, 7, 7)], [(33, 6, 6)], (1.0, 1.0, 1.0))
+    assert not out[32:36, 5:9, 5:9].any() and out[5:10, 5:10, 5:10].all() and out[20:30, 20:30, 20:30].all()
+
+
+def test_background_click_cuts_a_region_that_holds_a_tumor_click_too():
+    mask = _cubes()
+    out = cut_at_background_clicks(mask, [(22, 22, 22)], [(28, 28, 28)], (1.0, 1.0, 1.0))
+    assert out[22, 22, 22] and not out[28, 28, 28]
+    # the cut is the bisecting plane in mm: voxels nearer the background click go
+    grid = np.indices((10, 10, 10)).sum(0) + 60  # i + j + k of the cube's voxels
+    expected = grid <= 75  # nearer to (22,22,22) than to (28,28,28), ties kept
+    assert np.array_equal(out[20:30, 20:30, 20:30], expected)
+    # anisotropic spacing moves the cut: distances are in mm
+    stretched = cut_at_background_clicks(mask, [(22, 22, 22)], [(22, 22, 28)], (1.0, 1.0, 3.0))
+    assert stretched[22, 22, 24] and not stretched[22, 22, 26]
+
+
+def test_protocol_rule_fires_only_when_a_click_returns_to_the_first_lesion():
+    mask = _cubes()
+    labels = __import__("cc3d").connected_components(mask.astype(np.uint8), connectivity=26)
+    assert not all_lesions_clicked(labels, [(7, 7, 7), (22, 22, 22)])  # two centre clicks
+    assert all_lesions_clicked(labels, [(7, 7, 7), (22, 22, 22), (5, 5, 5)])  # round two starts
+    assert not all_lesions_clicked(labels, [(7, 7, 7), (22, 22, 22), (25, 25, 25)])  # B twice, not A
+    out, report = apply_click_rules(mask, {"tumor": [[7, 7, 7], [22, 22, 22], [5, 5, 5]], "background": []},
+                                    (2.0, 2.0, 2.0))
+    assert report["protocol_rule_fired"] == 1 and not out[32:36, 5:9, 5:9].any() and out[7, 7, 7]
+    kept, report = apply_click_rules(mask, {"tumor": [[7, 7, 7], [22, 22, 22], [5, 5, 5]], "background": []},
+                                     (2.0, 2.0, 2.0), protocol_rule=False)
+    assert report["protocol_rule_fired"] == 0 and kept[32:36, 5:9, 5:9].all()
+    assert np.array_equal(keep_clicked_components(mask, [(7, 7, 7)]), np.pad(np.ones((5, 5, 5), bool),
+                                                                            ((5, 30),) * 3))
+
+
+def test_protocol_rule_on_the_challenge_simulator_clicks():
+    """With n < 10 lesions the simulator's click n+1 returns to the first lesion; on the truth
+    itself the rule fires exactly at step n+1 and keeps every lesion."""
+    import cc3d
+
+    from clicks import simulate_clicks
+
+    rng = np.random.default_rng(5)
+    label = np.zeros((48, 48, 40), np.uint8)
+    for centre in ((10, 10, 10), (30, 12, 20), (12, 34, 28), (36, 36, 10)):
+        label[tuple(slice(c - 2, c + 3) for c in centre)] = 1
+    pet = rng.random(label.shape).astype(np.float32) + 5 * label
+    clicks = simulate_clicks(label, pet)
+    labels = cc3d.connected_components(label, connectivity=26)
+    fired = [all_lesions_clicked(labels, [tuple(p) for p in clicks["tumor"][:s]]) for s in range(11)]
+    assert fired == [False] * 5 + [True] * 6
+    detection = label.astype(bool).copy()
+    detection[44:47, 2:5, 2:5] = True  # an unclicked false positive
+    out, report = apply_click_rules(detection, {"tumor": clicks["tumor"][:5], "background": clicks["background"][:5]},
+                                    (2.0, 2.0, 2.0))
+    assert report["protocol_rule_fired"] and np.array_equal(out.astype(bool), label.astype(bool))
+
+
+def test_postprocess_suv_floor_and_switches():
+    mask = _cubes()
+    pet = np.full(mask.shape, 3.0, np.float32)
+    pet[20:30, 20:30, 20:30] = 0.5
+    out, report = postprocess_task1(mask, pet, None, (1, 1, 1), PostprocessOptions(remove_below_suv=1.0))
+    assert out.dtype == np.uint8 and not out[20:30, 20:30, 20:30].any() and report["below_suv_voxels"] == 1000
+    raw, report = postprocess_task1(mask, pet, {"tumor": [[7, 7, 7]], "background": [[33, 6, 6]]}, (1, 1, 1),
+                                    PostprocessOptions(click_rules=False))
+    assert np.array_equal(raw.astype(bool), mask) and report == {}
+
+
+@pytest.mark.parametrize("bad", [[[100, 0, 0]], [[-1, 3, 3]]])
+def test_clicks_outside_the_grid_are_ignored(bad):
+    mask = _cubes()
+    out, _ = apply_click_rules(mask, {"tumor": bad, "background": bad}, (1, 1, 1))
+    assert np.array_equal(out.astype(bool), mask)
