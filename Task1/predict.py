@@ -166,7 +166,7 @@ class Task1Predictor:
 
     def __init__(self, model_dir: str | os.PathLike, folds: Sequence[int | str] | None = None,
                  checkpoint: str = "checkpoint_final.pth", device: str = "auto", use_mirroring: bool = True,
-                 time_budget: float | None = None, verbose: bool = False, tile_step_size: float = 0.5):
+                 time_budget: float | None = None, verbose: bool = False, tile_step_size: float | None = None):
         import torch
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -232,6 +232,8 @@ class Task1Predictor:
                 f"model folder {self.model_dir}: trained with {self.trainer_name}, which takes no clicks, on "
                 f"{self.n_dataset_channels} dataset channel(s); expected a click trainer (Task1/trainers) or a "
                 "4-channel heatmap dataset (CT, PET, tumor, background)")
+        if self.tile_step_size is None:  # the trainer's choice (nnU-Net's 0.5 unless it says otherwise)
+            self.tile_step_size = float(getattr(self.trainer_class, "inference_tile_step_size", 0.5))
         self.device = resolve_device(device)
         self.network = self._build_network()
         self.n_network_channels = _first_layer_in_channels(self.network.state_dict())
@@ -274,7 +276,8 @@ class Task1Predictor:
                 "plans": self.plans_manager.plans_name, "configuration": self.configuration_name,
                 "folds": list(self.folds), "checkpoint": self.checkpoint_name, "input_kind": self.kind,
                 "encoding": self.encoding, "encoding_size": self.encoding_size, "device": str(self.device),
-                "use_mirroring": self.use_mirroring, "time_budget": self.time_budget,
+                "use_mirroring": self.use_mirroring, "tile_step_size": self.tile_step_size,
+                "time_budget": self.time_budget,
                 "dropped": list(self.dropped), "timings": dict(self.last_timings)}
 
     # -------------------------------------------------------------------------- prediction

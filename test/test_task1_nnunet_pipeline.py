@@ -67,6 +67,22 @@ def test_stock_training_produces_click_model(trained):
     assert first.shape[1] == 4
 
 
+def test_seeded_training_repeats_itself(trained, tmp_path):
+    """The same seeded trainer on the same data gives the same weights (what lets the phantom
+    model's recipe reproduce its checkpoint): a second stock training into another results folder."""
+    import torch
+
+    env = {**trained["env"], "nnUNet_results": str(tmp_path / "results")}
+    _run([str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu"],
+         training_environment(env))
+    again = tmp_path / "results" / f"Dataset{DATASET_ID:03d}_autoPETClicks" / f"{TRAINER}__nnUNetPlans__3d_fullres"
+    first = torch.load(trained["model"] / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    second = torch.load(again / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert first["network_weights"].keys() == second["network_weights"].keys()
+    for key, value in first["network_weights"].items():
+        assert torch.equal(value, second["network_weights"][key]), key
+
+
 def test_predictor_returns_mask_on_input_grid(trained):
     from Task1.predict import Task1Predictor
 

@@ -71,6 +71,7 @@ class autoPETTrainerClicks(nnUNetTrainer):
     training_seed = None            # seeds Python, NumPy and torch once (None = nnU-Net's unseeded runs)
     run_final_validation = True     # nnU-Net's sliding-window validation of the fold after training
     inference_mirroring = True      # False: the checkpoint allows no test-time mirroring (CPU speed)
+    inference_tile_step_size = 0.5  # sliding-window step (fraction of the patch) Task1.predict uses by default
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -238,11 +239,13 @@ def _dataset_class_with_clicks(base, trainer: autoPETTrainerClicks):
 
 # --------------------------------------------------------------------- named variants
 class autoPETTrainerClicks_smoke(autoPETTrainerClicks):
-    """2 epochs of 2 iterations: a CPU smoke test of the whole pipeline, not a model."""
+    """2 epochs of 2 iterations: a CPU smoke test of the whole pipeline, not a model. Seeded,
+    so the test suite can check that a seeded training repeats itself."""
 
     epochs = 2
     iterations_per_epoch = 2
     val_iterations_per_epoch = 1
+    training_seed = 0
 
 
 class autoPETTrainerClicks_tiny(autoPETTrainerClicks):
@@ -265,6 +268,7 @@ class autoPETTrainerClicks_cpu(autoPETTrainerClicks):
     val_iterations_per_epoch = 3
     optimizer_name = "adamw"
     learning_rate = 2e-3
+    inference_tile_step_size = 0.75
     training_seed = 0
     run_final_validation = False
     inference_mirroring = False
