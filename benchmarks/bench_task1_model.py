@@ -160,6 +160,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1000, help="phantom seed (training used 0)")
     parser.add_argument("--varied", action="store_true", help="held-out phantoms with the training variation")
+    parser.add_argument("--methods", default="click,noclick,model-free",
+                        help="comma-separated subset of click,noclick,model-free (noclick needs --noclick_model; "
+                             "the model-free reference is always measured)")
     parser.add_argument("--identity_cases", type=int, default=1, help="cases for the process/in-process check")
     parser.add_argument("--json", default=None, help="also write the summaries here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -172,8 +175,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_task1_model.") as tmp:
         work = Path(tmp)
         cohort = write_heldout_cohort(work / "cohort", args.cases, args.seed, args.varied)
-        methods = {"click model (shipped)": args.model}
-        if args.noclick_model:
+        wanted = {m.strip() for m in args.methods.split(",")} | {"model-free"}
+        methods = {}
+        if "click" in wanted:
+            methods["click model (shipped)"] = args.model
+        if "noclick" in wanted and args.noclick_model:
             methods["same network, no clicks"] = args.noclick_model
         methods["model-free baseline (reference)"] = "model-free"
         summaries = {}
