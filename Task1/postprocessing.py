@@ -38,16 +38,6 @@ import numpy as np
 CLICK_REACH_MM = 15.0
 
 
-def _points(clicks: Mapping[str, Sequence] | None, kind: str, shape: Sequence[int]) -> list[tuple[int, int, int]]:
-    """Integer voxel indices of ``clicks[kind]`` inside ``shape``, in their order."""
-    out = []
-    for point in (clicks or {}).get(kind) or []:
-        index = tuple(int(round(float(c))) for c in point)
-        if len(index) == 3 and all(0 <= c < s for c, s in zip(index, shape)):
-            out.append(index)
-    return out
-
-
 def clicked_labels(labels: np.ndarray, point: Sequence[int], spacing: Sequence[float],
                    reach_mm: float = CLICK_REACH_MM) -> set[int]:
     """Labels (> 0) of ``labels`` that a click at ``point`` holds: the label at the point, or
@@ -143,8 +133,10 @@ def apply_click_rules(mask: np.ndarray, clicks: Mapping[str, Sequence] | None, s
     import cc3d
 
     mask = np.asarray(mask) > 0
-    tumor = _points(clicks, "tumor", mask.shape)
-    background = _points(clicks, "background", mask.shape)
+    from Task1.model_free_baseline import _points_inside  # the one rounding + bounds rule for clicks
+
+    tumor = _points_inside((clicks or {}).get("tumor"), mask.shape)
+    background = _points_inside((clicks or {}).get("background"), mask.shape)
     before = int(mask.sum())
     mask = cut_at_background_clicks(mask, tumor, background, spacing)
     after_cut = int(mask.sum())
