@@ -40,12 +40,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-DEFAULT_INPUT = Path("/input")
-DEFAULT_OUTPUT = Path("/output")
+from autopet_common.cli import ArgumentParser, configure_logging, entrypoint, int_list, non_negative_float, positive_float
 # The contract's paths have one home, autopet_common/contract.py (a constant module: no work).
-from autopet_common.contract import MODEL_DIR as DEFAULT_MODEL_DIR  # noqa: E402
-from autopet_common.contract import (TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_OUTPUT_SUBDIR,  # noqa: E402
-                                     TASK1_PET_SUBDIR)
+from autopet_common.contract import INPUT_DIR as DEFAULT_INPUT
+from autopet_common.contract import MODEL_DIR as DEFAULT_MODEL_DIR
+from autopet_common.contract import OUTPUT_DIR as DEFAULT_OUTPUT
+from autopet_common.contract import TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_OUTPUT_SUBDIR, TASK1_PET_SUBDIR
+from autopet_common.contract import TIME_BUDGET_SECONDS
 
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "task1_phantom"
 MODEL_DIR_ENV = "AUTOPET_MODEL_DIR"          # a model baked into the image on purpose
@@ -97,28 +98,17 @@ class Phase:
 
 # ----------------------------------------------------------------------------- task & model
 
-def looks_like_task1_input(input_dir: Path) -> bool:
-    return (input_dir / TASK1_CT_SUBDIR).is_dir() or (input_dir / TASK1_PET_SUBDIR).is_dir()
-
-
-def looks_like_task2_input(input_dir: Path) -> bool:
-    images = input_dir / "images"
-    return any((images / f"{prefix}-followup-ct").is_dir() for prefix in ("primary", "secondary"))
-
-
 def detect_task(input_dir: Path) -> int:
-    """1 or 2 from the input layout; :class:`InputError` when it is neither."""
+    """1 or 2 from the input layout (the rules of :mod:`autopet_common.contract`);
+    :class:`InputError` when it is neither."""
+    from autopet_common.contract import is_task1_input, is_task2_input
     from autopet_common.errors import InputError
 
-    try:
-        from Task2.inference import is_task2_input
-    except ImportError:
-        is_task2_input = looks_like_task2_input
     if not input_dir.is_dir():
         raise InputError(f"input folder not found: {input_dir}")
     if is_task2_input(input_dir):
         return 2
-    if looks_like_task1_input(input_dir):
+    if is_task1_input(input_dir):
         return 1
     found = sorted(p.relative_to(input_dir).as_posix() for p in input_dir.glob("*/*"))[:10]
     raise InputError(f"cannot tell the task from {input_dir}: expected images/ct + images/pet "
@@ -289,7 +279,7 @@ def _fmt(values: Sequence[float]) -> str:
 
 def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str | os.PathLike = DEFAULT_OUTPUT,
                   model: str | os.PathLike | None = None, task: str | int = "auto",
-                  time_budget: float = 300.0, margin: float = DEFAULT_MARGIN_SECONDS,
+                  time_budget: float = TIME_BUDGET_SECONDS, margin: float = DEFAULT_MARGIN_SECONDS,
                   device: str = "auto", remove_below_suv: float | None = None,
                   predictor_options: dict[str, Any] | None = None, *, click_rules: bool = True,
                   protocol_rule: bool = True) -> list[Path]:
@@ -339,11 +329,18 @@ def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str 
     return written
 
 
+def _folds(text: str) -> list:
+    """``all`` or comma-separated fold numbers."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if parts == ["all"]:
+        return ["all"]
+    return int_list(",".join(parts))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="inference.py",
-        description=__doc__.split("\n\n")[0] + "\n\n" + "\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__.split("\n\n")[0] + "\n\n" + "\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="input folder (default /input)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default /output)")
     parser.add_argument("--model", default=None,
@@ -352,16 +349,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "shipped phantom model models/task1_phantom, then model-free)")
     parser.add_argument("--task", default="auto", choices=["auto", "1", "2"],
                         help="challenge task; auto detects it from the input layout (default auto)")
-    parser.add_argument("--time_budget", type=float, default=300.0,
+    parser.add_argument("--time_budget", type=positive_float, default=TIME_BUDGET_SECONDS,
                         help="seconds for the whole run; the challenge allows 300 (default 300)")
-    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN_SECONDS,
+    parser.add_argument("--margin", type=non_negative_float, default=DEFAULT_MARGIN_SECONDS,
                         help=f"seconds kept back from the budget for writing and exit (default {DEFAULT_MARGIN_SECONDS:g})")
     parser.add_argument("--device", default="auto", help="auto, cuda or cpu (nnU-Net path only)")
-    parser.add_argument("--folds", default=None,
+    parser.add_argument("--folds", type=_folds, default=None,
                         help="comma-separated folds of the nnU-Net model (default: all, trimmed to the budget)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="nnU-Net checkpoint file name")
     parser.add_argument("--disable_mirroring", action="store_true", help="no test-time mirroring (nnU-Net path)")
-    parser.add_argument("--remove_below_suv", type=float, default=None, metavar="SUV",
+    parser.add_argument("--remove_below_suv", type=non_negative_float, default=None, metavar="SUV",
                         help="post-processing: remove predicted voxels with SUV below this (e.g. 1.0)")
     parser.add_argument("--no_click_rules", action="store_true",
                         help="keep the method's raw mask: no background-click cut, no protocol rule")
@@ -372,23 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entrypoint("inference.py")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    from autopet_common.errors import InputError
-
+    configure_logging(args.quiet)
     predictor_options: dict[str, Any] = {"checkpoint": args.checkpoint, "use_mirroring": not args.disable_mirroring}
     if args.folds:
-        predictor_options["folds"] = [int(f) if f.strip().isdigit() else f.strip() for f in args.folds.split(",")]
-    try:
-        run_inference(args.input, args.output, model=args.model, task=args.task, time_budget=args.time_budget,
-                      margin=args.margin, device=args.device, remove_below_suv=args.remove_below_suv,
-                      predictor_options=predictor_options, click_rules=not args.no_click_rules,
-                      protocol_rule=not args.no_protocol_rule)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        predictor_options["folds"] = args.folds
+    run_inference(args.input, args.output, model=args.model, task=args.task, time_budget=args.time_budget,
+                  margin=args.margin, device=args.device, remove_below_suv=args.remove_below_suv,
+                  predictor_options=predictor_options, click_rules=not args.no_click_rules,
+                  protocol_rule=not args.no_protocol_rule)
     return 0
 
 

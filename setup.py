@@ -14,10 +14,30 @@ setup(
     packages=find_packages(include=["autopet_common*", "clicks*", "evaluation_metrics*", "Task1*",
                                     "Task2*", "publication_template*", "local_challenge*"]),
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7"]},
+    # the Grand Challenge entrypoint stays a top-level script (the container runs "python inference.py")
+    py_modules=["inference"],
+    # ruff: the lint configuration in pyproject.toml, checked by test/test_cli_and_lint.py
+    extras_require={"test": ["pytest>=7", "ruff"]},
     entry_points={
+        # one console script per tool; each is also runnable as python -m <module> (or the
+        # challenge's script path) with the same flags (autopet_common/cli.py)
         "console_scripts": [
-            "autopet-phantoms=autopet_common.phantoms:main",
+            "autopet-inference=inference:main",
+            "autopet-local-challenge=local_challenge.__main__:main",
+            "autopet-simulate-clicks=clicks.simulate_clicks:main",
+            "autopet-lesion-points=clicks.lesion_points:main",
+            "autopet-make-sample-clicks=clicks.make_sample_clicks:main",
+            "autopet-evaluate=evaluation_metrics.evaluation_metrics:main",
+            "autopet-simulate-predictions=evaluation_metrics.simulate_predictions:main",
+            "autopet-phantoms=autopet_common.phantoms.cli:main",
+            "autopet-task1-convert=Task1.convert_dataset:main",
+            "autopet-task1-predict=Task1.predict:main",
+            "autopet-task1-batch-predict=Task1.batch_predict:main",
+            "autopet-task1-train-phantom-model=Task1.train_phantom_model:main",
+            "autopet-task2-inference=Task2.inference:main",
+            "autopet-task2-challenge-run=Task2.challenge_run:main",
+            "autopet-task2-convert=Task2.convert_dataset:main",
+            "autopet-fill-paper=publication_template.fill_paper:main",
         ],
     },
 )

@@ -17,7 +17,6 @@ masks are the entrypoint's, bit for bit: the same predictor, the same post-proce
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from autopet_common.cli import ArgumentParser, entrypoint, non_negative_float
 from autopet_common.errors import InputError
 
 MODEL_FREE = "model-free"
@@ -161,8 +161,9 @@ def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, ou
     return timings
 
 
+@entrypoint("python -m Task1.batch_predict")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m Task1.batch_predict",
         description="Predict Task 1 masks for a folder of cases at several click steps with one model load "
                     "(the model is loaded once, each case preprocessed once). Writes <case>_pred<s>.nii.gz, "
@@ -170,27 +171,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-i", "--input", required=True, help="folder of <case>_0000 (CT) and <case>_0001 (PET) images")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("-m", "--model", required=True, help="nnU-Net model folder, or 'model-free'")
-    parser.add_argument("--clicks_dir", "--clicks-dir", default=None,
+    parser.add_argument("--clicks_dir", default=None,
                         help="<case>.json or <case>_clicks.json per case (needed for steps above 0)")
     parser.add_argument("--steps", default="0-10", help="steps to predict: 0-10 (default), or a list 0,5,10")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--no_click_rules", action="store_true", help="as inference.py --no_click_rules")
     parser.add_argument("--no_protocol_rule", action="store_true", help="as inference.py --no_protocol_rule")
-    parser.add_argument("--remove_below_suv", type=float, default=None, help="as inference.py --remove_below_suv")
-    parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--remove_below_suv", type=non_negative_float, default=None, help="as inference.py --remove_below_suv")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     from Task1.postprocessing import PostprocessOptions
 
-    try:
-        timings = predict_folder(args.model, args.input, args.output, clicks_dir=args.clicks_dir,
-                                 steps=parse_steps(args.steps), device=args.device,
-                                 postprocess=PostprocessOptions(click_rules=not args.no_click_rules,
-                                                                protocol_rule=not args.no_protocol_rule,
-                                                                remove_below_suv=args.remove_below_suv),
-                                 progress=not args.no_progress)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    timings = predict_folder(args.model, args.input, args.output, clicks_dir=args.clicks_dir,
+                             steps=parse_steps(args.steps), device=args.device,
+                             postprocess=PostprocessOptions(click_rules=not args.no_click_rules,
+                                                            protocol_rule=not args.no_protocol_rule,
+                                                            remove_below_suv=args.remove_below_suv),
+                             progress=not args.no_progress)
     per_case = list(timings["cases"].values())
     print(f"wrote {timings['n_masks']} mask(s) to {args.output}; model load {timings['load_s']:.1f} s, "
           f"median {np.median(per_case):.1f} s per case")

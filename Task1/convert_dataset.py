@@ -18,7 +18,7 @@ Variants:
   ``dataset.json`` under ``autopet_conversion``.
 - ``heatmaps`` (4 channels, the challenge's nnU-Net baseline layout): CT, PET, tumor click
   heatmap ``_0002``, background click heatmap ``_0003``, the heatmaps named ``"noNorm"`` so
-  nnU-Net leaves them as drawn (values in [0, 1]). Clicks come from ``--clicks-dir``
+  nnU-Net leaves them as drawn (values in [0, 1]). Clicks come from ``--clicks_dir``
   (``<case>.json`` or ``<case>_clicks.json``, simulator or Grand Challenge format) or are
   simulated with the challenge's algorithm (:func:`clicks.simulate_clicks`); ``--step`` keeps the
   first N of each kind. The encoding used is recorded in ``dataset.json`` under
@@ -39,6 +39,8 @@ from typing import Sequence
 
 import numpy as np
 
+from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, non_negative_int, positive_float
+from autopet_common.contract import TASK1_MAX_CLICKS
 from autopet_common.errors import InputError
 
 VARIANTS = ("images", "heatmaps")
@@ -107,7 +109,7 @@ def dataset_json_for(variant: str, n_cases: int, name: str, encoding: str | None
     return out
 
 
-def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, dataset_id: int,
+def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, dataset_id: int, *,
                     name: str = "autoPETClicks", variant: str = "images", clicks_dir: str | os.PathLike | None = None,
                     step: int = 10, encoding: str = "gaussian", encoding_size: float | None = None,
                     overwrite: bool = False, progress: bool = True, pet_normalization: str = "zscore") -> Path:
@@ -183,43 +185,47 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m Task1.convert_dataset",
         description="Convert an autoPET Task 1 folder (imagesTr/<case>_0000 CT, _0001 PET, labelsTr/<case>) into an "
                     "nnU-Net v2 raw dataset: 'images' = CT + PET (for the autoPETTrainerClicks trainers, clicks made "
                     "on the fly), 'heatmaps' = CT + PET + tumor + background click heatmaps (the challenge "
                     "baseline's 4 channels).")
     parser.add_argument("source", help="autoPET folder with imagesTr/ and labelsTr/")
-    parser.add_argument("--nnunet-raw", default=os.environ.get("nnUNet_raw"),
+    parser.add_argument("--nnunet_raw", default=os.environ.get("nnUNet_raw"),
                         help="nnU-Net raw folder (default: $nnUNet_raw)")
-    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id (1..999)")
+    parser.add_argument("-d", "--dataset_id", type=nnunet_dataset_id, required=True, help="nnU-Net dataset id (1..999)")
     parser.add_argument("--name", default="autoPETClicks", help="dataset name (DatasetXXX_<name>)")
     parser.add_argument("--variant", choices=VARIANTS, default="images")
-    parser.add_argument("--clicks-dir", help="heatmaps: folder of <case>.json / <case>_clicks.json "
+    parser.add_argument("--clicks_dir", help="heatmaps: folder of <case>.json / <case>_clicks.json "
                                              "(default: simulate with the challenge's algorithm)")
-    parser.add_argument("--step", type=int, default=10, help="heatmaps: use the first STEP clicks of each kind")
+    parser.add_argument("--step", type=_step, default=10, help="heatmaps: use the first STEP clicks of each kind")
     parser.add_argument("--encoding", choices=("gaussian", "edt"), default="gaussian",
                         help="heatmaps: Gaussian (reference, sigma 3) or distance-transform ball (radius 2)")
-    parser.add_argument("--encoding-size", type=float, default=None, help="heatmaps: sigma / radius in voxels")
-    parser.add_argument("--pet_normalization", "--pet-normalization", choices=PET_NORMALIZATIONS, default="zscore",
+    parser.add_argument("--encoding_size", type=positive_float, default=None, help="heatmaps: sigma / radius in voxels")
+    parser.add_argument("--pet_normalization", choices=PET_NORMALIZATIONS, default="zscore",
                         help="zscore: nnU-Net's per-image z-score (default); suv: SUV as it is (channel 'noNorm')")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
 
+def _step(text: str) -> int:
+    value = non_negative_int(text)
+    if value > TASK1_MAX_CLICKS:
+        raise argparse.ArgumentTypeError(f"expected 0..{TASK1_MAX_CLICKS} clicks per kind, got {text!r}")
+    return value
+
+
+@entrypoint("python -m Task1.convert_dataset")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.nnunet_raw:
-        print("error: no nnU-Net raw folder: pass --nnunet-raw or set nnUNet_raw", file=sys.stderr)
-        return 2
-    try:
-        target = convert_dataset(args.source, args.nnunet_raw, args.dataset_id, args.name, args.variant,
-                                 args.clicks_dir, args.step, args.encoding, args.encoding_size, args.overwrite,
-                                 progress=not args.no_progress, pet_normalization=args.pet_normalization)
-    except (InputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise InputError("no nnU-Net raw folder: pass --nnunet_raw or set nnUNet_raw")
+    target = convert_dataset(args.source, args.nnunet_raw, args.dataset_id, name=args.name, variant=args.variant,
+                             clicks_dir=args.clicks_dir, step=args.step, encoding=args.encoding,
+                             encoding_size=args.encoding_size, overwrite=args.overwrite,
+                             progress=not args.no_progress, pet_normalization=args.pet_normalization)
     print(f"wrote {target}")
     return 0
 

@@ -43,11 +43,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from autopet_common.cli import ArgumentParser, entrypoint, non_negative_int, positive_float
 from autopet_common.errors import InputError
+from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY, ClickConfig
 
 log = logging.getLogger("Task1.predict")
 
-from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY
 CONVERSION_KEY = "autopet_conversion"       # written into dataset.json by Task1.convert_dataset
 REFERENCE_HEATMAP = {"encoding": "gaussian", "encoding_size": 3.0}  # the challenge's baseline heatmaps
 SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO")  # readers that index arrays [k, j, i] without reorienting
@@ -118,14 +119,6 @@ def to_nnunet_input(channels: Sequence[np.ndarray], geometry) -> tuple[np.ndarra
                   "sitk_stuff": {"spacing": tuple(geometry.spacing), "origin": tuple(geometry.origin),
                                  "direction": tuple(geometry.direction)}}
     return data, properties
-
-
-def _first_layer_in_channels(state_dict: dict) -> int:
-    """Input channels of a network: dim 1 of the first >= 3-D weight of its state dict."""
-    for value in state_dict.values():
-        if hasattr(value, "ndim") and value.ndim >= 3:
-            return int(value.shape[1])
-    raise ModelFolderError("the checkpoint has no convolution weights")
 
 
 def find_trainer_class(trainer_name: str):
@@ -213,15 +206,20 @@ class Task1Predictor:
         # does), so the number and order of click channels have one definition: the trainer's.
         self.trainer_class = find_trainer_class(self.trainer_name)
         n_click_channels = int(getattr(self.trainer_class, "n_click_channels", 0))
-        self.click_config = first.get(CLICK_CONFIG_KEY) or self._read_click_config_json()
+        self.click_config = None
         if n_click_channels:
             self.kind = "clicks"
-            config = self.click_config or {}
-            if not config:
-                log.warning("%s: no click configuration stored; using %s's encoding", self.model_dir,
-                            self.trainer_name)
-            self.encoding = config.get("encoding", getattr(self.trainer_class, "click_encoding", "edt"))
-            self.encoding_size = config.get("encoding_size", getattr(self.trainer_class, "click_encoding_size", None))
+            self.click_config = self._read_click_config(first)
+            if self.click_config.n_click_channels != n_click_channels:
+                raise ModelFolderError(
+                    f"model folder {self.model_dir}: the stored click configuration has "
+                    f"{self.click_config.n_click_channels} click channel(s), {self.trainer_name} builds "
+                    f"{n_click_channels}")
+            if self.n_dataset_channels != 2:
+                raise ModelFolderError(f"model folder {self.model_dir}: a click model needs a CT + PET dataset, "
+                                       f"dataset.json has {self.n_dataset_channels} channel(s)")
+            self.encoding = self.click_config.encoding
+            self.encoding_size = self.click_config.encoding_size
         elif self.n_dataset_channels == 4:
             self.kind = "heatmaps"
             config = self.dataset_json.get(CONVERSION_KEY) or REFERENCE_HEATMAP
@@ -236,7 +234,6 @@ class Task1Predictor:
             self.tile_step_size = float(getattr(self.trainer_class, "inference_tile_step_size", 0.5))
         self.device = resolve_device(device)
         self.network = self._build_network()
-        self.n_network_channels = _first_layer_in_channels(self.network.state_dict())
 
     # -------------------------------------------------------------------------- loading
     def _find_folds(self, folds) -> list:
@@ -255,9 +252,26 @@ class Task1Predictor:
                                        "not found")
         return folds
 
-    def _read_click_config_json(self) -> dict | None:
+    def _read_click_config(self, checkpoint: dict) -> ClickConfig:
+        """The checkpoint's click configuration, else ``click_config.json``, else the trainer
+        class's own attributes (with a warning): any stored version is read."""
+        if checkpoint.get(CLICK_CONFIG_KEY):
+            return ClickConfig.from_dict(checkpoint[CLICK_CONFIG_KEY],
+                                         source=f"checkpoint of {self.model_dir} ({CLICK_CONFIG_KEY})")
         path = self.model_dir / CLICK_CONFIG_FILE
-        return json.loads(path.read_text()) if path.is_file() else None
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise ModelFolderError(f"{path}: not a readable JSON file ({exc})") from None
+            return ClickConfig.from_dict(record, source=str(path))
+        log.warning("%s: no click configuration stored; using %s's attributes", self.model_dir, self.trainer_name)
+        cls = self.trainer_class
+        return ClickConfig(trainer=self.trainer_name, n_click_channels=int(cls.n_click_channels),
+                           click_order=tuple(cls.click_order), encoding=cls.click_encoding,
+                           encoding_size=cls.click_encoding_size,
+                           pet_channel=cls._find_pet_channel(self.dataset_json),
+                           max_interaction_step=int(cls.max_interaction_step))
 
     def _build_network(self):
         network = self.trainer_class.build_network_architecture(
@@ -276,6 +290,7 @@ class Task1Predictor:
                 "plans": self.plans_manager.plans_name, "configuration": self.configuration_name,
                 "folds": list(self.folds), "checkpoint": self.checkpoint_name, "input_kind": self.kind,
                 "encoding": self.encoding, "encoding_size": self.encoding_size, "device": str(self.device),
+                "click_config_version": self.click_config.version if self.click_config else None,
                 "use_mirroring": self.use_mirroring, "tile_step_size": self.tile_step_size,
                 "time_budget": self.time_budget,
                 "dropped": list(self.dropped), "timings": dict(self.last_timings)}
@@ -296,6 +311,8 @@ class Task1Predictor:
                                  f"geometry's shape {shape}")
             require_finite(np.asarray(array), f"{name} image")
         channels = [np.asarray(ct, dtype=np.float32), np.asarray(pet, dtype=np.float32)]
+        if self.click_config is not None and self.click_config.pet_channel == 0:
+            channels.reverse()  # the dataset stored PET first
         if self.kind == "heatmaps":
             return PreparedCase(channels, None, geometry, shape, 0.0)
         data, properties = self._preprocess(channels, geometry)
@@ -351,8 +368,12 @@ class Task1Predictor:
                     log.warning("%d %s click(s) fall outside nnU-Net's cropped region and are skipped",
                                 len(dropped), kind)
                 mapped[kind] = points
-            data = np.concatenate((data, click_channels(network_shape, mapped, self.encoding,
-                                                        self.encoding_size)))
+            most = max(len(mapped["tumor"]), len(mapped["background"]))
+            if most > self.click_config.max_interaction_step:
+                log.warning("%d clicks of one kind; %s was trained with at most %d", most, self.trainer_name,
+                            self.click_config.max_interaction_step)
+            data = np.concatenate((data, click_channels(network_shape, mapped, self.encoding, self.encoding_size,
+                                                        self.click_config.click_order)))
             preprocess_s = case.preprocess_seconds + (time.perf_counter() - started)
         preprocessed = time.perf_counter()
         self.last_timings = {"preprocess_s": preprocess_s}
@@ -474,7 +495,7 @@ class _Null:
 
 # ------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m Task1.predict",
         description="Predict a Task 1 lesion mask with an nnU-Net v2 model folder (click model from "
                     "Task1/trainers or a 4-channel heatmap model). Clicks are voxel indices [i, j, k] of the "
@@ -484,39 +505,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ct", required=True, help="CT image (HU), e.g. case_0000.nii.gz or .mha")
     parser.add_argument("--pet", required=True, help="PET image (SUV) on the CT's grid")
     parser.add_argument("--clicks", help="click JSON (simulator or 'Multiple points' format); none: step 0")
-    parser.add_argument("--step", type=int, default=None, help="use the first STEP tumor and background clicks")
+    parser.add_argument("--step", type=non_negative_int, default=None, help="use the first STEP tumor and background clicks")
     parser.add_argument("--out", required=True, help="output mask (.nii.gz or .mha)")
     parser.add_argument("--folds", nargs="+", default=None, help="folds to use (default: all found)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pth")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--disable-mirroring", action="store_true", help="no test-time mirroring (faster)")
-    parser.add_argument("--time-budget", type=float, default=None,
+    parser.add_argument("--disable_mirroring", action="store_true", help="no test-time mirroring (faster)")
+    parser.add_argument("--time_budget", type=positive_float, default=None,
                         help="seconds: drop mirroring, then folds, to finish within this time")
     parser.add_argument("--verbose", action="store_true")
     return parser
 
 
+@entrypoint("python -m Task1.predict")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from autopet_common.click_io import clicks_at_step, read_clicks_json
     from autopet_common.image_io import check_same_grid, read_image, write_mask
 
-    try:
-        ct, geometry = read_image(args.ct, dtype=np.float32, check_finite=True, what="CT image")
-        pet, pet_geometry = read_image(args.pet, dtype=np.float32, check_finite=True, what="PET image")
-        check_same_grid(geometry, pet_geometry, f"CT {args.ct}", f"PET {args.pet}")
-        clicks = read_clicks_json(args.clicks, missing_ok=False) if args.clicks else {"tumor": [], "background": []}
-        if args.step is not None:
-            clicks = clicks_at_step(clicks, args.step)
-        predictor = Task1Predictor(args.model, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
-                                   use_mirroring=not args.disable_mirroring, time_budget=args.time_budget,
-                                   verbose=args.verbose)
-        mask = predictor.predict(ct, pet, geometry, clicks)
-        write_mask(mask, geometry, args.out)
-    except (InputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    ct, geometry = read_image(args.ct, dtype=np.float32, check_finite=True, what="CT image")
+    pet, pet_geometry = read_image(args.pet, dtype=np.float32, check_finite=True, what="PET image")
+    check_same_grid(geometry, pet_geometry, f"CT {args.ct}", f"PET {args.pet}")
+    clicks = read_clicks_json(args.clicks, missing_ok=False) if args.clicks else {"tumor": [], "background": []}
+    if args.step is not None:
+        clicks = clicks_at_step(clicks, args.step)
+    predictor = Task1Predictor(args.model, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
+                               use_mirroring=not args.disable_mirroring, time_budget=args.time_budget,
+                               verbose=args.verbose)
+    mask = predictor.predict(ct, pet, geometry, clicks)
+    write_mask(mask, geometry, args.out)
     description = predictor.describe()
     print(json.dumps({"out": args.out, "voxels": int(mask.sum()),
                       "volume_ml": round(float(mask.sum()) * geometry.voxel_volume_ml, 3),

@@ -27,7 +27,6 @@ No weights are downloaded.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
@@ -38,6 +37,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Sequence
+
+from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, non_negative_int, positive_int
+from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY, ClickConfig
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TRAINERS = REPOSITORY / "Task1" / "trainers"
@@ -51,7 +53,7 @@ CPU_FEATURES = (16, 32, 64, 128)
 CPU_BATCH_SIZE = 2
 # What the exported checkpoint keeps: what nnU-Net's and this project's predictors read.
 CHECKPOINT_KEYS = ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes",
-                   "current_epoch", "autopet_click_config")
+                   "current_epoch", CLICK_CONFIG_KEY)
 
 
 def _write_case(out: Path, name: str, case) -> None:
@@ -211,8 +213,8 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
     else:
         source = write_training_phantoms(work / "source", n_cases, seed)
     name = "PhantomClicks"
-    _run([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet-raw", env["nnUNet_raw"],
-          "-d", str(dataset_id), "--name", name, "--overwrite", "--no-progress",
+    _run([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet_raw", env["nnUNet_raw"],
+          "-d", str(dataset_id), "--name", name, "--overwrite", "--no_progress",
           "--pet_normalization", "zscore" if fixed_grid else "suv"], env, log_file)
     plan = [str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres",
             "--verify_dataset_integrity", "-np", "1", "-npfp", "2"]
@@ -253,8 +255,6 @@ def export_model(model: str | os.PathLike, out: str | os.PathLike, *, fold: str 
     Writes ``checkpoint.sha256``. Returns ``out``."""
     import torch
 
-    from Task1.click_config import CLICK_CONFIG_FILE
-
     model, out = Path(model), Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -267,6 +267,8 @@ def export_model(model: str | os.PathLike, out: str | os.PathLike, *, fold: str 
         shutil.copy2(model / f"fold_{fold}" / "progress.png", tmp / f"fold_{fold}" / "progress.png")
     checkpoint = torch.load(model / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     slim = {key: checkpoint[key] for key in CHECKPOINT_KEYS if key in checkpoint}
+    if CLICK_CONFIG_KEY in slim:  # a model that a predictor of this version cannot read is not exported
+        ClickConfig.from_dict(slim[CLICK_CONFIG_KEY], source=f"{model}/fold_{fold}/checkpoint_final.pth")
     target = tmp / f"fold_{fold}" / "checkpoint_final.pth"
     torch.save(slim, target)
     (tmp / "checkpoint.sha256").write_text(f"{sha256_of(target)}  fold_{fold}/checkpoint_final.pth\n")
@@ -280,25 +282,26 @@ def export_model(model: str | os.PathLike, out: str | os.PathLike, *, fold: str 
     return out
 
 
+@entrypoint("python -m Task1.train_phantom_model")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m Task1.train_phantom_model",
         description="Make varied PET/CT phantoms, convert them, plan (with the small 3d_cpu configuration), "
                     "preprocess and train a click model with the stock nnU-Net commands on the CPU, and export "
                     "a weights-only model folder. The defaults reproduce the shipped models/task1_phantom "
                     "(about 40 minutes on 2 cores).")
-    parser.add_argument("--work_dir", "--work-dir", default="work_dirs/phantom_model",
+    parser.add_argument("--work_dir", default="work_dirs/phantom_model",
                         help="nnU-Net folders and the log go here")
     parser.add_argument("--out", default="work_dirs/phantom_model/model", help="exported model folder")
-    parser.add_argument("--dataset_id", "--dataset-id", type=int, default=777)
-    parser.add_argument("--cases", type=int, default=60, help="number of training phantoms (>= 5 for the split)")
+    parser.add_argument("--dataset_id", type=nnunet_dataset_id, default=777, help="nnU-Net dataset id (default 777)")
+    parser.add_argument("--cases", type=positive_int, default=60, help="number of training phantoms (>= 5 for the split)")
     parser.add_argument("--trainer", default="autoPETTrainerClicks_cpu",
                         help="autoPETTrainerClicks_cpu (the shipped model), _tiny or _smoke (pipeline checks)")
     parser.add_argument("--configuration", default=CPU_CONFIGURATION,
                         help=f"{CPU_CONFIGURATION} (added to the plans, see --help of the module) or 3d_fullres")
     parser.add_argument("--fold", default="0")
-    parser.add_argument("--seed", type=int, default=0, help="phantom seed (case n uses [seed, n])")
-    parser.add_argument("--fixed_grid", "--fixed-grid", action="store_true",
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="phantom seed (case n uses [seed, n])")
+    parser.add_argument("--fixed_grid", action="store_true",
                         help="identical tiny 40x40x32 phantoms instead of the varied set (pipeline checks)")
     args = parser.parse_args(argv)
     if args.cases < 5:
@@ -308,8 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = train_phantom_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_cases=args.cases,
                                     trainer=args.trainer, configuration=args.configuration, fold=args.fold,
                                     seed=args.seed, fixed_grid=args.fixed_grid)
-    except (RuntimeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
+        print(f"python -m Task1.train_phantom_model: error: {exc}", file=sys.stderr)
         return 1
     print(f"model folder: {model} ({time.perf_counter() - started:.0f} s)")
     return 0

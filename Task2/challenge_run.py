@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from autopet_common.cli import ArgumentParser, entrypoint, non_negative_int, positive_float, positive_int
+from autopet_common.contract import TASK2_PREFIXES, TIME_BUDGET_SECONDS, task2_output_subdir, task2_points_file
 from autopet_common.errors import InputError
 from autopet_common.image_io import atomic_write_json, atomic_write_text, find_single_image, read_image, write_mask
 
@@ -73,15 +75,15 @@ def _step_input(pair: Path, work: Path, step: int) -> Path:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
-    for name in ("primary-followup-lesion-clicks.json", "secondary-followup-lesion-clicks.json"):
+    for name in (task2_points_file(p, "followup") for p in TASK2_PREFIXES):
         if (target / name).exists():
             atomic_write_json(target / name, EMPTY_POINTS)
     return target
 
 
-def run_task2_cohort(cohort_dir: str | os.PathLike, out_dir: str | os.PathLike,
+def run_task2_cohort(cohort_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                      model_dir: str | os.PathLike | None = None, model: str | None = None,
-                     time_budget: float = 300.0, entrypoint: str | os.PathLike | None = None,
+                     time_budget: float = TIME_BUDGET_SECONDS, entrypoint: str | os.PathLike | None = None,
                      max_pairs: int | None = None, progress: bool = True,
                      keep_work: bool = False) -> dict[str, Any]:
     """Run steps 1 and 2 on every pair of ``cohort_dir`` through the entrypoint, then score.
@@ -115,7 +117,7 @@ def run_task2_cohort(cohort_dir: str | os.PathLike, out_dir: str | os.PathLike,
                                  out / "logs" / f"{pair.name}_step{step}.log", timeout=time_budget)
             run.update(pair=pair.name, step=step, within_budget=run["seconds"] <= time_budget)
             if run["exit_code"] == 0:
-                produced = find_single_image(output_dir / "images" / "primary-followup-ct-tumor-lesion-seg",
+                produced = find_single_image(output_dir / task2_output_subdir("primary"),
                                              f"step {step} output of {pair.name}")
                 (out / "predictions").mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(produced, out / "predictions" / f"{pair.name}_pred{step}.mha")
@@ -143,7 +145,7 @@ def run_task2_cohort(cohort_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m Task2.challenge_run",
         description="Local Task 2 challenge run: for every longitudinal pair, run the entrypoint as a "
                     "separate process for step 1 (no follow-up clicks) and step 2 (one click per follow-up "
@@ -151,33 +153,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cohort", type=Path, help="cohort folder of pairs (<pair>/input, <pair>/truth)")
     parser.add_argument("--output", type=Path, required=True, help="results folder")
     parser.add_argument("--model", default=None, help="passed to the entrypoint's --model (default model-free)")
-    parser.add_argument("--make_phantoms", type=int, default=None, metavar="N",
+    parser.add_argument("--make_phantoms", type=positive_int, default=None, metavar="N",
                         help="first write N phantom pairs to OUTPUT/cohort and run on them")
     parser.add_argument("--phantom_size", default="small", choices=["tiny", "small", "medium", "full", "ct_real"],
                         help="phantom size for --make_phantoms (default small)")
-    parser.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
-    parser.add_argument("--time_budget", type=float, default=300.0, help="seconds per run (default 300)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="phantom seed (default 0)")
+    parser.add_argument("--time_budget", type=positive_float, default=TIME_BUDGET_SECONDS, help="seconds per run (default 300)")
     parser.add_argument("--entrypoint", type=Path, default=None, help="entrypoint script (default: inference.py)")
     parser.add_argument("--keep_work", action="store_true", help="keep the per-step input/output folders")
     return parser
 
 
+@entrypoint("python -m Task2.challenge_run")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        cohort = args.cohort
-        if args.make_phantoms:
-            from autopet_common.phantoms import write_task2_cohort
+    cohort = args.cohort
+    if args.make_phantoms:
+        from autopet_common.phantoms import write_task2_cohort
 
-            cohort = write_task2_cohort(args.output / "cohort", args.make_phantoms, size=args.phantom_size,
-                                        seed=args.seed, progress=True)
-        if cohort is None:
-            raise InputError("give --cohort DIR (or --make_phantoms N)")
-        summary = run_task2_cohort(cohort, args.output, model=args.model, time_budget=args.time_budget,
-                                   entrypoint=args.entrypoint, keep_work=args.keep_work)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        cohort = write_task2_cohort(args.output / "cohort", args.make_phantoms, size=args.phantom_size,
+                                    seed=args.seed, progress=True)
+    if cohort is None:
+        raise InputError("give --cohort DIR (or --make_phantoms N)")
+    summary = run_task2_cohort(cohort, args.output, model=args.model, time_budget=args.time_budget,
+                               entrypoint=args.entrypoint, keep_work=args.keep_work)
     means = (summary["metrics"] or {}).get("per_step_means", {})
     print(f"pairs: {summary['n_pairs']}; failed runs: {len(summary['failed_runs'])}; "
           f"max time {summary['max_seconds']:.1f} s; max peak RSS "

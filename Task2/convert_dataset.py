@@ -22,7 +22,6 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id
 from autopet_common.errors import InputError
 from autopet_common.image_io import atomic_write_json, read_image, write_image
 
@@ -81,21 +81,18 @@ def convert_cohort(cohort_dir: str | os.PathLike, nnunet_raw: str | os.PathLike,
     return dataset
 
 
+@entrypoint("python -m Task2.convert_dataset")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m Task2.convert_dataset",
         description="Build an nnU-Net v2 raw dataset (4 channels: follow-up CT, registered baseline CT, "
                     "registered baseline mask, click map) from Task 2 longitudinal pairs.")
     parser.add_argument("--cohort", type=Path, required=True, help="folder of pairs (<pair>/input, <pair>/truth)")
     parser.add_argument("--output", type=Path, required=True, help="nnUNet_raw folder")
-    parser.add_argument("--dataset_id", type=int, default=502, help="nnU-Net dataset id (default 502)")
+    parser.add_argument("--dataset_id", type=nnunet_dataset_id, default=502, help="nnU-Net dataset id (default 502)")
     parser.add_argument("--name", default="Task2Longitudinal", help="dataset name (default Task2Longitudinal)")
     args = parser.parse_args(argv)
-    try:
-        dataset = convert_cohort(args.cohort, args.output, args.dataset_id, args.name)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    dataset = convert_cohort(args.cohort, args.output, args.dataset_id, args.name)
     print(dataset)
     return 0
 

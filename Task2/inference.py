@@ -35,15 +35,16 @@ from typing import Sequence
 
 import numpy as np
 
+from autopet_common.cli import ArgumentParser, configure_logging, entrypoint, positive_float
+from autopet_common.contract import (INPUT_DIR, OUTPUT_DIR, TASK2_BASELINE_SEG_FOLDERS, TASK2_PREFIXES, TIME_BUDGET_SECONDS,
+                                     is_task2_input, task2_baseline_ct_subdir, task2_followup_ct_subdir,
+                                     task2_output_subdir, task2_points_file)
 from autopet_common.errors import InputError
 from autopet_common.image_io import (Geometry, check_same_grid, find_single_image, read_image,
                                      strip_image_suffix, write_mask)
 
 log = logging.getLogger("Task2.inference")
 
-PREFIXES = ("primary", "secondary")
-SEG_FOLDERS = ("{p}-baseline-ct-tumor-lesion-seg", "{p}-baseline-ct-tumor-lesion-segmentation")
-OUTPUT_FOLDER = "{p}-followup-ct-tumor-lesion-seg"
 
 
 @dataclass
@@ -66,19 +67,12 @@ class FollowupInputs:
         return f"{strip_image_suffix(self.followup_path)}.mha"
 
 
-def is_task2_input(input_dir: str | os.PathLike) -> bool:
-    """True when ``input_dir`` has the Task 2 layout (a follow-up CT folder under images/)."""
-    images = Path(input_dir) / "images"
-    return any((images / f"{p}-followup-ct").is_dir() or (images / f"{p}-baseline-ct").is_dir()
-               for p in PREFIXES)
-
-
 def _seg_folder(images: Path, prefix: str) -> Path:
-    for pattern in SEG_FOLDERS:
+    for pattern in TASK2_BASELINE_SEG_FOLDERS:
         folder = images / pattern.format(p=prefix)
         if folder.is_dir():
             return folder
-    return images / SEG_FOLDERS[0].format(p=prefix)  # find_single_image names the missing folder
+    return images / TASK2_BASELINE_SEG_FOLDERS[0].format(p=prefix)  # find_single_image names the missing folder
 
 
 def _read_points(path: Path, required: bool) -> dict:
@@ -101,32 +95,32 @@ def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
     images = input_dir / "images"
     if not is_task2_input(input_dir):
         raise InputError(f"{input_dir} is not a Task 2 input: no images/primary-followup-ct/ folder")
-    prefixes = [p for p in PREFIXES if (images / f"{p}-followup-ct").is_dir()]
+    prefixes = [p for p in TASK2_PREFIXES if (input_dir / task2_followup_ct_subdir(p)).is_dir()]
     if not prefixes:
         raise InputError(f"{input_dir}: no follow-up CT folder (images/primary-followup-ct/)")
     baselines: dict[str, tuple] = {}
     out = []
     for prefix in prefixes:
-        base_prefix = prefix if (images / f"{prefix}-baseline-ct").is_dir() else "primary"
+        base_prefix = prefix if (input_dir / task2_baseline_ct_subdir(prefix)).is_dir() else "primary"
         if base_prefix not in baselines:
-            ct_path = find_single_image(images / f"{base_prefix}-baseline-ct", f"{base_prefix} baseline CT")
+            ct_path = find_single_image(input_dir / task2_baseline_ct_subdir(base_prefix), f"{base_prefix} baseline CT")
             seg_path = find_single_image(_seg_folder(images, base_prefix), f"{base_prefix} baseline lesion mask")
             ct, ct_geom = read_image(ct_path, check_finite=True, what=f"{base_prefix} baseline CT")
             seg, seg_geom = read_image(seg_path, what=f"{base_prefix} baseline lesion mask")
             check_same_grid(ct_geom, seg_geom, f"{base_prefix} baseline CT {ct_path.name}",
                             f"{base_prefix} baseline lesion mask {seg_path.name}")
-            points = _read_points(input_dir / f"{base_prefix}-baseline-lesion-clicks.json", required=False)
+            points = _read_points(input_dir / task2_points_file(base_prefix, "baseline"), required=False)
             baselines[base_prefix] = (ct, ct_geom, np.asarray(seg), points)
-        fu_path = find_single_image(images / f"{prefix}-followup-ct", f"{prefix} follow-up CT")
+        fu_path = find_single_image(input_dir / task2_followup_ct_subdir(prefix), f"{prefix} follow-up CT")
         fu_ct, fu_geom = read_image(fu_path, check_finite=True, what=f"{prefix} follow-up CT")
-        fu_points = _read_points(input_dir / f"{prefix}-followup-lesion-clicks.json", required=False)
+        fu_points = _read_points(input_dir / task2_points_file(prefix, "followup"), required=False)
         ct, ct_geom, seg, points = baselines[base_prefix]
         out.append(FollowupInputs(prefix, base_prefix, fu_path, ct, ct_geom, seg, fu_ct, fu_geom,
                                   points, fu_points))
     return out
 
 
-def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
+def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
               model_dir: str | os.PathLike | None = None, device: str = "auto",
               time_budget: float | None = None, deformable: bool = False) -> list[Path]:
     """Segment every follow-up in ``input_dir``; write one mask per follow-up under
@@ -168,7 +162,7 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
         results.append((item, mask))
     written = []
     for item, mask in results:
-        path = output_dir / "images" / OUTPUT_FOLDER.format(p=item.prefix) / item.output_name
+        path = output_dir / task2_output_subdir(item.prefix) / item.output_name
         written.append(write_mask(mask, item.followup_geometry, path))
         log.info("wrote %s (%d lesion voxels)", path, int(np.count_nonzero(mask)))
     elapsed = time.perf_counter() - started
@@ -178,34 +172,30 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python Task2/inference.py",
         description="Task 2 (longitudinal CT): segment the follow-up lesions from a baseline CT, its "
                     "lesion mask and points, and the follow-up CT (step 1: no follow-up clicks; step 2: "
                     "one click per follow-up lesion). Writes OUTPUT/images/<primary|secondary>-followup-"
                     "ct-tumor-lesion-seg/<follow-up uuid>.mha.")
-    parser.add_argument("--input", type=Path, default=Path("/input"), help="Grand Challenge input folder (default /input)")
-    parser.add_argument("--output", type=Path, default=Path("/output"), help="output folder (default /output)")
+    parser.add_argument("--input", type=Path, default=INPUT_DIR, help="Grand Challenge input folder (default /input)")
+    parser.add_argument("--output", type=Path, default=OUTPUT_DIR, help="output folder (default /output)")
     parser.add_argument("--model", default=None,
                         help="trained Task 2 nnU-Net folder (see Task2/README.md); default: model-free")
     parser.add_argument("--device", default="auto", help="auto, cuda or cpu (nnU-Net path only)")
     parser.add_argument("--deformable", action="store_true",
                         help="add a BSpline refinement after the affine registration (slower)")
-    parser.add_argument("--time_budget", type=float, default=300.0, help="seconds; only warns when exceeded")
+    parser.add_argument("--time_budget", type=positive_float, default=TIME_BUDGET_SECONDS, help="seconds; only warns when exceeded")
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser
 
 
+@entrypoint("python Task2/inference.py")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        written = run_task2(args.input, args.output, model_dir=args.model, device=args.device,
-                            time_budget=args.time_budget, deformable=args.deformable)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_logging(args.quiet)
+    written = run_task2(args.input, args.output, model_dir=args.model, device=args.device,
+                        time_budget=args.time_budget, deformable=args.deformable)
     for path in written:
         print(path)
     return 0

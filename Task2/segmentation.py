@@ -24,7 +24,7 @@ Every lesion is segmented inside a box around its point, never on the whole scan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -154,7 +154,6 @@ def _scaled_shape(prior: CarriedLesion, box: tuple[slice, ...], centre: np.ndarr
     """The carried shape, scaled by ``scale`` about its centre and moved to ``centre``,
     sampled on ``box`` (nearest neighbour)."""
     grids = np.meshgrid(*[np.arange(s.start, s.stop, dtype=np.float32) for s in box], indexing="ij")
-    offs = np.array([s.start for s in prior.region], dtype=np.float32)
     com = np.asarray(ndi.center_of_mass(prior.mask), dtype=np.float32)
     coords = [com[a] + (grids[a] - np.float32(centre[a])) / np.float32(scale) for a in range(3)]
     return ndi.map_coordinates(prior.mask.astype(np.uint8), coords, order=0, mode="constant",

@@ -1,13 +1,64 @@
-"""The Grand Challenge container contract of autoPET/CT IV, Task 1: one home for its paths.
+"""The Grand Challenge container contract of autoPET/CT IV: one home for its paths, file names,
+protocol numbers and input-layout rules (source: ``shared/challenge-facts.md``).
 
-Imported by the entrypoint (``inference.py``), the local challenge and the tests; see
-``shared/challenge-facts.md`` for the source. Task 2's folder names live in
-:mod:`Task2.inference` (its input layout rules).
+Imported by the entrypoints (``inference.py``, ``Task2/inference.py``), the local challenge
+runs, the phantom writers and the tests. Constants and small path functions only: no work at
+import time.
 """
+from __future__ import annotations
+
+import os
 from pathlib import Path
 
+INPUT_DIR = Path("/input")
+OUTPUT_DIR = Path("/output")
+MODEL_DIR = Path("/opt/ml/model")  # where the platform puts the uploaded model, read-only
+TIME_BUDGET_SECONDS = 300.0        # per algorithm job (one case, one step)
+
+# ----------------------------------------------------------------------------- Task 1
 TASK1_CT_SUBDIR = Path("images") / "ct"
 TASK1_PET_SUBDIR = Path("images") / "pet"
 TASK1_CLICKS_FILE = "lesion-clicks.json"
 TASK1_OUTPUT_SUBDIR = Path("images") / "tumor-lesion-segmentation"
-MODEL_DIR = Path("/opt/ml/model")  # where the platform puts the uploaded model, read-only
+
+# The Task 1 interactive protocol: steps 0..10, step s gives s tumor and s background clicks.
+TASK1_MAX_CLICKS = 10
+TASK1_N_STEPS = TASK1_MAX_CLICKS + 1
+
+# ----------------------------------------------------------------------------- Task 2
+TASK2_PREFIXES = ("primary", "secondary")   # a secondary follow-up is optional
+# the baseline mask folder: the interface's slug, and the longer spelling seen in the challenge's examples
+TASK2_BASELINE_SEG_FOLDERS = ("{p}-baseline-ct-tumor-lesion-seg", "{p}-baseline-ct-tumor-lesion-segmentation")
+
+
+def task2_baseline_ct_subdir(prefix: str) -> Path:
+    return Path("images") / f"{prefix}-baseline-ct"
+
+
+def task2_followup_ct_subdir(prefix: str) -> Path:
+    return Path("images") / f"{prefix}-followup-ct"
+
+
+def task2_output_subdir(prefix: str) -> Path:
+    return Path("images") / f"{prefix}-followup-ct-tumor-lesion-seg"
+
+
+def task2_points_file(prefix: str, scan: str) -> str:
+    """``<prefix>-baseline-lesion-clicks.json`` or ``<prefix>-followup-lesion-clicks.json``."""
+    if scan not in ("baseline", "followup"):
+        raise ValueError(f"scan must be 'baseline' or 'followup', got {scan!r}")
+    return f"{prefix}-{scan}-lesion-clicks.json"
+
+
+# ----------------------------------------------------------------------------- layout rules
+def is_task1_input(input_dir: str | os.PathLike) -> bool:
+    """A Task 1 input: a CT or PET image folder."""
+    input_dir = Path(input_dir)
+    return (input_dir / TASK1_CT_SUBDIR).is_dir() or (input_dir / TASK1_PET_SUBDIR).is_dir()
+
+
+def is_task2_input(input_dir: str | os.PathLike) -> bool:
+    """A Task 2 input: a follow-up or baseline CT folder of either prefix."""
+    input_dir = Path(input_dir)
+    return any((input_dir / task2_followup_ct_subdir(p)).is_dir() or (input_dir / task2_baseline_ct_subdir(p)).is_dir()
+               for p in TASK2_PREFIXES)

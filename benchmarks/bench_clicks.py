@@ -43,7 +43,7 @@ def _child(kind: str, label_path: str, pet_path: str, queue) -> None:
     pet = np.load(pet_path)
     if kind == "fast":
         from clicks.simulate import simulate_clicks as run
-        import cc3d, edt  # noqa: F401  (import cost is not part of the timing)
+        import edt  # noqa: F401  (import cost is not part of the timing)
     else:
         from click_reference import reference_clicks as run
         import scipy.ndimage  # noqa: F401

@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from Task1.click_transforms import AppendClickChannelsTransform, simulate_patch_clicks
+    from clicks.simulate import simulate_patch_clicks
+    from Task1.click_transforms import AppendClickChannelsTransform
     from Task1.trainers.autoPETClickTrainers import autoPETTrainerClicks
 
     torch.set_num_threads(1)  # as in nnU-Net's data-loader workers

@@ -97,8 +97,9 @@ def simulate_case_files(label_path: str | os.PathLike, json_output: str | os.Pat
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         label, pet, geometry, _ = load_case(label_path, pet_path, with_background, case)
-        clicks = simulate_clicks(label, pet, dataset_name, click_budget, center_offset, edge_offset,
-                                 seed, background_in_component, case)
+        clicks = simulate_clicks(label, pet, dataset_name, click_budget=click_budget, center_offset=center_offset,
+                                 edge_offset=edge_offset, seed=seed, background_in_component=background_in_component,
+                                 case=case)
     messages = [str(w.message) for w in caught]
     heatmaps = {}
     if output_heatmap is not None:

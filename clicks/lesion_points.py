@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from autopet_common.cli import ArgumentParser, entrypoint
 
 
+@entrypoint("python -m clicks.lesion_points")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clicks.lesion_points", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="python -m clicks.lesion_points", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mask", help="lesion mask image (.nii.gz, .mha, ...)")
     parser.add_argument("output_json", help="output Task 2 points file")
     args = parser.parse_args(argv)
-    from autopet_common.errors import InputError
 
     from .simulate import write_lesion_centre_points
 
-    try:
-        points = write_lesion_centre_points(args.mask, args.output_json)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    points = write_lesion_centre_points(args.mask, args.output_json)
     print(f"{args.output_json}: {len(points)} lesion point(s)")
     return 0
 

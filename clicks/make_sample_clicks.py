@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from autopet_common.cli import ArgumentParser, entrypoint
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_LABEL = REPO / "test" / "sample_cohort" / "test_input_case" / "label.nii.gz"
@@ -27,19 +28,15 @@ def sample_clicks(label_path: Path = SAMPLE_LABEL, pet_folder: Path = SAMPLE_PET
     return process_image(str(label_path), str(pet_path), "FDG-PETCT")
 
 
+@entrypoint("python clicks/make_sample_clicks.py")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default=str(SAMPLE_CLICKS), help=f"output JSON (default {SAMPLE_CLICKS})")
     args = parser.parse_args(argv)
     from autopet_common.click_io import write_clicks_json
-    from autopet_common.errors import InputError
 
-    try:
-        clicks = sample_clicks()
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    clicks = sample_clicks()
     write_clicks_json(args.output, clicks, gc_format=True)
     print(f"{args.output}: {len(clicks['tumor'])} tumor + {len(clicks['background'])} background clicks")
     return 0

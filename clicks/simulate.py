@@ -40,7 +40,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -275,16 +275,29 @@ def _labelled_components(mask: np.ndarray):
     return labels, np.arange(1, int(n) + 1, dtype=labels.dtype), bbox
 
 
-def _perturb(click: list[int], offset: int | None, region: np.ndarray, rng: np.random.Generator,
-             inside_value: bool) -> list[int]:
-    """Add a random offset of 0..offset voxels per axis; keep it only if the moved point stays
-    in the volume and in its region (``region == inside_value``), as the published code does."""
-    if offset is None:
+def _integers(rng: Any, low: int, high: int, size: int) -> np.ndarray:
+    """``size`` integers in ``[low, high)`` from a ``Generator`` or a legacy ``RandomState``."""
+    if hasattr(rng, "integers"):
+        return rng.integers(low, high, size=size)
+    return rng.randint(low, high, size=size)
+
+
+def _perturb(click: list[int], offset: int | None, tumor: np.ndarray, rng: Any, inside_tumor: bool,
+             symmetric: bool = False, allowed: np.ndarray | None = None) -> list[int]:
+    """Add a random offset per axis, 0..offset voxels (the challenge's rule) or, with
+    ``symmetric``, -offset..offset; keep it only if the moved point stays in the volume, on
+    the same side of the tumor mask (``tumor == inside_tumor``, as the published code checks)
+    and, when given, in ``allowed`` (patch voxels that are not padding)."""
+    if not offset:
         return click
-    moved = [c + int(d) for c, d in zip(click, rng.integers(0, int(offset) + 1, size=3))]
-    if all(0 <= m < s for m, s in zip(moved, region.shape)) and bool(region[tuple(moved)]) == inside_value:
-        return moved
-    return click
+    low = -int(offset) if symmetric else 0
+    moved = [c + int(d) for c, d in zip(click, _integers(rng, low, int(offset) + 1, 3))]
+    if not all(0 <= m < s for m, s in zip(moved, tumor.shape)):
+        return click
+    point = tuple(moved)
+    if bool(tumor[point]) != inside_tumor or (allowed is not None and not allowed[point]):
+        return click
+    return moved
 
 
 def _check_offset(name: str, value: Any) -> int | None:
@@ -292,14 +305,115 @@ def _check_offset(name: str, value: Any) -> int | None:
         return None
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} must be a whole number of voxels >= 0, got {value!r}") from None
     if number != float(value) or number < 0:
         raise ValueError(f"{name} must be a whole number of voxels >= 0, got {value!r}")
     return number
 
 
-def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_name: str = "FDG-PETCT",
+@dataclass(frozen=True)
+class ClickDrawSettings:
+    """How clicks are drawn beyond the challenge's rules; the defaults are the challenge's.
+
+    ``center_offset`` / ``edge_offset``: random offset of centre / fill-up clicks, in voxels per
+    axis (None or 0: none). ``symmetric_offsets``: offsets in [-n, n] instead of the challenge's
+    [0, n] (training uses it: the challenge's one-sided offsets would teach a network a drift
+    towards the far corner). ``background_in_component``: fill-up clicks of a background
+    component whose voxels all have distance 1 stay in the component, instead of the
+    published code's pick among all voxels outside it (the "background quirk").
+    """
+
+    center_offset: int | None = None
+    edge_offset: int | None = None
+    symmetric_offsets: bool = False
+    background_in_component: bool = False
+
+
+def draw_clicks(tumor: np.ndarray, pet: np.ndarray | None, budget: int, rng: Any, *,
+                perturb_rng: Any = None, settings: ClickDrawSettings = ClickDrawSettings(),
+                valid: np.ndarray | None = None, strict: bool = True, case: str = "case") -> dict[str, list]:
+    """The challenge's click rules on checked arrays: the one definition that the simulator
+    (:func:`simulate_clicks`) and the training-time patch clicks
+    (:func:`simulate_patch_clicks`) share.
+
+    ``tumor``: bool mask; components are numbered by ``cc3d`` in the array's memory order
+    (the published script sees Fortran-ordered arrays: :func:`simulate_clicks` passes those).
+    ``pet``: same shape, or None for no background clicks. ``rng``: draws the component
+    samples and fill-up picks (``RandomState(42)`` gives the challenge's clicks; a
+    ``Generator`` works too). ``perturb_rng``: draws the offsets (default: ``rng``).
+    ``valid``: voxels that belong to the image (a training patch's non-padding voxels):
+    background clicks, their percentile and moved clicks stay in it. ``strict``: an empty
+    background region raises :class:`EmptyRegionError` (the simulator) instead of giving no
+    background clicks (a patch). Returns ``{"tumor": [[i, j, k], ...], "background": [...]}``.
+    """
+    perturb_rng = rng if perturb_rng is None else perturb_rng
+    clicks = empty_clicks()
+
+    def move(click: list[int], offset: int | None, on_tumor: bool) -> list[int]:
+        return _perturb(click, offset, tumor, perturb_rng, on_tumor, settings.symmetric_offsets, valid)
+
+    if budget > 0 and tumor.any():
+        def surface_pick(comp: _Component) -> list[int]:
+            surface = comp.surface_voxels()
+            return comp.to_volume(surface[rng.choice(surface.shape[0])])
+
+        clicks["tumor"] = _component_clicks(tumor, budget, rng, settings, lambda c, o: move(c, o, True),
+                                            surface_pick)
+
+    if pet is None or budget <= 0:
+        return clicks
+    excluded = tumor if valid is None else (tumor | ~valid)
+    n_excluded = int(np.count_nonzero(excluded))
+    if n_excluded == tumor.size:
+        if strict:
+            raise EmptyRegionError(f"{case}: the label covers the whole image; no background "
+                                   "voxel for background clicks")
+        return clicks
+    threshold = background_threshold(pet, excluded, BACKGROUND_PERCENTILE, n_excluded)
+    region = _greater_than(pet, threshold) * ~excluded
+    if not region.any():
+        if strict:
+            raise EmptyRegionError(f"{case}: no PET voxel outside the label is above the "
+                                   f"{BACKGROUND_PERCENTILE}th percentile ({threshold:g}); no "
+                                   "high-uptake region for background clicks (constant PET?)")
+        return clicks
+
+    def background_pick(comp: _Component) -> list[int]:
+        click = None
+        if comp.uniform() and not settings.background_in_component:
+            click = _outside_component_pick(comp, excluded, rng)
+        if click is None:
+            voxels = comp.voxels()
+            click = comp.to_volume(voxels[rng.choice(voxels.shape[0])])
+        return click
+
+    clicks["background"] = _component_clicks(region, budget, rng, settings, lambda c, o: move(c, o, False),
+                                             background_pick)
+    return clicks
+
+
+def _component_clicks(mask: np.ndarray, budget: int, rng: Any, settings: ClickDrawSettings,
+                      move: Callable[[list[int], int | None], list[int]],
+                      fill_pick: Callable[[_Component], list[int]]) -> list[list[int]]:
+    """The published sampling on one region: ``min(budget, n)`` of its components sampled
+    without replacement, a centre click (distance-transform arg-max) on each, then fill-up
+    clicks cycling over the sampled components (``fill_pick``) until ``budget`` clicks exist.
+    ``move`` applies the offsets (centre: ``center_offset``, fill-up: ``edge_offset``)."""
+    labels, unique_labels, boxes = _labelled_components(mask)
+    size = min(budget, len(unique_labels))
+    sampled = rng.choice(unique_labels, size=size, replace=False)
+    components = [_component(labels, int(lab), boxes(int(lab))) for lab in sampled]
+    clicks = [move(comp.centre(), settings.center_offset) for comp in components]
+    while components and len(clicks) < budget:
+        for comp in components:
+            clicks.append(move(fill_pick(comp), settings.edge_offset))
+            if len(clicks) == budget:
+                break
+    return clicks
+
+
+def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_name: str = "FDG-PETCT", *,
                     click_budget: int | None = None, center_offset: int | None = None,
                     edge_offset: int | None = None, seed: int = SEED,
                     background_in_component: bool = False, case: str = "case") -> dict[str, list]:
@@ -322,8 +436,9 @@ def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_na
     budget = default_budget if click_budget is None else int(click_budget)
     if budget < 0:
         raise ValueError(f"click budget must be >= 0, got {click_budget!r}")
-    center_offset = _check_offset("center_offset", center_offset)
-    edge_offset = _check_offset("edge_offset", edge_offset)
+    settings = ClickDrawSettings(center_offset=_check_offset("center_offset", center_offset),
+                                 edge_offset=_check_offset("edge_offset", edge_offset),
+                                 background_in_component=background_in_component)
 
     # cc3d numbers components in memory order. The published script labels nibabel's
     # Fortran-ordered arrays, so label in Fortran order whatever the caller's layout: the
@@ -343,72 +458,66 @@ def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_na
             n_bad = int(np.count_nonzero(~np.isfinite(pet)))
             if n_bad:
                 raise InputError(f"{case}: PET contains {n_bad} NaN or infinite voxel(s)")
-
-    rng = np.random.RandomState(seed)
-    perturb_rng = np.random.default_rng(seed)
-    clicks = empty_clicks()
-
-    if tumor.any():
-        labels, unique_labels, boxes = _labelled_components(tumor)
-        size = min(budget, len(unique_labels))
-        sampled = rng.choice(unique_labels, size=size, replace=False)
-        components = [_component(labels, int(lab), boxes(int(lab))) for lab in sampled]
-        for comp in components:
-            clicks["tumor"].append(_perturb(comp.centre(), center_offset, tumor, perturb_rng, True))
-        while len(clicks["tumor"]) < budget:
-            for comp in components:
-                surface = comp.surface_voxels()
-                click = comp.to_volume(surface[rng.choice(surface.shape[0])])
-                clicks["tumor"].append(_perturb(click, edge_offset, tumor, perturb_rng, True))
-                if len(clicks["tumor"]) == budget:
-                    break
-
-    if with_background:
-        n_tumor = int(np.count_nonzero(tumor))
-        if n_tumor == tumor.size:
-            raise EmptyRegionError(f"{case}: the label covers the whole image; no background "
-                                   "voxel for background clicks")
-        threshold = background_threshold(pet, tumor, BACKGROUND_PERCENTILE, n_tumor)
-        region = _greater_than(pet, threshold) * ~tumor
-        labels, unique_labels, boxes = _labelled_components(region)
-        if len(unique_labels) == 0 and budget > 0:
-            raise EmptyRegionError(f"{case}: no PET voxel outside the label is above the "
-                                   f"{BACKGROUND_PERCENTILE}th percentile ({threshold:g}); no "
-                                   "high-uptake region for background clicks (constant PET?)")
-        size = min(budget, len(unique_labels))
-        sampled = rng.choice(unique_labels, size=size, replace=False)
-        components = [_component(labels, int(lab), boxes(int(lab))) for lab in sampled]
-        for comp in components:
-            clicks["background"].append(_perturb(comp.centre(), center_offset, tumor, perturb_rng, False))
-        while len(clicks["background"]) < budget:
-            for comp in components:
-                if comp.uniform() and not background_in_component:
-                    click = _outside_component_pick(comp, tumor, rng)
-                else:
-                    voxels = comp.voxels()
-                    click = comp.to_volume(voxels[rng.choice(voxels.shape[0])])
-                clicks["background"].append(_perturb(click, edge_offset, tumor, perturb_rng, False))
-                if len(clicks["background"]) == budget:
-                    break
-    return clicks
+    else:
+        pet = None
+    # the published stream: one legacy generator seeded once per case; the offsets come from a
+    # separate generator so that turning them on leaves every other draw unchanged
+    return draw_clicks(tumor, pet, budget, np.random.RandomState(seed), perturb_rng=np.random.default_rng(seed),
+                       settings=settings, case=case)
 
 
-def _outside_component_pick(comp: _Component, tumor: np.ndarray, rng: np.random.RandomState) -> list[int]:
-    """The published background fill-up pick for a component whose voxels all have distance 1:
-    ``np.random.choice(count)`` over every voxel *outside* the component (C order), drawn
-    again while it falls on tumor. Maps the drawn rank to a voxel without listing the volume.
+def simulate_patch_clicks(label: np.ndarray, pet: np.ndarray, n_clicks: int, rng: Any, *,
+                          valid: np.ndarray | None = None, perturb_rng: Any = None,
+                          settings: ClickDrawSettings = ClickDrawSettings(symmetric_offsets=True)
+                          ) -> dict[str, list[list[int]]]:
+    """``n_clicks`` tumor and ``n_clicks`` background clicks on one training patch, by the
+    challenge's rules (:func:`draw_clicks`).
+
+    ``label``: tumor mask of the patch (anything > 0 is tumor). ``pet``: PET of the patch, SUV
+    or z-score normalised (an increasing affine map leaves the percentile region unchanged).
+    ``valid``: voxels that belong to the image (nnU-Net marks padding with label -1).
+    ``rng``: a ``np.random.Generator`` (or ``RandomState``) for every draw unless
+    ``perturb_rng`` is given. ``settings``: symmetric offsets by default (see
+    :class:`ClickDrawSettings`); offsets are off unless set. Components are numbered in the
+    patch's memory order. Returns voxel indices of the patch; fewer clicks than asked when the
+    patch has no tumor or no high-uptake region. With a Fortran-ordered whole image,
+    ``RandomState(42)`` and the challenge's settings, the clicks equal :func:`simulate_clicks`.
     """
-    shape = tumor.shape
+    tumor = np.asarray(label) > 0
+    pet = np.asarray(pet)
+    if tumor.shape != pet.shape:
+        raise ValueError(f"label shape {tumor.shape} and PET shape {pet.shape} differ")
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != tumor.shape:
+            raise ValueError(f"label shape {tumor.shape} and valid-voxel mask shape {valid.shape} differ")
+    return draw_clicks(tumor, pet, int(n_clicks), rng, perturb_rng=perturb_rng, settings=settings,
+                       valid=valid, strict=False, case="patch")
+
+
+def _outside_component_pick(comp: _Component, excluded: np.ndarray, rng: Any) -> list[int] | None:
+    """The published background fill-up pick for a component whose voxels all have distance 1:
+    ``rng.choice(count)`` over every voxel *outside* the component (C order), drawn again
+    while it falls on an ``excluded`` voxel (tumor, where the published code aborts; padding of
+    a patch). Maps the drawn rank to a voxel without listing the volume. None when no voxel
+    outside the component is allowed (the caller then picks in the component).
+    """
+    shape = excluded.shape
     inside = np.ravel_multi_index(tuple((comp.voxels() + comp.offset).T), shape)  # ascending
     n_outside = int(np.prod(shape)) - inside.size
+    if n_outside == 0:
+        return None
     # rank r -> flat index r + #{component voxels before it}; inside[m] - m is non-decreasing.
     shifted = inside - np.arange(inside.size)
-    while True:
+    for attempt in range(100_000):
+        if attempt == 1000 and int(np.count_nonzero(excluded)) >= n_outside:
+            return None  # every voxel outside the component is excluded: no pick can succeed
         rank = int(rng.choice(n_outside))
         flat = rank + int(np.searchsorted(shifted, rank, side="right"))
         click = [int(v) for v in np.unravel_index(flat, shape)]
-        if not tumor[tuple(click)]:
+        if not excluded[tuple(click)]:
             return click
+    return None
 
 
 def lesion_centre_points(mask: np.ndarray) -> dict[int, tuple[float, float, float]]:
@@ -525,8 +634,9 @@ def process_image(input_label: Any, input_pet: Any = None, dataset_name: str = "
         raise ValueError(f"unknown click format {click_format!r}; choose one of {CLICK_FORMATS}")
     with_background, _ = dataset_settings(dataset_name)
     label, pet, _, case = load_case(input_label, input_pet, with_background)
-    clicks = simulate_clicks(label, pet, dataset_name, click_budget, center_offset, edge_offset,
-                             seed, background_in_component, case)
+    clicks = simulate_clicks(label, pet, dataset_name, click_budget=click_budget, center_offset=center_offset,
+                             edge_offset=edge_offset, seed=seed, background_in_component=background_in_component,
+                             case=case)
     if click_format == "JSON":
         return clicks
     if click_format == "JSON_GC":

@@ -21,6 +21,8 @@ if __name__ == "__main__" and __package__ in (None, ""):
 import argparse
 
 # Drop-in names of the published module (importing them does no work).
+from autopet_common.cli import (ArgumentParser, entrypoint, non_negative_int, positive_float,  # noqa: E402
+                                 positive_int)
 from autopet_common.click_io import clicks_to_gc_format  # noqa: E402
 from clicks.simulate import identify_click_region, process_image, simulate_clicks  # noqa: E402
 
@@ -46,15 +48,14 @@ example:
   python clicks/simulate_clicks.py -i data/labelsTr -d PSMA-FDG-PETCT --json_output clicks/ \\
       -o heatmaps/ --num_processes 2
 Exit status: 0 when every case succeeded (or was skipped), 1 when any case failed,
-2 for bad arguments.
+2 for bad arguments or input.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     from clicks.simulate import DATASETS
 
-    parser = argparse.ArgumentParser(prog="simulate_clicks.py", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="simulate_clicks.py", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("-i", "--input_label", required=True,
                         help="folder of label images <case>.nii.gz (or one label file)")
     parser.add_argument("-d", "--dataset_name", required=True, choices=list(DATASETS),
@@ -66,24 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
                              "'labels' replaced by 'images')")
     parser.add_argument("-o", "--output_heatmap", default=None,
                         help="output folder for click heatmaps (extra nnU-Net channels); none if omitted")
-    parser.add_argument("--center_offset", type=int, default=None, metavar="N",
+    parser.add_argument("--center_offset", type=non_negative_int, default=None, metavar="N",
                         help="perturb centre clicks by a random 0..N voxels per axis (augmentation; "
                              "kept only if still inside the region)")
-    parser.add_argument("--edge_offset", type=int, default=None, metavar="N",
+    parser.add_argument("--edge_offset", type=non_negative_int, default=None, metavar="N",
                         help="perturb fill-up (edge) clicks by a random 0..N voxels per axis")
-    parser.add_argument("--click_budget", type=int, default=None, metavar="N",
+    parser.add_argument("--click_budget", type=non_negative_int, default=None, metavar="N",
                         help="clicks per kind (default: 10, Longitudinal-CT 2)")
-    parser.add_argument("--seed", type=int, default=42,
+    parser.add_argument("--seed", type=non_negative_int, default=42,
                         help="random seed (default 42 = the challenge's clicks; also seeds the "
                              "perturbation)")
     parser.add_argument("--encoding", choices=["gaussian", "edt"], default="gaussian",
                         help="heatmap encoding: gaussian (peak 1, the reference's shape) or edt "
                              "(distance-transform ball, 1 at the click, 0 at the radius)")
-    parser.add_argument("--encoding_size", type=float, default=None, metavar="S",
+    parser.add_argument("--encoding_size", type=positive_float, default=None, metavar="S",
                         help="gaussian sigma (default 3) or ball radius (default 2), in voxels")
     parser.add_argument("--encoding_in_mm", action="store_true",
                         help="--encoding_size is in mm (uses the label's spacing)")
-    parser.add_argument("--num_processes", type=int, default=1, metavar="N",
+    parser.add_argument("--num_processes", type=positive_int, default=1, metavar="N",
                         help="cases simulated in parallel (default 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo cases whose outputs exist (default: skip them)")
@@ -95,34 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entrypoint("simulate_clicks.py")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from clicks.batch import simulate_folder, summarise
     from autopet_common.errors import InputError
+    from clicks.batch import simulate_folder, summarise
 
-    for name in ("center_offset", "edge_offset", "click_budget"):
-        value = getattr(args, name)
-        if value is not None and value < 0:
-            print(f"error: --{name} must be >= 0, got {value}", file=sys.stderr)
-            return 2
-    if args.num_processes < 1:
-        print(f"error: --num_processes must be >= 1, got {args.num_processes}", file=sys.stderr)
-        return 2
-    try:
-        results = simulate_folder(
-            args.input_label, args.json_output, args.dataset_name, input_pet=args.input_pet,
-            output_heatmap=args.output_heatmap, num_processes=args.num_processes,
-            progress=not args.quiet, click_budget=args.click_budget, center_offset=args.center_offset,
-            edge_offset=args.edge_offset, seed=args.seed,
-            background_in_component=args.background_in_component, encoding=args.encoding,
-            encoding_size=args.encoding_size, encoding_in_mm=args.encoding_in_mm,
-            overwrite=args.overwrite)
-    except (InputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    results = simulate_folder(
+        args.input_label, args.json_output, args.dataset_name, input_pet=args.input_pet,
+        output_heatmap=args.output_heatmap, num_processes=args.num_processes,
+        progress=not args.quiet, click_budget=args.click_budget, center_offset=args.center_offset,
+        edge_offset=args.edge_offset, seed=args.seed,
+        background_in_component=args.background_in_component, encoding=args.encoding,
+        encoding_size=args.encoding_size, encoding_in_mm=args.encoding_in_mm,
+        overwrite=args.overwrite)
     if not results:
-        print(f"error: no label images in {args.input_label}", file=sys.stderr)
-        return 1
+        raise InputError(f"no label images in {args.input_label}")
     summary = summarise(results)
     failed = any(r.status == "failed" for r in results)
     print(summary, file=sys.stderr if failed else sys.stdout)

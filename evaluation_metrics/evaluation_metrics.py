@@ -18,6 +18,7 @@ import math
 import sys
 from pathlib import Path
 
+from autopet_common.cli import ArgumentParser, entrypoint, non_negative_float, positive_int
 from autopet_common.errors import InputError
 
 from evaluation_metrics.evaluate import (INTERACTIVE_COLUMNS, STATIC_COLUMNS, compute_interactive_metrics,
@@ -32,7 +33,7 @@ __all__ = ["compute_metrics", "compute_interactive_metrics", "evaluate_folder", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="evaluation_metrics",
         description="Score autoPET/CT IV predictions with the challenge metrics: Dice, false positive "
                     "volume (FPV, ml) and false negative volume (FNV, ml) with 18-connected components, "
@@ -49,16 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder for the CSVs, summary.json and the plot (default: the current "
                              "folder when GT is a folder; nothing is written for a single GT file "
                              "unless given)")
-    parser.add_argument("--n_clicks", type=int, default=None,
+    parser.add_argument("--n_clicks", type=positive_int, default=None,
                         help="number of interactive steps including step 0 (11 for Task 1)")
     parser.add_argument("--task", type=int, choices=(1, 2), default=1,
                         help="2: score follow-up masks of Task 2 over its 2 steps (_pred1, _pred2)")
-    parser.add_argument("--num_processes", type=int, default=1, help="cases scored in parallel")
+    parser.add_argument("--num_processes", type=positive_int, default=1, help="cases scored in parallel")
     parser.add_argument("--plot", action="store_true",
                         help="write interactive_curves.png (Dice, FPV, FNV against clicks)")
     parser.add_argument("--allow_missing", action="store_true",
                         help="score the cases that have predictions; exit 0 despite missing ones")
-    parser.add_argument("--min_overlap", type=float, default=0.0,
+    parser.add_argument("--min_overlap", type=_fraction, default=0.0,
                         help="detection: fraction of a lesion that must be predicted for it to count "
                              "as found (0 = any voxel, the default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -88,27 +89,30 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _fraction(text: str) -> float:
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return value
+
+
+@entrypoint("evaluation_metrics")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     gt, pred = Path(args.gt_path), Path(args.prediction_path)
     mode = "task2" if args.task == 2 else ("static" if args.n_clicks is None else "interactive")
     if args.task == 2 and args.n_clicks not in (None, 2):
-        print("error: --task 2 has exactly 2 steps; drop --n_clicks", file=sys.stderr)
-        return 2
+        raise InputError("--task 2 has exactly 2 steps; drop --n_clicks")
     out_dir = args.output_path
     if out_dir is None and gt.is_dir():
         out_dir = "."
-    try:
-        common = dict(out_dir=out_dir, num_processes=args.num_processes, plot=args.plot,
-                      allow_missing=args.allow_missing, min_overlap=args.min_overlap,
-                      progress=not args.quiet)
-        if mode == "task2":
-            summary = evaluate_task2(gt, pred, **common)
-        else:
-            summary = evaluate_folder(gt, pred, n_clicks=args.n_clicks, **common)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    common = dict(out_dir=out_dir, num_processes=args.num_processes, plot=args.plot,
+                  allow_missing=args.allow_missing, min_overlap=args.min_overlap,
+                  progress=not args.quiet)
+    if mode == "task2":
+        summary = evaluate_task2(gt, pred, **common)
+    else:
+        summary = evaluate_folder(gt, pred, n_clicks=args.n_clicks, **common)
     if gt.is_file() and summary["results"]:
         result = summary["results"][0]
         if mode == "static":
@@ -133,8 +137,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:  # output piped into head & co.
-        sys.stderr.close()
-        sys.exit(0)
+    sys.exit(main())

@@ -10,12 +10,12 @@ Arrays ``[i, j, k]``; the output has the label's grid.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from autopet_common.cli import ArgumentParser, entrypoint, non_negative_int, positive_int
 from autopet_common.errors import InputError
 from autopet_common.image_io import image_suffix, list_images, read_image, strip_image_suffix, write_mask
 
@@ -57,39 +57,37 @@ def simulate_prediction_steps(label: np.ndarray, n_steps: int, seed: int = 0) ->
     return steps
 
 
+@entrypoint("python -m evaluation_metrics.simulate_predictions")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Write simulated predictions (improving with the "
-                                                 "step) for every ground-truth mask in a folder.")
+    parser = ArgumentParser(prog="python -m evaluation_metrics.simulate_predictions",
+                            description="Write simulated predictions (improving with the "
+                                        "step) for every ground-truth mask in a folder.")
     parser.add_argument("-g", "--gt_path", required=True, help="folder of <case>.nii.gz / .mha masks")
     parser.add_argument("-o", "--output_path", required=True, help="prediction folder to write")
-    parser.add_argument("--n_clicks", type=int, default=11, help="interactive steps (default 11)")
+    parser.add_argument("--n_clicks", type=positive_int, default=11, help="interactive steps (default 11)")
     parser.add_argument("--task", type=int, choices=(1, 2), default=1,
                         help="2: write <case>_pred1 and <case>_pred2 only")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     args = parser.parse_args(argv)
-    try:
-        gt_dir = Path(args.gt_path)
-        if not gt_dir.is_dir():
-            raise InputError(f"ground-truth folder not found: {gt_dir}")
-        files = list_images(gt_dir, (".nii.gz", ".nii", ".mha"))
-        if not files:
-            raise InputError(f"no .nii.gz / .mha masks in {gt_dir}")
-        from tqdm import tqdm
+    gt_dir = Path(args.gt_path)
+    if not gt_dir.is_dir():
+        raise InputError(f"ground-truth folder not found: {gt_dir}")
+    files = list_images(gt_dir, (".nii.gz", ".nii", ".mha"))
+    if not files:
+        raise InputError(f"no .nii.gz / .mha masks in {gt_dir}")
+    from tqdm import tqdm
 
-        for index, path in enumerate(tqdm(files, desc="cases", file=sys.stderr)):
-            label, geometry = read_image(path, what="ground truth")
-            case, suffix = strip_image_suffix(path), image_suffix(path)
-            n_steps = 2 if args.task == 2 else args.n_clicks
-            steps = simulate_prediction_steps(label, n_steps, seed=args.seed * 100_003 + index)
-            out = Path(args.output_path)
-            first = 1 if args.task == 2 else 0
-            for step, mask in enumerate(steps, start=first):
-                write_mask(mask, geometry, out / f"{case}_pred{step}{suffix}")
-            if args.task == 1:
-                write_mask(steps[-1], geometry, out / f"{case}{suffix}")
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    for index, path in enumerate(tqdm(files, desc="cases", file=sys.stderr)):
+        label, geometry = read_image(path, what="ground truth")
+        case, suffix = strip_image_suffix(path), image_suffix(path)
+        n_steps = 2 if args.task == 2 else args.n_clicks
+        steps = simulate_prediction_steps(label, n_steps, seed=args.seed * 100_003 + index)
+        out = Path(args.output_path)
+        first = 1 if args.task == 2 else 0
+        for step, mask in enumerate(steps, start=first):
+            write_mask(mask, geometry, out / f"{case}_pred{step}{suffix}")
+        if args.task == 1:
+            write_mask(steps[-1], geometry, out / f"{case}{suffix}")
     return 0
 
 

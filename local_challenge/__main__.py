@@ -6,12 +6,26 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from autopet_common.cli import ArgumentParser, entrypoint, non_negative_int, positive_float, positive_int
+from autopet_common.contract import TIME_BUDGET_SECONDS
+from autopet_common.errors import InputError
+
 from .runner import DEFAULT_ENTRYPOINT, N_STEPS
+
+PROG = "python -m local_challenge"
+
+
+def _steps(text: str) -> int:
+    value = positive_int(text)
+    if value > N_STEPS:
+        raise argparse.ArgumentTypeError(f"expected 1..{N_STEPS} steps (the protocol has steps 0..{N_STEPS - 1}), "
+                                         f"got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m local_challenge",
+    parser = ArgumentParser(
+        prog=PROG,
         description="Run the autoPET/CT IV Task 1 interactive protocol locally: for each case of a "
                     "cohort (nnU-Net raw layout with labels), simulate the challenge's 10 tumor + 10 "
                     "background clicks, run the entrypoint once per step 0..10 as a separate process "
@@ -34,22 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
                              "--gpus all instead of the entrypoint script (needs a Docker engine)")
     parser.add_argument("--entrypoint", type=Path, default=DEFAULT_ENTRYPOINT,
                         help="entrypoint script (default: the repository's inference.py)")
-    parser.add_argument("--time_budget", type=float, default=300.0,
+    parser.add_argument("--time_budget", type=positive_float, default=TIME_BUDGET_SECONDS,
                         help="seconds allowed per run, as on Grand Challenge (default 300)")
-    parser.add_argument("--timeout", type=float, default=None,
+    parser.add_argument("--timeout", type=positive_float, default=None,
                         help="kill a run after this many seconds (default: the time budget)")
     parser.add_argument("--dataset_name", default="FDG-PETCT", choices=["FDG-PETCT", "PSMA-FDG-PETCT"],
                         help="dataset name for the click simulation (both give 10 tumor + 10 background "
                              "clicks; default FDG-PETCT)")
-    parser.add_argument("--max_cases", type=int, default=None, help="only the first N cases (sorted by id)")
-    parser.add_argument("--steps", type=int, default=N_STEPS,
+    parser.add_argument("--max_cases", type=positive_int, default=None, help="only the first N cases (sorted by id)")
+    parser.add_argument("--steps", type=_steps, default=N_STEPS,
                         help=f"number of steps 0..N-1 (default {N_STEPS}, the challenge's protocol)")
-    parser.add_argument("--make_phantoms", type=int, default=None, metavar="N",
-                        help="first write a phantom cohort of N cases (half FDG, half PSMA) to "
-                             "OUTPUT/cohort and run on it (ignores --cohort)")
+    parser.add_argument("--make_phantoms", type=positive_int, default=None, metavar="N",
+                        help="first write a phantom cohort of N cases (Task 1: half FDG, half PSMA; Task 2: "
+                             "longitudinal pairs) to OUTPUT/cohort and run on it (ignores --cohort)")
     parser.add_argument("--phantom_size", default="small", choices=["tiny", "small", "medium", "full"],
                         help="phantom size for --make_phantoms (default small)")
-    parser.add_argument("--seed", type=int, default=0, help="phantom seed for --make_phantoms (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="phantom seed for --make_phantoms (default 0)")
     parser.add_argument("--keep_work", action="store_true",
                         help="keep the per-step Grand Challenge input/output folders under OUTPUT/work")
     parser.add_argument("--no_overlays", action="store_true",
@@ -63,40 +77,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entrypoint(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from autopet_common.errors import InputError
+    if args.task == 2:
+        from Task2.challenge_run import main as task2_main
 
-    try:
-        if args.task == 2:
-            try:
-                from Task2.challenge_run import run_task2_cohort
-            except ImportError as exc:
-                raise InputError(f"--task 2 needs Task2.challenge_run.run_task2_cohort, not available: {exc}")
-            if args.cohort is None:
-                raise InputError("--cohort is required")
-            run_task2_cohort(args.cohort, args.output, model=args.model, time_budget=args.time_budget)
-            return 0
-        cohort = args.cohort
+        # one implementation of the Task 2 run: its own command line, with the options that apply
+        forwarded = ["--output", str(args.output), "--time_budget", str(args.time_budget)]
         if args.make_phantoms:
-            from .runner import write_mixed_phantom_cohort
-
-            cohort = write_mixed_phantom_cohort(args.output / "cohort", args.make_phantoms,
-                                                size=args.phantom_size, seed=args.seed,
-                                                progress=not args.no_progress)
-        if cohort is None:
+            size = args.phantom_size
+            forwarded += ["--make_phantoms", str(args.make_phantoms), "--phantom_size", size, "--seed", str(args.seed)]
+        elif args.cohort is not None:
+            forwarded += ["--cohort", str(args.cohort)]
+        else:
             raise InputError("give --cohort DIR (or --make_phantoms N)")
-        from .runner import run_local_challenge, format_report
+        if args.model is not None:
+            forwarded += ["--model", args.model]
+        if args.keep_work:
+            forwarded.append("--keep_work")
+        return task2_main(forwarded)
+    cohort = args.cohort
+    if args.make_phantoms:
+        from .runner import write_mixed_phantom_cohort
 
-        result = run_local_challenge(cohort, args.output, model=args.model, docker_image=args.docker,
-                                     entrypoint=args.entrypoint, time_budget=args.time_budget,
-                                     timeout=args.timeout, dataset_name=args.dataset_name,
-                                     max_cases=args.max_cases, n_steps=args.steps,
-                                     keep_work=args.keep_work, progress=not args.no_progress,
-                                     overlays=not args.no_overlays, in_process=args.in_process)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        cohort = write_mixed_phantom_cohort(args.output / "cohort", args.make_phantoms,
+                                            size=args.phantom_size, seed=args.seed,
+                                            progress=not args.no_progress)
+    if cohort is None:
+        raise InputError("give --cohort DIR (or --make_phantoms N)")
+    from .runner import run_local_challenge, format_report
+
+    result = run_local_challenge(cohort, args.output, model=args.model, docker_image=args.docker,
+                                 entrypoint=args.entrypoint, time_budget=args.time_budget,
+                                 timeout=args.timeout, dataset_name=args.dataset_name,
+                                 max_cases=args.max_cases, n_steps=args.steps,
+                                 keep_work=args.keep_work, progress=not args.no_progress,
+                                 overlays=not args.no_overlays, in_process=args.in_process)
     print(format_report(result))
     return 1 if result.run_log.get("n_failed") else 0
 

@@ -36,11 +36,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from autopet_common.contract import TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_OUTPUT_SUBDIR, TASK1_PET_SUBDIR
+from autopet_common.contract import (TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_N_STEPS, TASK1_OUTPUT_SUBDIR,
+                                     TASK1_PET_SUBDIR, TIME_BUDGET_SECONDS)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENTRYPOINT = REPO_ROOT / "inference.py"
-N_STEPS = 11  # steps 0..10
+N_STEPS = TASK1_N_STEPS  # steps 0..10
 DOCKER_FLAGS = ("--network", "none", "--cap-drop", "ALL", "--shm-size", "2g", "--gpus", "all")
 
 
@@ -254,15 +255,15 @@ def collect_mask(output_dir: Path, expected_name: str, geometry: Any) -> tuple[P
 
 # ----------------------------------------------------------------------------- the whole run
 
-def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.PathLike,
+def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
                         model: str | None = None, docker_image: str | None = None,
                         entrypoint: str | os.PathLike = DEFAULT_ENTRYPOINT,
-                        time_budget: float = 300.0, timeout: float | None = None,
+                        time_budget: float = TIME_BUDGET_SECONDS, timeout: float | None = None,
                         dataset_name: str = "FDG-PETCT", max_cases: int | None = None,
                         n_steps: int = N_STEPS, entrypoint_args: Sequence[str] = (),
                         keep_work: bool = False, progress: bool = True,
                         simulate: Callable[..., dict] | None = None,
-                        overlays: bool = True, *, in_process: bool = False) -> LocalChallengeResult:
+                        overlays: bool = True, in_process: bool = False) -> LocalChallengeResult:
     """Run the Task 1 protocol on a cohort and score it. See the module docstring.
 
     ``model``: passed to the entrypoint's ``--model`` (None: its default; "model-free").

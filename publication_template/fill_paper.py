@@ -33,6 +33,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
+from autopet_common.cli import ArgumentParser, entrypoint
 from autopet_common.errors import InputError
 from autopet_common.image_io import atomic_write_bytes, atomic_write_text
 
@@ -444,7 +445,7 @@ def fill_paper(task1_dir: str | os.PathLike, output_dir: str | os.PathLike,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="fill_paper.py",
         description="Fill the challenge short paper (publication_template/paper.tex) from this "
                     "repository's results: writes OUTDIR/results.tex (six leaderboard measures per "
@@ -456,9 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder with evaluation_metrics' summary.json (mode 'interactive') and its curve PNG")
     parser.add_argument("--task2", metavar="DIR",
                         help="folder with the Task 2 summary.json (mode 'task2'); omit if you did not take part")
-    parser.add_argument("--task1-run-log", metavar="FILE",
+    parser.add_argument("--task1_run_log", metavar="FILE",
                         help="local challenge run_log.json for Task 1 (default: DIR/run_log.json if present)")
-    parser.add_argument("--task2-run-log", metavar="FILE",
+    parser.add_argument("--task2_run_log", metavar="FILE",
                         help="local challenge run_log.json for Task 2 (default: DIR/run_log.json if present)")
     parser.add_argument("--title", default="Interactive Lesion Segmentation in PET/CT and Longitudinal CT",
                         help="paper title")
@@ -471,16 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entrypoint("python -m publication_template.fill_paper")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        written = fill_paper(args.task1, args.output, task2_dir=args.task2,
-                             task1_run_log=args.task1_run_log, task2_run_log=args.task2_run_log,
-                             title=args.title, team=args.team, authors=args.authors,
-                             institute=args.institute)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    written = fill_paper(args.task1, args.output, task2_dir=args.task2,
+                         task1_run_log=args.task1_run_log, task2_run_log=args.task2_run_log,
+                         title=args.title, team=args.team, authors=args.authors,
+                         institute=args.institute)
     for name, path in written.items():
         print(f"wrote {name}: {path}")
     return 0

@@ -166,7 +166,7 @@ def test_batch_failures_are_summarised_and_others_complete(tmp_path, cohort):
 
 def test_cli_bad_arguments(tmp_path):
     result = _run_cli("-i", tmp_path / "absent", "-d", "FDG-PETCT", "--json_output", tmp_path / "o")
-    assert result.returncode == 1 and "error: label input not found" in result.stderr
+    assert result.returncode == 2 and "error: label input not found" in result.stderr
     result = _run_cli("-i", tmp_path, "-d", "FDG", "--json_output", tmp_path / "o")
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
@@ -191,7 +191,7 @@ def test_lesion_points_cli(tmp_path, capsys):
     write_image(mask, Geometry(mask.shape), tmp_path / "m.nii.gz")
     assert main([str(tmp_path / "m.nii.gz"), str(tmp_path / "p.json")]) == 0
     assert read_task2_points(tmp_path / "p.json") == {1: (1.5, 1.5, 1.5)}
-    assert main([str(tmp_path / "absent.nii.gz"), str(tmp_path / "q.json")]) == 1
+    assert main([str(tmp_path / "absent.nii.gz"), str(tmp_path / "q.json")]) == 2
     assert "error: lesion mask not found" in capsys.readouterr().err
     assert not (tmp_path / "q.json").exists()
 

@@ -137,7 +137,7 @@ def test_cohort_errors(tmp_path, tiny_task1_cohort):
 def test_cli_errors_and_docker_without_engine(tmp_path, tiny_task1_cohort):
     run = subprocess.run([sys.executable, "-m", "local_challenge", "--cohort", str(tmp_path / "missing"),
                           "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert run.returncode == 2 and run.stderr.startswith("error: ") and "missing" in run.stderr
+    assert run.returncode == 2 and ("error: " in run.stderr.splitlines()[0]) and "missing" in run.stderr
     run = subprocess.run([sys.executable, "-m", "local_challenge", "--cohort", str(tiny_task1_cohort),
                           "--output", str(tmp_path / "out"), "--docker", "some/image:tag"],
                          capture_output=True, text=True, cwd=REPO, timeout=120,

@@ -201,8 +201,10 @@ def test_cli_help_and_errors(tmp_path, capsys):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "task1" in result.stdout and "task2" in result.stdout
     out = tmp_path / "bad"
-    assert cli_main(["task1", "--out", str(out), "--n-cases", "0"]) != 0
-    assert "error: n_cases must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        cli_main(["task1", "--out", str(out), "--n_cases", "0"])
+    assert caught.value.code == 2
+    assert "--n_cases: expected a whole number >= 1" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(SystemExit):
         cli_main(["task1", "--out", str(out), "--size", "gigantic"])

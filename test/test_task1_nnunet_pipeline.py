@@ -31,8 +31,8 @@ def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("task1_nnunet")
     env = nnunet_environment(work)
     source = write_phantom_source(work / "source", n_cases=5, seed=0)
-    _run([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet-raw", env["nnUNet_raw"],
-          "-d", str(DATASET_ID), "--no-progress"], env)
+    _run([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet_raw", env["nnUNet_raw"],
+          "-d", str(DATASET_ID), "--no_progress"], env)
     _run([str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres",
           "--verify_dataset_integrity", "-np", "1", "-npfp", "1"], env)
     train = _run([str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_fullres", "0", "-tr", TRAINER,
@@ -114,7 +114,7 @@ def test_predictor_cli_and_errors(trained, tmp_path):
     env = trained["env"]
     done = _run([sys.executable, "-m", "Task1.predict", "--model", str(trained["model"]), "--ct",
                  str(src / "phantom_001_0000.nii.gz"), "--pet", str(src / "phantom_001_0001.nii.gz"),
-                 "--clicks", str(clicks), "--out", str(out), "--device", "cpu", "--disable-mirroring"], env)
+                 "--clicks", str(clicks), "--out", str(out), "--device", "cpu", "--disable_mirroring"], env)
     mask, geometry = read_image(out)
     _, pet_geometry = read_image(src / "phantom_001_0001.nii.gz")
     assert mask.shape == pet_geometry.shape and json.loads(done.stdout.splitlines()[-1])["input_kind"] == "clicks"
@@ -203,9 +203,9 @@ def test_conversion_errors_leave_no_output(tmp_path):
     source = write_phantom_source(tmp_path / "src", n_cases=1)
     (source / "imagesTr" / "phantom_000_0001.nii.gz").unlink()
     raw = tmp_path / "raw"
-    bad = subprocess.run([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet-raw", str(raw),
-                          "-d", "12", "--no-progress"], capture_output=True, text=True)
-    assert bad.returncode == 1 and "error:" in bad.stderr and "phantom_000_0001" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet_raw", str(raw),
+                          "-d", "12", "--no_progress"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "error:" in bad.stderr and "phantom_000_0001" in bad.stderr
     assert not list(raw.glob("Dataset012_*"))
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from Task1.click_transforms import AppendClickChannelsTransform, simulate_patch_clicks
+from clicks.simulate import ClickDrawSettings, simulate_clicks, simulate_patch_clicks
+from Task1.click_transforms import AppendClickChannelsTransform
 
 
 def _patch(seed=0, shape=(40, 36, 32)):
@@ -55,7 +56,8 @@ def test_tumor_clicks_follow_the_rules(step):
 @pytest.mark.parametrize("step", [1, 4, 10])
 def test_background_clicks_on_high_uptake_outside_tumor(step):
     label, pet = _patch(seed=3)
-    clicks = simulate_patch_clicks(label, pet, step, np.random.default_rng(11), background_fill_quirk=False)
+    clicks = simulate_patch_clicks(label, pet, step, np.random.default_rng(11),
+                                   settings=ClickDrawSettings(background_in_component=True))
     background = [tuple(p) for p in clicks["background"]]
     assert len(background) == step
     threshold = np.percentile(pet[~label], 99.75)
@@ -86,9 +88,34 @@ def test_patch_without_tumor_or_uptake():
 def test_perturbed_clicks_stay_in_their_region():
     label, pet = _patch(seed=2)
     for seed in range(5):
-        clicks = simulate_patch_clicks(label, pet, 10, np.random.default_rng(seed), center_offset=3, edge_offset=3)
+        settings = ClickDrawSettings(center_offset=3, edge_offset=3, symmetric_offsets=True)
+        clicks = simulate_patch_clicks(label, pet, 10, np.random.default_rng(seed), settings=settings)
         assert all(label[tuple(p)] for p in clicks["tumor"])
         assert all(not label[tuple(p)] for p in clicks["background"])
+
+
+def _centre_moves(settings, seeds=range(30)):
+    """Per axis, the offsets by which the first tumor click (a box lesion's centre) moved."""
+    label = np.zeros((30, 30, 30), bool)
+    label[5:25, 5:25, 5:25] = True
+    pet = np.ones(label.shape, np.float32)
+    pet[label] = 5.0
+    centre = np.asarray(simulate_patch_clicks(label, pet, 1, np.random.default_rng(0))["tumor"][0])
+    moves = []
+    for seed in seeds:
+        moved = simulate_patch_clicks(label, pet, 1, np.random.default_rng(seed), settings=settings)["tumor"][0]
+        moves.append(np.asarray(moved) - centre)
+    return np.asarray(moves)
+
+
+def test_offsets_are_symmetric_for_training_and_one_sided_as_the_challenge():
+    """The one deliberate departure of training clicks: offsets in [-n, n]; the challenge's
+    simulator (and settings without symmetric_offsets) move clicks by 0..n only."""
+    symmetric = _centre_moves(ClickDrawSettings(center_offset=2, symmetric_offsets=True))
+    one_sided = _centre_moves(ClickDrawSettings(center_offset=2, symmetric_offsets=False))
+    assert symmetric.min() == -2 and symmetric.max() == 2
+    assert one_sided.min() == 0 and one_sided.max() == 2
+    assert not _centre_moves(ClickDrawSettings()).any()  # no offsets unless asked
 
 
 def test_transform_appends_two_channels_with_peaks_at_clicks():
@@ -163,8 +190,10 @@ def test_pretrained_weights_extended_for_click_channels(tmp_path):
     assert expected.shape == got.shape
 
 
-def test_high_percentile_is_exact():
-    from Task1.click_transforms import high_percentile
+def test_patch_percentile_leaves_out_tumor_and_padding_exactly():
+    """The background region of a patch: PET above the exact 99.75th percentile of the voxels
+    that are neither tumor nor padding (np.percentile in float64, bit for bit)."""
+    from clicks.simulate import background_threshold
 
     rng = np.random.default_rng(4)
     for trial in range(6):
@@ -172,20 +201,34 @@ def test_high_percentile_is_exact():
         values = rng.normal(size=shape).astype(np.float32)
         if trial % 2:
             values = np.round(values, 1)  # many ties
-        candidates = rng.random(shape) < 0.8 if trial % 3 else None
-        expected = np.percentile(values if candidates is None else values[candidates], 99.75)
-        assert high_percentile(values, candidates) == pytest.approx(expected, rel=1e-6, abs=1e-6)
-    assert high_percentile(np.ones((4, 4, 4)), np.zeros((4, 4, 4), bool)) is None
+        excluded = rng.random(shape) > 0.8 if trial % 3 else np.zeros(shape, bool)
+        expected = np.percentile(values[~excluded].astype(np.float64), 99.75)
+        assert background_threshold(values, excluded) == expected
+
+
+def test_training_clicks_on_a_whole_image_equal_the_simulators():
+    """One click path: the training function, given a whole image as the challenge reads it
+    (Fortran-ordered), the challenge's generator (RandomState(42)) and the challenge's settings,
+    gives exactly the simulator's clicks, for several phantoms, budgets and offsets."""
+    from autopet_common.phantoms import make_petct_case
+
+    for seed, budget, offsets in ((0, 10, None), (1, 3, None), (2, 10, 2), (3, 7, 3)):
+        case = make_petct_case(seed=seed, tracer="PSMA" if seed % 2 else "FDG", shape=(48, 40, 56))
+        label, pet = np.asfortranarray(case.label), np.asfortranarray(case.pet)
+        expected = simulate_clicks(label, pet, click_budget=budget, center_offset=offsets, edge_offset=offsets)
+        settings = ClickDrawSettings(center_offset=offsets, edge_offset=offsets, symmetric_offsets=False)
+        got = simulate_patch_clicks(label, pet, budget, np.random.RandomState(42),
+                                    perturb_rng=np.random.default_rng(42), settings=settings)
+        assert got == expected, (seed, budget, offsets)
+        assert len(got["tumor"]) == budget and len(got["background"]) == budget
 
 
 def test_patch_centres_match_the_challenge_simulator():
     """With a step >= the number of components, our centre clicks are exactly the published
     algorithm's centre clicks (clicks.simulate_clicks, full-volume implementation)."""
-    from clicks import simulate_clicks
-
     label, pet = _patch(seed=8)
     reference = simulate_clicks(label.astype(np.uint8), pet, click_budget=10)
-    ours = simulate_patch_clicks(label, pet, 10, np.random.default_rng(0), background_fill_quirk=True)
+    ours = simulate_patch_clicks(label, pet, 10, np.random.default_rng(0))
     n_tumor = 3
     assert {tuple(p) for p in ours["tumor"][:n_tumor]} == {tuple(p) for p in reference["tumor"][:n_tumor]}
     threshold = np.percentile(pet[~label], 99.75)

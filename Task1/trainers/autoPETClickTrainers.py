@@ -13,7 +13,8 @@ How the clicks get in (no custom preprocessor, no change to nnU-Net):
 - The dataset has the image channels only (CT, PET); for every training sample
   :class:`Task1.click_transforms.AppendClickChannelsTransform` draws a step s in 0..max_step,
   simulates s tumor and s background clicks on the augmented patch with the challenge's rules
-  and appends the encoded tumor and background channels. It runs after the spatial and
+  (the click simulator's own code, :func:`clicks.simulate.simulate_patch_clicks`) and appends
+  the encoded tumor and background channels. It runs after the spatial and
   intensity augmentations and mirroring, before the -1 padding label is removed.
 - ``build_network_architecture`` adds the 2 click channels to the input channels; the stock
   predictor and :class:`Task1.predict.Task1Predictor` both rebuild the network through it.
@@ -36,9 +37,9 @@ import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY
-from Task1.click_transforms import AppendClickChannelsTransform, MAX_INTERACTION_STEP, click_channels, \
-    simulate_patch_clicks
+from clicks.simulate import ClickDrawSettings, simulate_patch_clicks
+from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY, ClickConfig
+from Task1.click_transforms import AppendClickChannelsTransform, MAX_INTERACTION_STEP, click_channels
 
 
 
@@ -50,14 +51,16 @@ class autoPETTrainerClicks(nnUNetTrainer):
 
     # The one definition of the click inputs: tumor and background, appended after the dataset's
     # image channels. Task1.predict builds the network through this class and reads both.
-    n_click_channels = 2
     click_order = ("tumor", "background")
+    n_click_channels = len(click_order)
     click_encoding = "edt"          # "edt" (distance-transform ball) or "gaussian"
     click_encoding_size = None      # ball radius / Gaussian sigma in voxels; None = clicks.encodings default
     max_interaction_step = MAX_INTERACTION_STEP
+    # how training clicks depart from the challenge's (clicks.simulate.ClickDrawSettings)
     click_center_offset = 0         # perturbation of centre clicks, voxels per axis (0 = exact)
     click_edge_offset = 0           # perturbation of fill-up clicks, voxels per axis
-    background_fill_quirk = True    # reproduce the reference's fill-up quirk (see click_transforms)
+    click_symmetric_offsets = True  # offsets in [-n, n]; the challenge's simulator uses [0, n]
+    click_background_in_component = False  # False: the challenge's background fill-up quirk
     final_validation_clicks = MAX_INTERACTION_STEP  # clicks per kind in the final validation
     pet_channel_name = "PET"
     required_architecture = None    # e.g. "ResidualEncoderUNet" for the ResEnc variant
@@ -112,19 +115,28 @@ class autoPETTrainerClicks(nnUNetTrainer):
         raise RuntimeError(f"{cls.__name__} needs a PET channel: dataset.json channel_names {names} has none "
                            f"named '{cls.pet_channel_name}' and fewer than 2 channels")
 
+    @classmethod
+    def click_draw_settings(cls) -> ClickDrawSettings:
+        return ClickDrawSettings(center_offset=cls.click_center_offset, edge_offset=cls.click_edge_offset,
+                                 symmetric_offsets=cls.click_symmetric_offsets,
+                                 background_in_component=cls.click_background_in_component)
+
     def click_config(self) -> dict:
-        """Everything a predictor needs to build the same click channels."""
-        return {"trainer": self.__class__.__name__, "n_click_channels": self.n_click_channels,
-                "encoding": self.click_encoding, "encoding_size": self.click_encoding_size,
-                "pet_channel": self.pet_channel, "max_interaction_step": self.max_interaction_step,
-                "click_order": list(self.click_order)}
+        """Everything a predictor needs to build the same click channels (a versioned
+        :class:`Task1.click_config.ClickConfig` record)."""
+        return ClickConfig(trainer=self.__class__.__name__, n_click_channels=self.n_click_channels,
+                           click_order=tuple(self.click_order), encoding=self.click_encoding,
+                           encoding_size=self.click_encoding_size, pet_channel=self.pet_channel,
+                           max_interaction_step=self.max_interaction_step,
+                           center_offset=self.click_center_offset, edge_offset=self.click_edge_offset,
+                           symmetric_offsets=self.click_symmetric_offsets,
+                           background_in_component=self.click_background_in_component).to_dict()
 
     def _click_transform(self, fixed_step=None) -> AppendClickChannelsTransform:
         return AppendClickChannelsTransform(
             pet_channel=self.pet_channel, max_step=self.max_interaction_step, encoding=self.click_encoding,
-            encoding_size=self.click_encoding_size, center_offset=self.click_center_offset,
-            edge_offset=self.click_edge_offset, background_fill_quirk=self.background_fill_quirk,
-            fixed_step=fixed_step)
+            encoding_size=self.click_encoding_size, settings=self.click_draw_settings(), fixed_step=fixed_step,
+            order=self.click_order)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
@@ -228,9 +240,12 @@ def _dataset_class_with_clicks(base, trainer: autoPETTrainerClicks):
             data = np.asarray(data[:], dtype=np.float32)
             seg0 = np.asarray(seg[:])[0]
             rng = np.random.default_rng(zlib.crc32(identifier.encode()))  # same clicks every run
+            # the challenge's clicks (no offsets) on the whole case, with the trainer's quirk setting
+            settings = ClickDrawSettings(background_in_component=trainer.click_background_in_component)
             clicks = simulate_patch_clicks(seg0 > 0, data[trainer.pet_channel], trainer.final_validation_clicks, rng,
-                                           valid=seg0 >= 0, background_fill_quirk=trainer.background_fill_quirk)
-            channels = click_channels(seg0.shape, clicks, trainer.click_encoding, trainer.click_encoding_size)
+                                           valid=seg0 >= 0, settings=settings)
+            channels = click_channels(seg0.shape, clicks, trainer.click_encoding, trainer.click_encoding_size,
+                                      trainer.click_order)
             return np.concatenate((data, channels)), seg, seg_prev, properties
 
     _WithClicks.__name__ = f"{base.__name__}WithClicks"
@@ -295,7 +310,8 @@ class autoPETTrainerClicks_gaussian(autoPETTrainerClicks):
 
 
 class autoPETTrainerClicks_perturbed(autoPETTrainerClicks):
-    """Centre and fill-up clicks moved by up to 2 voxels per axis (kept inside their region)."""
+    """Centre and fill-up clicks moved by up to 2 voxels per axis, either way (kept on their side
+    of the tumor mask and off padding)."""
 
     click_center_offset = 2
     click_edge_offset = 2

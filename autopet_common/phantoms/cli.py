@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..errors import InputError
+from ..cli import ArgumentParser, entrypoint, non_negative_int, positive_int
 from .common import PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="autopet-phantoms",
         description="Write synthetic autoPET/CT IV phantoms (deterministic by seed). "
                     "task1: whole-body PET/CT cohort in nnU-Net raw layout (+ Grand Challenge layout). "
@@ -19,49 +18,46 @@ def build_parser() -> argparse.ArgumentParser:
     t1 = sub.add_parser("task1", help="PET/CT cohort: imagesTr/<case>_0000 (CT), _0001 (PET), labelsTr, "
                                       "dataset.json, lesions.json, gc/<case>/images/{ct,pet}/<uuid>.mha")
     t1.add_argument("--out", required=True, help="output folder (the dataset folder itself, or its "
-                                                 "parent when --dataset-id is given)")
-    t1.add_argument("--n-cases", type=int, default=3, help="number of cases (default 3)")
+                                                 "parent when --dataset_id is given)")
+    t1.add_argument("--n_cases", type=positive_int, default=3, help="number of cases (default 3)")
     t1.add_argument("--tracer", default="FDG", choices=["FDG", "PSMA", "mixed"],
                     help="tracer; 'mixed' alternates FDG and PSMA (default FDG)")
     t1.add_argument("--size", default="tiny", choices=[p for p in PRESETS if p != "ct_real"],
                     help="grid preset: tiny 64x64x48, small 128x128x96, medium 200x200x160, "
                          "full 400x400x326 at 2.04x2.04x3 mm (default tiny)")
-    t1.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    t1.add_argument("--n-lesions", type=int, default=None,
+    t1.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    t1.add_argument("--n_lesions", type=non_negative_int, default=None,
                     help="lesions per case (default: 0..15 drawn per case)")
-    t1.add_argument("--dataset-id", type=int, default=None,
+    t1.add_argument("--dataset_id", type=non_negative_int, default=None,
                     help="write into <out>/DatasetXXX_<name> for nnU-Net (nnUNet_raw = <out>)")
-    t1.add_argument("--dataset-name", default=None, help="dataset name after the id (default PhantomFDG ...)")
-    t1.add_argument("--no-gc", action="store_true", help="skip the Grand Challenge .mha layout")
-    t1.add_argument("--empty-every", type=int, default=None,
+    t1.add_argument("--dataset_name", default=None, help="dataset name after the id (default PhantomFDG ...)")
+    t1.add_argument("--no_gc", action="store_true", help="skip the Grand Challenge .mha layout")
+    t1.add_argument("--empty_every", type=positive_int, default=None,
                     help="every N-th case has no lesion (default: none forced)")
 
     t2 = sub.add_parser("task2", help="longitudinal CT pairs: <pair>/input/images/..., clicks JSON, "
                                       "truth/followup-tumor-lesion-seg.mha, transform.json")
     t2.add_argument("--out", required=True, help="output folder")
-    t2.add_argument("--n-pairs", type=int, default=2, help="number of pairs (default 2)")
+    t2.add_argument("--n_pairs", type=positive_int, default=2, help="number of pairs (default 2)")
     t2.add_argument("--size", default="tiny", choices=list(PRESETS),
                     help="grid preset (ct_real = 512x512x300 at 0.8x0.8x2.5 mm); default tiny")
-    t2.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t2.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     return parser
 
 
+@entrypoint("autopet-phantoms")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "task1":
-            from .task1 import write_task1_cohort
-            root = write_task1_cohort(args.out, n_cases=args.n_cases, tracer=args.tracer, size=args.size,
-                                      seed=args.seed, dataset_id=args.dataset_id,
-                                      dataset_name=args.dataset_name, gc_layout=not args.no_gc,
-                                      empty_every=args.empty_every, n_lesions=args.n_lesions,
-                                      progress=True)
-        else:
-            from .task2 import write_task2_cohort
-            root = write_task2_cohort(args.out, n_pairs=args.n_pairs, size=args.size, seed=args.seed,
-                                      progress=True)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.command == "task1":
+        from .task1 import write_task1_cohort
+        root = write_task1_cohort(args.out, n_cases=args.n_cases, tracer=args.tracer, size=args.size,
+                                  seed=args.seed, dataset_id=args.dataset_id,
+                                  dataset_name=args.dataset_name, gc_layout=not args.no_gc,
+                                  empty_every=args.empty_every, n_lesions=args.n_lesions,
+                                  progress=True)
+    else:
+        from .task2 import write_task2_cohort
+        root = write_task2_cohort(args.out, n_pairs=args.n_pairs, size=args.size, seed=args.seed,
+                                  progress=True)
     print(root)
     return 0

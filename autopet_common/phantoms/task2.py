@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import (TASK2_BASELINE_SEG_FOLDERS, task2_baseline_ct_subdir, task2_followup_ct_subdir,
+                        task2_points_file)
 from ..errors import InputError
 from ..image_io import Geometry, atomic_write_json, write_image
 from .anatomy import ORGANS, body_profile, build_anatomy, ellipsoid_q, norm_to_index
@@ -352,16 +354,16 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
         pair_id = f"PHANTOM_CT_{n:04d}"
         pair = make_longitudinal_pair(size=size, seed=[seed, n], pair_id=pair_id)
         root = out / pair_id
-        images = root / "input" / "images"
+        inp = root / "input"
         ids = [deterministic_uuid(uuid_rng) for _ in range(3)]
         write_image(np.round(pair.baseline_ct).astype(np.int16), pair.baseline_geometry,
-                    images / "primary-baseline-ct" / f"{ids[0]}.mha")
+                    inp / task2_baseline_ct_subdir("primary") / f"{ids[0]}.mha")
         write_image(pair.baseline_labels, pair.baseline_geometry,
-                    images / "primary-baseline-ct-tumor-lesion-seg" / f"{ids[1]}.mha")
+                    inp / "images" / TASK2_BASELINE_SEG_FOLDERS[0].format(p="primary") / f"{ids[1]}.mha")
         write_image(np.round(pair.followup_ct).astype(np.int16), pair.followup_geometry,
-                    images / "primary-followup-ct" / f"{ids[2]}.mha")
-        write_task2_points(root / "input" / "primary-baseline-lesion-clicks.json", pair.baseline_centres)
-        write_task2_points(root / "input" / "primary-followup-lesion-clicks.json", pair.followup_centres)
+                    inp / task2_followup_ct_subdir("primary") / f"{ids[2]}.mha")
+        write_task2_points(inp / task2_points_file("primary", "baseline"), pair.baseline_centres)
+        write_task2_points(inp / task2_points_file("primary", "followup"), pair.followup_centres)
         write_image(pair.followup_labels, pair.followup_geometry, root / "truth" / "followup-tumor-lesion-seg.mha")
         atomic_write_json(root / "transform.json", {
             "pair_id": pair_id, "seed": [seed, n], "transform": pair.transform,
