@@ -216,6 +216,7 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
     import numpy as np
     from Task1.postprocessing import PostprocessOptions, postprocess_task1
     from autopet_common.image_io import find_single_image, read_image, same_grid, write_mask
+    from autopet_common.output_folder import remove_stale_files
 
     with Phase("read", timings):
         ct_path = find_single_image(input_dir / TASK1_CT_SUBDIR, "CT")
@@ -224,6 +225,9 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
         ct, ct_geometry = read_image(ct_path, dtype=np.float32, check_finite=True, what="CT image")
         log.info("CT  %s shape %s spacing %s", ct_path.name, ct_geometry.shape, _fmt(ct_geometry.spacing))
         log.info("PET %s shape %s spacing %s", pet_path.name, geometry.shape, _fmt(geometry.spacing))
+        for name, array in (("PET", pet), ("CT", ct)):
+            if not np.any(array):
+                log.warning("the %s image is all zero: a wrong or empty input? The mask will say little", name)
         if not same_grid(ct_geometry, geometry):
             log.warning("CT and PET grids differ: resampling CT (linear, -1024 HU outside) onto the "
                         "PET grid %s; the mask is written on the PET grid", geometry.shape)
@@ -267,6 +271,8 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
     out_path = output_dir / TASK1_OUTPUT_SUBDIR / f"{strip_image_suffix(ct_path)}.mha"
     with Phase("write", timings):
         write_mask(mask, geometry, out_path)
+        # the mask folder is the entrypoint's: an older mask under another name would make two
+        remove_stale_files(out_path.parent, keep=[out_path])
     log.info("wrote %s", out_path)
     return out_path
 

@@ -17,7 +17,8 @@ setup(
     # the Grand Challenge entrypoint stays a top-level script (the container runs "python inference.py")
     py_modules=["inference"],
     # ruff: the lint configuration in pyproject.toml, checked by test/test_cli_and_lint.py
-    extras_require={"test": ["pytest>=7", "ruff"]},
+    # hypothesis: the property-based fuzzing of the JSON readers in test/test_bad_input.py
+    extras_require={"test": ["pytest>=7", "ruff", "hypothesis"]},
     entry_points={
         # one console script per tool; each is also runnable as python -m <module> (or the
         # challenge's script path) with the same flags (autopet_common/cli.py)

@@ -145,7 +145,9 @@ def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, ou
     if clicks_dir is not None and not clicks_dir.is_dir():
         raise InputError(f"click folder not found: {clicks_dir}")
     case_clicks = {case: read_case_clicks(clicks_dir, case, steps) for case in cases}  # fail before work
-    out = Path(output_folder)
+    from autopet_common.output_folder import check_output_folder
+
+    out = check_output_folder(output_folder, "prediction output folder")
     started = time.perf_counter()
     method = Task1Method(model, device=device, postprocess=postprocess, predictor_options=predictor_options or {})
     timings: dict[str, Any] = {"load_s": time.perf_counter() - started, "cases": {}}

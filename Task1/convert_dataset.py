@@ -33,7 +33,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -42,6 +41,7 @@ import numpy as np
 from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, non_negative_int, positive_float
 from autopet_common.contract import TASK1_MAX_CLICKS
 from autopet_common.errors import InputError
+from autopet_common.output_folder import check_folder_name, staged_folder
 
 VARIANTS = ("images", "heatmaps")
 PET_NORMALIZATIONS = ("zscore", "suv")
@@ -121,7 +121,7 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
     from tqdm import tqdm
 
     from autopet_common.click_io import clicks_at_step
-    from autopet_common.image_io import atomic_write_json, check_same_grid, read_geometry, read_image, write_image
+    from autopet_common.image_io import atomic_write_json, read_image, write_image
 
     if variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
@@ -129,29 +129,26 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
         raise InputError(f"unknown PET normalization {pet_normalization!r}; choose one of {PET_NORMALIZATIONS}")
     if not 1 <= int(dataset_id) <= 999:
         raise InputError(f"dataset id must be in 1..999, got {dataset_id}")
-    if not name.replace("_", "").isalnum():
-        raise InputError(f"dataset name must be letters, digits and underscores, got {name!r}")
+    check_folder_name(name, "dataset name")
     source = Path(source)
     clicks_dir = Path(clicks_dir) if clicks_dir is not None else None
     if clicks_dir is not None and not clicks_dir.is_dir():
         raise InputError(f"click folder not found: {clicks_dir}")
+    if Path(nnunet_raw).exists() and not Path(nnunet_raw).is_dir():
+        raise InputError(f"nnU-Net raw folder {nnunet_raw} is a file, not a folder")
     target = Path(nnunet_raw) / f"Dataset{int(dataset_id):03d}_{name}"
-    existing = [p for p in Path(nnunet_raw).glob(f"Dataset{int(dataset_id):03d}_*")] if Path(nnunet_raw).is_dir() else []
+    existing = list(Path(nnunet_raw).glob(f"Dataset{int(dataset_id):03d}_*")) if Path(nnunet_raw).is_dir() else []
+    existing = [p for p in existing if not p.name.startswith(".")]
     if existing and not overwrite:
         raise InputError(f"{existing[0]} already exists (dataset id {dataset_id} is taken); pass overwrite=True "
                          "(--overwrite) to replace it")
     cases = find_cases(source)
-    # check every header first: a bad case fails before anything is written
-    for case in cases:
-        ct_g = read_geometry(source / "imagesTr" / f"{case}_0000{FILE_ENDING}", f"CT of case {case}")
-        pet_g = read_geometry(source / "imagesTr" / f"{case}_0001{FILE_ENDING}", f"PET of case {case}")
-        lab_g = read_geometry(source / "labelsTr" / f"{case}{FILE_ENDING}", f"label of case {case}")
-        check_same_grid(ct_g, pet_g, f"CT of case {case}", f"PET of case {case}")
-        check_same_grid(pet_g, lab_g, f"PET of case {case}", f"label of case {case}")
+    # check every case in full first (headers, voxel data, NaN, label values): a bad case fails
+    # before anything is written, and nothing unchecked is linked into the dataset
+    for case in tqdm(cases, desc="checking cases", disable=not progress):
+        check_case(source, case)
 
-    Path(nnunet_raw).mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=nnunet_raw))
-    try:
+    with staged_folder(target, replace=existing) as work:
         (work / "imagesTr").mkdir()
         (work / "labelsTr").mkdir()
         for case in tqdm(cases, desc=f"converting ({variant})", disable=not progress):
@@ -163,7 +160,7 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
                 from clicks.encodings import encode_clicks
 
                 pet, geometry = read_image(source / "imagesTr" / f"{case}_0001{FILE_ENDING}", np.float32,
-                                           check_finite=True, what=f"PET of case {case}")
+                                           what=f"PET of case {case}")
                 label, _ = read_image(source / "labelsTr" / f"{case}{FILE_ENDING}", np.uint8,
                                       what=f"label of case {case}")
                 clicks = clicks_at_step(_case_clicks(case, label, pet, clicks_dir), step)
@@ -175,13 +172,29 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
                           dataset_json_for(variant, len(cases), name, encoding if variant == "heatmaps" else None,
                                            encoding_size, step if variant == "heatmaps" else None,
                                            pet_normalization))
-        for old in existing:
-            shutil.rmtree(old)
-        os.replace(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return target
+
+
+def check_case(source: str | os.PathLike, case: str) -> None:
+    """Read one case in full and check it: CT, PET and label readable (no truncated or corrupt
+    data), finite, on one grid, and a label of 0 and 1 only (what ``dataset.json`` declares).
+    Raises :class:`InputError` naming the case and file."""
+    from autopet_common.image_io import check_same_grid, read_image
+
+    source = Path(source)
+    ct_path = source / "imagesTr" / f"{case}_0000{FILE_ENDING}"
+    pet_path = source / "imagesTr" / f"{case}_0001{FILE_ENDING}"
+    label_path = source / "labelsTr" / f"{case}{FILE_ENDING}"
+    _, ct_g = read_image(ct_path, what=f"CT of case {case}")
+    _, pet_g = read_image(pet_path, what=f"PET of case {case}")
+    label, lab_g = read_image(label_path, what=f"label of case {case}")
+    check_same_grid(ct_g, pet_g, f"CT of case {case}", f"PET of case {case}")
+    check_same_grid(pet_g, lab_g, f"PET of case {case}", f"label of case {case}")
+    values = np.unique(label)
+    if not set(values.tolist()) <= {0, 1}:
+        shown = ", ".join(f"{v:g}" for v in values[:8])
+        raise InputError(f"label of case {case} {label_path} has values {{{shown}}}; dataset.json declares "
+                         "background 0 and tumor 1 only")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -176,8 +176,14 @@ class Task1Predictor:
             if not (self.model_dir / name).is_file():
                 raise ModelFolderError(f"model folder {self.model_dir} has no {name}: not an nnU-Net v2 "
                                        "model folder (expected the folder with plans.json, dataset.json, fold_X/)")
-        self.plans = json.loads((self.model_dir / "plans.json").read_text())
-        self.dataset_json = json.loads((self.model_dir / "dataset.json").read_text())
+        from autopet_common.image_io import read_json
+
+        self.plans = read_json(self.model_dir / "plans.json", "plans of the model", error=ModelFolderError)
+        self.dataset_json = read_json(self.model_dir / "dataset.json", "dataset.json of the model",
+                                      error=ModelFolderError)
+        for name, content in (("plans.json", self.plans), ("dataset.json", self.dataset_json)):
+            if not isinstance(content, dict):
+                raise ModelFolderError(f"{self.model_dir / name}: expected a JSON object")
         self.plans_manager = PlansManager(self.plans)
         reader = self.plans.get("image_reader_writer", "SimpleITKIO")
         if reader not in SUPPORTED_READERS:
@@ -260,11 +266,10 @@ class Task1Predictor:
                                          source=f"checkpoint of {self.model_dir} ({CLICK_CONFIG_KEY})")
         path = self.model_dir / CLICK_CONFIG_FILE
         if path.is_file():
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise ModelFolderError(f"{path}: not a readable JSON file ({exc})") from None
-            return ClickConfig.from_dict(record, source=str(path))
+            from autopet_common.image_io import read_json
+
+            return ClickConfig.from_dict(read_json(path, "click configuration", error=ModelFolderError),
+                                         source=str(path))
         log.warning("%s: no click configuration stored; using %s's attributes", self.model_dir, self.trainer_name)
         cls = self.trainer_class
         return ClickConfig(trainer=self.trainer_name, n_click_channels=int(cls.n_click_channels),

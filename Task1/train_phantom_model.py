@@ -141,7 +141,9 @@ def add_cpu_configuration(plans_file: str | os.PathLike, name: str = CPU_CONFIGU
     data: run ``nnUNetv2_preprocess -c name``), patch size, batch size and a plain U-Net of
     ``len(features)`` stages, 3x3x3 convolutions, stride 2. Returns the configuration."""
     plans_file = Path(plans_file)
-    plans = json.loads(plans_file.read_text())
+    from autopet_common.image_io import read_json
+
+    plans = read_json(plans_file, "nnU-Net plans")
     base = plans["configurations"]["3d_fullres"]
     architecture = copy.deepcopy(base["architecture"])
     n = len(features)

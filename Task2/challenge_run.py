@@ -103,6 +103,8 @@ def run_task2_cohort(cohort_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     if not entry.is_file():
         entry = REPO_ROOT / "Task2" / "inference.py"
     chosen_model = str(model_dir) if model_dir is not None else model
+    if chosen_model not in (None, "model-free") and not Path(chosen_model).is_dir():
+        raise InputError(f"model folder not found: {chosen_model} (a trained Task 2 nnU-Net folder or 'model-free')")
     work = out / "work"
     runs = []
     for pair in tqdm(pairs, desc="task2 pairs", unit="pair", disable=not progress):

@@ -31,6 +31,7 @@ import numpy as np
 
 from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id
 from autopet_common.errors import InputError
+from autopet_common.output_folder import check_folder_name, staged_folder
 from autopet_common.image_io import atomic_write_json, read_image, write_image
 
 from .channels import CHANNEL_NAMES, followup_channels
@@ -64,20 +65,25 @@ def convert_cohort(cohort_dir: str | os.PathLike, nnunet_raw: str | os.PathLike,
 
     if not 1 <= int(dataset_id) <= 999:
         raise InputError(f"dataset_id must be in 1..999, got {dataset_id}")
+    check_folder_name(name, "dataset name")
+    if Path(nnunet_raw).exists() and not Path(nnunet_raw).is_dir():
+        raise InputError(f"nnU-Net raw folder {nnunet_raw} is a file, not a folder")
     pairs = find_pairs(cohort_dir)
     dataset = Path(nnunet_raw) / f"Dataset{int(dataset_id):03d}_{name}"
-    images, labels = dataset / "imagesTr", dataset / "labelsTr"
-    cases = [convert_pair(pair, images, labels) for pair in tqdm(pairs, desc="pairs", unit="pair",
-                                                                  disable=not progress)]
-    atomic_write_json(dataset / "dataset.json", {
-        "channel_names": CHANNEL_NAMES,
-        "labels": {"background": 0, "lesion": 1},
-        "numTraining": len(cases),
-        "file_ending": ".nii.gz",
-        "name": name,
-        "description": "autoPET/CT IV Task 2: follow-up CT, registered baseline CT, registered baseline "
-                       "mask, follow-up click map",
-    })
+    # built whole in a temporary folder: a bad pair leaves nothing behind, a rerun no stale case
+    with staged_folder(dataset) as work:
+        images, labels = work / "imagesTr", work / "labelsTr"
+        cases = [convert_pair(pair, images, labels) for pair in tqdm(pairs, desc="pairs", unit="pair",
+                                                                      disable=not progress)]
+        atomic_write_json(work / "dataset.json", {
+            "channel_names": CHANNEL_NAMES,
+            "labels": {"background": 0, "lesion": 1},
+            "numTraining": len(cases),
+            "file_ending": ".nii.gz",
+            "name": name,
+            "description": "autoPET/CT IV Task 2: follow-up CT, registered baseline CT, registered baseline "
+                           "mask, follow-up click map",
+        })
     return dataset
 
 

@@ -40,6 +40,7 @@ from autopet_common.contract import (INPUT_DIR, OUTPUT_DIR, TASK2_BASELINE_SEG_F
                                      is_task2_input, task2_baseline_ct_subdir, task2_followup_ct_subdir,
                                      task2_output_subdir, task2_points_file)
 from autopet_common.errors import InputError
+from autopet_common.output_folder import remove_stale_files
 from autopet_common.image_io import (Geometry, check_same_grid, find_single_image, read_image,
                                      strip_image_suffix, write_mask)
 
@@ -113,6 +114,8 @@ def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
             baselines[base_prefix] = (ct, ct_geom, np.asarray(seg), points)
         fu_path = find_single_image(input_dir / task2_followup_ct_subdir(prefix), f"{prefix} follow-up CT")
         fu_ct, fu_geom = read_image(fu_path, check_finite=True, what=f"{prefix} follow-up CT")
+        if not np.any(fu_ct):
+            log.warning("%s follow-up CT %s is all zero: a wrong or empty input?", prefix, fu_path)
         fu_points = _read_points(input_dir / task2_points_file(prefix, "followup"), required=False)
         ct, ct_geom, seg, points = baselines[base_prefix]
         out.append(FollowupInputs(prefix, base_prefix, fu_path, ct, ct_geom, seg, fu_ct, fu_geom,
@@ -164,6 +167,7 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
     for item, mask in results:
         path = output_dir / task2_output_subdir(item.prefix) / item.output_name
         written.append(write_mask(mask, item.followup_geometry, path))
+        remove_stale_files(path.parent, keep=[path])  # the folder holds this run's mask only
         log.info("wrote %s (%d lesion voxels)", path, int(np.count_nonzero(mask)))
     elapsed = time.perf_counter() - started
     if time_budget is not None and elapsed > time_budget:

@@ -10,7 +10,8 @@ Every tool builds its parser with :class:`ArgumentParser` and wraps its ``main``
   cases failed (the tool says which); 2 bad input: a usage error (argparse), an
   :class:`~autopet_common.errors.InputError` (a missing or corrupt file, mismatched grids, NaN,
   malformed JSON, a bad value), or an unusable path (a file where a folder is expected, no
-  permission); 130 interrupted. Bad input prints one line naming the input, no traceback;
+  permission); 130 interrupted. Bad input prints one line naming the input, no traceback
+  (``--debug``, which every tool takes, adds it);
 - value types for the common checks (:func:`positive_int`, :func:`non_negative_int`,
   :func:`positive_float`, :func:`finite_float`, :func:`int_list`), so ``--steps 0`` or
   ``--timeout nan`` are usage errors, not silent wrong runs.
@@ -54,6 +55,8 @@ class ArgumentParser(argparse.ArgumentParser):
         epilog = kwargs.get("epilog")
         kwargs["epilog"] = f"{epilog}\n\n{_ALIAS_NOTE}" if epilog else _ALIAS_NOTE
         super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="on bad input, also print the traceback (for bug reports)")
 
     def _add_action(self, action):
         action = super()._add_action(action)
@@ -129,10 +132,14 @@ def entrypoint(prog: str | None = None) -> Callable:
 
         @functools.wraps(main)
         def wrapper(*args, **kwargs) -> int:
+            argv = kwargs.get("argv", args[0] if args else None)
+            debug = "--debug" in (sys.argv[1:] if argv is None else [str(a) for a in argv])
             try:
                 code = main(*args, **kwargs)
                 return EXIT_OK if code is None else int(code)
             except InputError as exc:
+                if debug:
+                    traceback.print_exc()
                 return input_error(exc, name)
             except BrokenPipeError:
                 try:
@@ -141,9 +148,11 @@ def entrypoint(prog: str | None = None) -> Callable:
                     pass
                 return EXIT_OK
             except OSError as exc:
-                if exc.filename is None:
+                if exc.filename is None:  # not about a path the user gave: a bug
                     traceback.print_exc()
                     return EXIT_INTERNAL_ERROR
+                if debug:
+                    traceback.print_exc()
                 return input_error(_describe_os_error(exc), name)
             except (RecursionError, OverflowError, MemoryError) as exc:
                 # deeply nested or huge values in an input file that got past its reader

@@ -42,6 +42,16 @@ def empty_clicks() -> dict[str, list]:
     return {"tumor": [], "background": []}
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 400-digit number or a deeply nested list
+    must not flood the message)."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _plain(value: Any) -> Any:
     """NumPy scalars -> Python numbers (JSON-serialisable), everything else unchanged."""
     item = getattr(value, "item", None)
@@ -60,13 +70,17 @@ def _plain_point(point: Any) -> list:
 def _check_point(point: Any, where: str) -> list:
     """A 3-element list of finite numbers, or :class:`ClickFormatError` naming ``where``."""
     if not isinstance(point, (list, tuple)) or len(point) != 3:
-        raise ClickFormatError(f"{where}: a point must be a list of 3 numbers, got {point!r}")
+        raise ClickFormatError(f"{where}: a point must be a list of 3 numbers, got {_short(point)}")
     out = []
     for value in point:
         value = _plain(value)
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        try:
+            finite = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+        except OverflowError:  # an integer too large for a float (hundreds of digits)
+            finite = False
+        if not finite:
             raise ClickFormatError(f"{where}: a point must be a list of 3 finite numbers, "
-                                   f"got {point!r}")
+                                   f"got {_short(point)}")
         out.append(value)
     return out
 
@@ -96,10 +110,10 @@ def _clicks_from_obj(obj: Any, where: str) -> dict[str, list]:
         for n, entry in enumerate(points):
             if not isinstance(entry, dict) or "point" not in entry:
                 raise ClickFormatError(f"{where}: points[{n}] must be an object with 'point' and "
-                                       f"'name', got {entry!r}")
+                                       f"'name', got {_short(entry)}")
             name = entry.get("name")
             if name not in CLICK_KINDS:
-                raise ClickFormatError(f"{where}: points[{n}] has unknown name {name!r} "
+                raise ClickFormatError(f"{where}: points[{n}] has unknown name {_short(name)} "
                                        f"(expected 'tumor' or 'background')")
             clicks[name].append(_check_point(entry["point"], f"{where}: points[{n}]"))
         return clicks
@@ -140,6 +154,8 @@ def _load_json(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise ClickFormatError(f"click file {path} is not valid JSON: {exc.msg} "
                                f"(line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise ClickFormatError(f"click file {path} is nested too deeply to be a click file") from None
 
 
 def read_clicks_json(path: str | os.PathLike, missing_ok: bool = True) -> dict[str, list]:
@@ -209,12 +225,12 @@ def split_clicks_inside(clicks: dict, shape: Sequence[int]
 
 def _lesion_id(name: Any, where: str) -> int:
     if isinstance(name, bool):
-        raise ClickFormatError(f"{where}: lesion name {name!r} is not a lesion id")
+        raise ClickFormatError(f"{where}: lesion name {_short(name)} is not a lesion id")
     if isinstance(name, int):
         return int(name)
     match = _LESION_ID.match(str(name)) if isinstance(name, str) else None
     if not match:
-        raise ClickFormatError(f"{where}: lesion name {name!r} is not a lesion id "
+        raise ClickFormatError(f"{where}: lesion name {_short(name)} is not a lesion id "
                                f"(expected e.g. '3' or 'Lesion 3')")
     return int(match.group(1))
 
@@ -244,7 +260,7 @@ def read_task2_points(path: str | os.PathLike) -> dict[int, tuple[float, float, 
     for n, entry in enumerate(points):
         if not isinstance(entry, dict) or "point" not in entry or "name" not in entry:
             raise ClickFormatError(f"{where}: points[{n}] must be an object with 'name' and "
-                                   f"'point', got {entry!r}")
+                                   f"'point', got {_short(entry)}")
         lesion = _lesion_id(entry["name"], f"{where}: points[{n}]")
         if lesion in out:
             raise ClickFormatError(f"{where}: lesion id {lesion} appears more than once")

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import GridMismatchError, ImageReadError, NonFiniteError
+from .errors import GridMismatchError, ImageReadError, InputError, NonFiniteError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 
@@ -113,6 +113,10 @@ def read_sitk_image(path: str | os.PathLike, what: str = "image") -> Any:
     if path.name.lower().endswith(".gz"):
         # ITK's NIfTI reader zero-fills a truncated .nii.gz without raising: check the stream.
         _check_gzip_complete(path, what)
+    elif path.name.lower().endswith((".mha", ".mhd")):
+        # ITK's MetaImage reader only prints "Uncompress failed" for corrupt compressed data and
+        # returns garbage: check the zlib stream and its length.
+        _check_metaimage_data(path, what)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
@@ -151,6 +155,78 @@ def _check_gzip_complete(path: Path, what: str) -> None:
                              "(gzip stream ends early)")
 
 
+# bytes per element of MetaImage element types (MetaIO's MET_*; MET_LONG is 4 bytes there)
+_MET_ELEMENT_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4,
+                      "MET_UINT": 4, "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8,
+                      "MET_FLOAT": 4, "MET_DOUBLE": 8}
+
+
+def _metaimage_header(path: Path, what: str) -> tuple[dict[str, str], int]:
+    """The ``key = value`` header of a MetaImage file and the offset of its first data byte."""
+    header: dict[str, str] = {}
+    with open(path, "rb") as handle:
+        offset = 0
+        for _ in range(200):  # a header has a few dozen lines
+            line = handle.readline(4096)
+            if not line:
+                break
+            offset += len(line)
+            key, sep, value = line.decode("latin-1").partition("=")
+            if not sep:
+                raise ImageReadError(f"cannot read {what} {path}: not a MetaImage header line: {line[:60]!r}")
+            header[key.strip()] = value.strip()
+            if key.strip() == "ElementDataFile":
+                return header, offset
+    raise ImageReadError(f"cannot read {what} {path}: MetaImage header without ElementDataFile")
+
+
+def _check_metaimage_data(path: Path, what: str) -> None:
+    """Raise :class:`ImageReadError` when the compressed data of a MetaImage file (``.mha``, or
+    ``.mhd`` with its data file) is corrupt or has the wrong length. Uncompressed files are left
+    to ITK, which reports short data itself."""
+    import zlib
+
+    header, offset = _metaimage_header(path, what)
+    if header.get("CompressedData", "False").lower() != "true":
+        return
+    data_file = header["ElementDataFile"]
+    if data_file.upper() != "LOCAL":
+        if data_file.upper().startswith("LIST") or "%" in data_file:
+            return  # multi-file layouts: left to ITK
+        path, offset = path.parent / data_file, 0
+        if not path.is_file():
+            raise ImageReadError(f"cannot read {what}: its data file {path} is missing")
+    try:
+        dims = [int(v) for v in header.get("DimSize", "").split()]
+        channels = int(header.get("ElementNumberOfChannels", "1"))
+    except ValueError:
+        raise ImageReadError(f"cannot read {what} {path}: bad DimSize in the MetaImage header") from None
+    element = _MET_ELEMENT_BYTES.get(header.get("ElementType", ""))
+    expected = int(np.prod(dims, dtype=np.int64)) * channels * element if element and dims else None
+    produced = 0
+    decompressor = zlib.decompressobj()
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            while True:
+                chunk = handle.read(1 << 22)
+                if not chunk:
+                    break
+                while chunk:
+                    produced += len(decompressor.decompress(chunk))
+                    # MetaIO may write several zlib streams one after the other
+                    chunk = decompressor.unused_data if decompressor.eof else b""
+                    if chunk:
+                        decompressor = zlib.decompressobj()
+    except zlib.error as exc:
+        raise ImageReadError(f"cannot read {what} {path}: corrupt compressed image data ({exc})") from None
+    if not decompressor.eof:
+        raise ImageReadError(f"cannot read {what} {path}: the compressed image data is truncated")
+    if expected is not None and produced != expected:
+        raise ImageReadError(f"cannot read {what} {path}: the compressed data holds {produced} bytes, the header "
+                             f"({header.get('DimSize')} {header.get('ElementType')}) needs {expected}")
+
+
 def _nifti_has_non_finite(path: Path) -> int:
     """Count NaN/inf voxels in a NIfTI file as stored (SimpleITK's reader turns them into 0)."""
     import nibabel
@@ -159,13 +235,16 @@ def _nifti_has_non_finite(path: Path) -> int:
     return int(np.count_nonzero(~np.isfinite(data))) if np.issubdtype(data.dtype, np.floating) else 0
 
 
-def read_image(path: str | os.PathLike, dtype: Any = None, check_finite: bool = False,
+def read_image(path: str | os.PathLike, dtype: Any = None, check_finite: bool = True,
                what: str = "image") -> tuple[np.ndarray, Geometry]:
-    """Read a 3D image as ``(array[i, j, k], Geometry)``.
+    """Read a 3D image as ``(array[i, j, k], Geometry)``: the one checked reader.
 
-    ``dtype`` casts the array; ``check_finite`` raises :class:`NonFiniteError` (naming the file)
-    when the image holds NaN or infinite values. (SimpleITK reads NaN/inf in NIfTI files as 0, so
-    for floating-point NIfTI the check reads the stored values again with nibabel.) ``what`` names the input in error messages.
+    Missing, truncated or corrupt files (including corrupt compressed data that ITK reads
+    without an error) raise :class:`ImageReadError` naming the file. ``dtype`` casts the array.
+    ``check_finite`` (default on: images and masks alike) raises :class:`NonFiniteError`
+    (naming the file) when the image holds NaN or infinite values; SimpleITK reads NaN/inf in
+    NIfTI files as 0, so for floating-point NIfTI the check reads the stored values again with
+    nibabel. ``what`` names the input in error messages.
     """
     sitk = _sitk()
     image = read_sitk_image(path, what)
@@ -319,6 +398,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
     """Write ``obj`` as JSON atomically (NumPy scalars and arrays are converted)."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file", *, error: type[Exception] = InputError) -> Any:
+    """Read a JSON input file: a missing file, a folder, non-UTF-8 text, malformed JSON and
+    absurdly nested JSON raise ``error`` (an :class:`InputError` by default) naming ``what`` and
+    the path, never a raw decoder traceback."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{what} not found: {path}")
+    if path.is_dir():
+        raise error(f"{what} {path} is a folder, expected a JSON file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what} {path} is not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise error(f"{what} {path} is nested too deeply") from None
 
 
 def _json_default(obj: Any) -> Any:

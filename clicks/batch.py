@@ -134,7 +134,16 @@ def list_label_files(input_label: str | os.PathLike) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise InputError(f"label input not found: {path}")
-    return list_images(path, LABEL_SUFFIXES)
+    from autopet_common.image_io import strip_image_suffix
+
+    files = list_images(path, LABEL_SUFFIXES)
+    seen: dict[str, Path] = {}
+    for file in files:  # case.nii.gz and case.mha would write the same case_clicks.json
+        case = strip_image_suffix(file)
+        if case in seen:
+            raise InputError(f"two labels for case {case!r} in {path}: {seen[case].name} and {file.name}; keep one")
+        seen[case] = file
+    return files
 
 
 def simulate_folder(input_label: str | os.PathLike, json_output: str | os.PathLike,
@@ -147,7 +156,12 @@ def simulate_folder(input_label: str | os.PathLike, json_output: str | os.PathLi
     edge_offset, seed, background_in_component, encoding, encoding_size, encoding_in_mm,
     overwrite). Failing cases are reported in the returned results; the others complete.
     """
+    from autopet_common.output_folder import check_output_folder
+
     dataset_settings(dataset_name)  # fail early on an unknown dataset name
+    check_output_folder(json_output, "click output folder")
+    if output_heatmap is not None:
+        check_output_folder(output_heatmap, "heatmap output folder")
     labels = list_label_files(input_label)
     jobs = [dict(label_path=str(p), json_output=str(json_output), dataset_name=dataset_name,
                  input_pet=None if input_pet is None else str(input_pet),

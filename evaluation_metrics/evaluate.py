@@ -151,6 +151,9 @@ def _emit_warnings(results: Iterable[dict]) -> None:
 
 # ----------------------------------------------------------------------------- cohorts
 
+RESULT_TABLES = ("metrics.csv", "metrics_interactive.csv", "metrics_per_step.csv", "detection.csv")
+
+
 def _ground_truth_files(gt: Path) -> list[Path]:
     if gt.is_file():
         return [gt]
@@ -169,11 +172,11 @@ def _ground_truth_files(gt: Path) -> list[Path]:
 
 
 def _find_prediction(pred_dir: Path, stem: str) -> Path | None:
-    for suffix in GT_SUFFIXES:
-        candidate = pred_dir / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    found = [pred_dir / f"{stem}{suffix}" for suffix in GT_SUFFIXES if (pred_dir / f"{stem}{suffix}").is_file()]
+    if len(found) > 1:  # which one is the prediction? never choose silently
+        raise InputError(f"prediction folder {pred_dir} has {len(found)} files for {stem}: "
+                         f"{', '.join(p.name for p in found)}; keep one")
+    return found[0] if found else None
 
 
 def _mode_steps(mode: str, n_clicks: int | None) -> list:
@@ -340,6 +343,13 @@ def _evaluate(gt, pred, mode: str, out_dir=None, n_clicks: int | None = None, nu
         for name, text in files.items():
             atomic_write_text(out_dir / name, text)
         atomic_write_json(out_dir / "summary.json", _json_ready(summary))
+        # the other mode's tables from an earlier run in this folder would read as this run's
+        for name in sorted(set(RESULT_TABLES) - set(files)):
+            if (out_dir / name).is_file():
+                warnings.warn(f"removed {out_dir / name}: a table of an earlier run in another mode")
+                (out_dir / name).unlink()
+        if not summary.get("plot") and (out_dir / PLOT_NAME).is_file():
+            (out_dir / PLOT_NAME).unlink()
     return summary
 
 

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from autopet_common.errors import InputError
 from autopet_common.contract import (TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_N_STEPS, TASK1_OUTPUT_SUBDIR,
                                      TASK1_PET_SUBDIR, TIME_BUDGET_SECONDS)
 
@@ -255,6 +256,14 @@ def collect_mask(output_dir: Path, expected_name: str, geometry: Any) -> tuple[P
 
 # ----------------------------------------------------------------------------- the whole run
 
+def check_model_argument(model: str | os.PathLike | None) -> None:
+    """Fail before the first run, not once per run, when ``--model`` names no folder."""
+    if model is None or str(model) == "model-free":
+        return
+    if not Path(model).is_dir():
+        raise InputError(f"model folder not found: {model} (give a trained nnU-Net folder or 'model-free')")
+
+
 def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
                         model: str | None = None, docker_image: str | None = None,
                         entrypoint: str | os.PathLike = DEFAULT_ENTRYPOINT,
@@ -288,7 +297,10 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         from clicks import simulate_clicks as simulate
     if docker_image:
         check_docker()
+    check_model_argument(model)
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"output folder {output_dir} is a file, not a folder")
     timeout = float(timeout if timeout is not None else time_budget)
     cases = discover_cohort(cohort_dir, dataset_name)
     if max_cases:

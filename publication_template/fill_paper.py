@@ -24,7 +24,6 @@ atomically, so bad input leaves no partial output.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -113,12 +112,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _read_json(path: Path, what: str) -> Any:
+    from autopet_common.image_io import read_json
+
     if not path.is_file():
         raise PaperInputError(f"{what}: file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PaperInputError(f"{what}: not valid JSON: {path}: {exc}") from exc
+    return read_json(path, f"{what}:", error=PaperInputError)
 
 
 @dataclass
@@ -415,7 +413,9 @@ def fill_paper(task1_dir: str | os.PathLike, output_dir: str | os.PathLike,
     Output paths must not lie inside the template folder, so the template is never edited.
     Returns the written paths by name ("results", "method_facts", "figure_task1", ...).
     """
-    output_dir = Path(output_dir).resolve()
+    from autopet_common.output_folder import check_output_folder
+
+    output_dir = check_output_folder(Path(output_dir).resolve(), "paper output folder")
     if output_dir == TEMPLATE_DIR:
         raise PaperInputError(f"output folder {output_dir} is the template folder itself; choose another "
                               f"(e.g. publication_template/build/paper) so the template is never edited")

@@ -179,3 +179,14 @@ def test_ruff_passes():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(REPO)], capture_output=True,
                           text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_debug_adds_the_traceback_and_keeps_the_exit_code(tmp_path, capsys):
+    from clicks.lesion_points import main
+
+    argv = [str(tmp_path / "absent.nii.gz"), str(tmp_path / "points.json")]
+    assert main(argv) == cli.EXIT_INPUT_ERROR
+    assert "Traceback" not in capsys.readouterr().err
+    assert main([*argv, "--debug"]) == cli.EXIT_INPUT_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "absent.nii.gz" in err.splitlines()[-1]

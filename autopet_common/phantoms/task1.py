@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..image_io import Geometry, atomic_write_json, write_image, write_mask
+from ..output_folder import check_folder_name, staged_contents
 from .anatomy import (HOT_ORGANS, ORGANS, Box, body_profile, body_r2, build_anatomy,
                       ellipsoid_q, norm_to_index, norm_to_voxels)
 from .common import add_ct_noise, deterministic_uuid, make_rng, resolve_grid, seed_label
@@ -378,7 +379,17 @@ def write_task1_cohort(out_dir, n_cases: int = 3, tracer: str = "FDG", size: str
         if not 1 <= int(dataset_id) <= 999:
             raise InputError(f"dataset_id must be in 1..999, got {dataset_id}")
         name = dataset_name or f"Phantom{str(tracer).upper() if str(tracer).upper() != 'MIXED' else 'PETCT'}"
-        root = root / f"Dataset{int(dataset_id):03d}_{name}"
+        root = root / f"Dataset{int(dataset_id):03d}_{check_folder_name(name, 'dataset name')}"
+    # the cohort's entries are built aside and replace the old ones whole: a rerun with fewer
+    # cases leaves no stale case next to a dataset.json that counts fewer
+    with staged_contents(root, ("imagesTr", "labelsTr", "gc", "dataset.json", "lesions.json")) as work:
+        _write_task1_cases(work, root.name, n_cases, tracers, size, seed, empty_every, n_lesions, gc_layout,
+                           progress)
+    return root
+
+
+def _write_task1_cases(root: Path, name: str, n_cases: int, tracers: list, size: str, seed: int,
+                       empty_every: int | None, n_lesions: int | None, gc_layout: bool, progress: bool) -> None:
     uuid_rng = make_rng([seed, 987654321])
     meta: dict[str, Any] = {}
     iterator = range(n_cases)
@@ -406,7 +417,7 @@ def write_task1_cohort(out_dir, n_cases: int = 3, tracer: str = "FDG", size: str
         meta[case_id] = entry
         del case
     atomic_write_json(root / "dataset.json", {
-        "name": root.name,
+        "name": name,
         "description": f"Synthetic autoPET/CT IV Task 1 phantoms ({size}, seed {seed}); not patient data.",
         "channel_names": {"0": "CT", "1": "PET"},
         "labels": {"background": 0, "lesion": 1},
@@ -414,4 +425,3 @@ def write_task1_cohort(out_dir, n_cases: int = 3, tracer: str = "FDG", size: str
         "file_ending": ".nii.gz",
     })
     atomic_write_json(root / "lesions.json", meta)
-    return root

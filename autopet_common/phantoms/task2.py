@@ -27,6 +27,7 @@ import numpy as np
 from ..contract import (TASK2_BASELINE_SEG_FOLDERS, task2_baseline_ct_subdir, task2_followup_ct_subdir,
                         task2_points_file)
 from ..errors import InputError
+from ..output_folder import staged_contents
 from ..image_io import Geometry, atomic_write_json, write_image
 from .anatomy import ORGANS, body_profile, build_anatomy, ellipsoid_q, norm_to_index
 from .common import add_ct_noise, deterministic_uuid, make_rng, resolve_grid, seed_label
@@ -340,11 +341,22 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
     ``truth/followup-tumor-lesion-seg.mha`` (lesion ids) and ``transform.json`` (transform,
     both geometries, per-lesion status). Pair ``n`` uses seed ``[seed, n]``.
     """
-    from ..click_io import write_task2_points
 
     if n_pairs < 1:
         raise InputError(f"n_pairs must be >= 1, got {n_pairs}")
     out = Path(out_dir)
+    # pairs are built aside and replace this writer's earlier pairs whole: no stale pair is left
+    owned = {f"PHANTOM_CT_{n:04d}" for n in range(n_pairs)}
+    if out.is_dir():
+        owned |= {p.name for p in out.glob("PHANTOM_CT_*") if p.is_dir()}
+    with staged_contents(out, sorted(owned)) as work:
+        _write_task2_pairs(work, n_pairs, size, seed, progress)
+    return out
+
+
+def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: bool) -> None:
+    from ..click_io import write_task2_points
+
     uuid_rng = make_rng([seed, 123456789])
     iterator = range(n_pairs)
     if progress:
@@ -371,4 +383,3 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
             "followup_geometry": pair.followup_geometry.to_dict(),
             "lesions": pair.lesions,
         })
-    return out
