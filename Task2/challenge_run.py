@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time_budget", type=positive_float, default=TIME_BUDGET_SECONDS, help="seconds per run (default 300)")
     parser.add_argument("--entrypoint", type=Path, default=None, help="entrypoint script (default: inference.py)")
     parser.add_argument("--keep_work", action="store_true", help="keep the per-step input/output folders")
+    parser.add_argument("--platform_layout", type=Path, default=None, metavar="DIR",
+                        help="also write the run as Grand Challenge hands it to an evaluation method "
+                             "(score it with python -m evaluation_metrics.gc_method)")
     return parser
 
 
@@ -179,6 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("give --cohort DIR (or --make_phantoms N)")
     summary = run_task2_cohort(cohort, args.output, model=args.model, time_budget=args.time_budget,
                                entrypoint=args.entrypoint, keep_work=args.keep_work)
+    if args.platform_layout is not None:
+        from local_challenge.platform_layout import export_task2
+
+        export_task2(args.output, cohort, args.platform_layout)
+        print(f"platform layout: {args.platform_layout}")
     means = (summary["metrics"] or {}).get("per_step_means", {})
     print(f"pairs: {summary['n_pairs']}; failed runs: {len(summary['failed_runs'])}; "
           f"max time {summary['max_seconds']:.1f} s; max peak RSS "

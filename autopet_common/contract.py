@@ -62,3 +62,41 @@ def is_task2_input(input_dir: str | os.PathLike) -> bool:
     input_dir = Path(input_dir)
     return any((input_dir / task2_followup_ct_subdir(p)).is_dir() or (input_dir / task2_baseline_ct_subdir(p)).is_dir()
                for p in TASK2_PREFIXES)
+
+
+# ----------------------------------------------------------------------------- platform sockets
+# Grand Challenge names each input and output of an algorithm job by a socket ("interface") slug
+# and places it at a relative path: inputs under /input/<relative path>, outputs under
+# /output/<relative path> (for the evaluation: /input/<job pk>/output/<relative path>). Image
+# sockets are folders holding one image. The slugs below are those the container contract's
+# paths imply; where predictions.json gives a relative_path, that path is used.
+# role: what the evaluation makes of the socket.
+TASK1_SOCKETS = {
+    "ct-image": {"relative_path": "images/ct", "kind": "image", "role": "ct"},
+    "pet-image": {"relative_path": "images/pet", "kind": "image", "role": "pet"},
+    "lesion-clicks": {"relative_path": TASK1_CLICKS_FILE, "kind": "json", "role": "clicks"},
+    "tumor-lesion-segmentation": {"relative_path": TASK1_OUTPUT_SUBDIR.as_posix(), "kind": "image",
+                                  "role": "prediction"},
+}
+
+
+def _task2_sockets() -> dict[str, dict[str, str]]:
+    sockets: dict[str, dict[str, str]] = {}
+    for prefix in TASK2_PREFIXES:
+        sockets[f"{prefix}-baseline-ct"] = {"relative_path": task2_baseline_ct_subdir(prefix).as_posix(),
+                                            "kind": "image", "role": f"{prefix} baseline ct"}
+        sockets[TASK2_BASELINE_SEG_FOLDERS[0].format(p=prefix)] = {
+            "relative_path": f"images/{TASK2_BASELINE_SEG_FOLDERS[0].format(p=prefix)}", "kind": "image",
+            "role": f"{prefix} baseline mask"}
+        sockets[f"{prefix}-followup-ct"] = {"relative_path": task2_followup_ct_subdir(prefix).as_posix(),
+                                            "kind": "image", "role": f"{prefix} followup ct"}
+        for scan in ("baseline", "followup"):
+            sockets[f"{prefix}-{scan}-lesion-clicks"] = {"relative_path": task2_points_file(prefix, scan),
+                                                         "kind": "json", "role": f"{prefix} {scan} clicks"}
+        sockets[f"{prefix}-followup-ct-tumor-lesion-seg"] = {
+            "relative_path": task2_output_subdir(prefix).as_posix(), "kind": "image",
+            "role": f"{prefix} prediction"}
+    return sockets
+
+
+TASK2_SOCKETS = _task2_sockets()

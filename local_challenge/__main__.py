@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "preprocess each case once (same masks; the default, one process per step, is "
                              "the faithful one)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--platform_layout", type=Path, default=None, metavar="DIR",
+                        help="also write the run as Grand Challenge hands it to an evaluation method: "
+                             "DIR/input/predictions.json, DIR/input/<pk>/output/..., DIR/ground_truth/ "
+                             "(score it with python -m evaluation_metrics.gc_method)")
     return parser
 
 
@@ -96,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             forwarded += ["--model", args.model]
         if args.keep_work:
             forwarded.append("--keep_work")
+        if args.platform_layout is not None:
+            forwarded += ["--platform_layout", str(args.platform_layout)]
         return task2_main(forwarded)
     cohort = args.cohort
     if args.make_phantoms:
@@ -115,6 +121,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  keep_work=args.keep_work, progress=not args.no_progress,
                                  overlays=not args.no_overlays, in_process=args.in_process)
     print(format_report(result))
+    if args.platform_layout is not None:
+        from .platform_layout import export_task1
+
+        metadata = {}
+        lesions = Path(cohort) / "lesions.json"  # the phantom writer's per-case facts (tracer)
+        if lesions.is_file():
+            from autopet_common.image_io import read_json
+
+            metadata = {case: {"tracer": entry.get("tracer")} for case, entry in read_json(lesions).items()
+                        if isinstance(entry, dict)}
+        export_task1(args.output, args.platform_layout, metadata=metadata)
+        print(f"platform layout: {args.platform_layout} (python -m evaluation_metrics.gc_method --input "
+              f"{args.platform_layout / 'input'} --ground_truth {args.platform_layout / 'ground_truth'} --output ...)")
     return 1 if result.run_log.get("n_failed") else 0
 
 
