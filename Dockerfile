@@ -1,5 +1,6 @@
 # Grand Challenge algorithm container for autoPET/CT IV (Task 1 PET/CT, Task 2 longitudinal CT).
-# Build with ./build.sh (linux/amd64), try it with ./test.sh, save it for upload with ./export.sh.
+# Build with ./do_build.sh (linux/amd64), try it with ./do_test_run.sh, save it for upload with ./do_save.sh
+# (the platform template's script names).
 # The base image provides Python, CUDA 12.8, cuDNN 9 and torch 2.8 (nnunetv2 2.8.1 accepts
 # torch >= 2.1.2 except 2.9.*); torch is NOT reinstalled below. BASE_IMAGE: another image with
 # Python and torch (e.g. a local one where Docker Hub is out of reach).
@@ -8,12 +9,14 @@ FROM ${BASE_IMAGE}
 
 # Unbuffered output: the log survives a container killed at the time limit.
 ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONPATH=/opt/app \
     nnUNet_raw=/tmp/nnUNet_raw \
     nnUNet_preprocessed=/tmp/nnUNet_preprocessed \
     nnUNet_results=/opt/ml/model \
+    MPLCONFIGDIR=/tmp/matplotlib \
     AUTOPET_REQUIRE_MODEL=1
 
 # Grand Challenge runs the container as a non-root user.
@@ -34,6 +37,9 @@ COPY --chown=user:user autopet_common /opt/app/autopet_common
 COPY --chown=user:user clicks /opt/app/clicks
 COPY --chown=user:user Task1 /opt/app/Task1
 COPY --chown=user:user Task2 /opt/app/Task2
+
+# Byte-compile at build time: at run time nothing is written into the code folder.
+RUN python -m compileall -q /opt/app
 
 USER user
 

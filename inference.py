@@ -36,6 +36,7 @@ import logging
 import os
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -99,16 +100,33 @@ class Phase:
 # ----------------------------------------------------------------------------- task & model
 
 def detect_task(input_dir: Path) -> int:
-    """1 or 2 from the input layout (the rules of :mod:`autopet_common.contract`);
-    :class:`InputError` when it is neither."""
-    from autopet_common.contract import is_task1_input, is_task2_input
+    """1 or 2: from ``/input/inputs.json`` when the platform wrote one (the interface is the
+    sorted tuple of its socket slugs, as the platform's template keys it), else from the folder
+    layout (the rules of :mod:`autopet_common.contract`); the log says which.
+    :class:`InputError` when it is neither, or the interface is unknown."""
+    from autopet_common.contract import INPUTS_FILE, is_task1_input, is_task2_input, task_of_interface
     from autopet_common.errors import InputError
 
+    if (input_dir / INPUTS_FILE).is_file():
+        from autopet_common.image_io import read_json
+
+        values = read_json(input_dir / INPUTS_FILE, "inputs.json")
+        slugs = [((v or {}).get("interface") or {}).get("slug") for v in values] if isinstance(values, list) else None
+        if not slugs or not all(isinstance(s, str) for s in slugs):
+            raise InputError(f"{input_dir / INPUTS_FILE}: expected a list of socket values with interface.slug")
+        task = task_of_interface(slugs)
+        if task is None:
+            raise InputError(f"{input_dir / INPUTS_FILE}: unknown interface {sorted(slugs)} (see "
+                             "autopet_common/contract.py INTERFACES)")
+        log.info("task %d from %s (interface %s)", task, INPUTS_FILE, ", ".join(sorted(slugs)))
+        return task
     if not input_dir.is_dir():
         raise InputError(f"input folder not found: {input_dir}")
     if is_task2_input(input_dir):
+        log.info("task 2 from the folder layout (no %s)", INPUTS_FILE)
         return 2
     if is_task1_input(input_dir):
+        log.info("task 1 from the folder layout (no %s)", INPUTS_FILE)
         return 1
     found = sorted(p.relative_to(input_dir).as_posix() for p in input_dir.glob("*/*"))[:10]
     raise InputError(f"cannot tell the task from {input_dir}: expected images/ct + images/pet "
@@ -116,16 +134,10 @@ def detect_task(input_dir: Path) -> int:
 
 
 def find_nnunet_model(folder: Path) -> Path | None:
-    """The nnU-Net trained-model folder (holding plans.json, dataset.json and fold_*) at or
-    up to three levels below ``folder``; None if there is none."""
-    if not folder.is_dir():
-        return None
-    candidates = [folder] + sorted(p for depth in ("*", "*/*", "*/*/*") for p in folder.glob(depth) if p.is_dir())
-    for candidate in candidates:
-        if ((candidate / "plans.json").is_file() and (candidate / "dataset.json").is_file()
-                and any(candidate.glob("fold_*"))):
-            return candidate
-    return None
+    """The model folder rule has one home, :func:`Task1.model_folder.find_nnunet_model`."""
+    from Task1.model_folder import find_nnunet_model as find
+
+    return find(folder)
 
 
 def model_required() -> bool:
@@ -379,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.quiet)
+    # matplotlib (imported with nnU-Net's trainer module) wants a writable config folder; on the
+    # platform HOME is not writable and /tmp is a fresh volume
+    os.environ.setdefault("MPLCONFIGDIR", os.path.join(tempfile.gettempdir(), "matplotlib"))
     predictor_options: dict[str, Any] = {"checkpoint": args.checkpoint, "use_mirroring": not args.disable_mirroring}
     if args.folds:
         predictor_options["folds"] = args.folds

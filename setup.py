@@ -40,6 +40,7 @@ setup(
             "autopet-task1-predict=Task1.predict:main",
             "autopet-task1-batch-predict=Task1.batch_predict:main",
             "autopet-task1-train-phantom-model=Task1.train_phantom_model:main",
+            "autopet-task1-model-folder=Task1.model_folder:main",
             "autopet-task2-inference=Task2.inference:main",
             "autopet-task2-challenge-run=Task2.challenge_run:main",
             "autopet-task2-convert=Task2.convert_dataset:main",

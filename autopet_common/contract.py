@@ -100,3 +100,33 @@ def _task2_sockets() -> dict[str, dict[str, str]]:
 
 
 TASK2_SOCKETS = _task2_sockets()
+
+
+# The interfaces (sorted input socket slugs) an algorithm job can have, as the platform's
+# template keys them: Task 1 one; Task 2 the primary follow-up alone, with a secondary follow-up
+# that reuses the primary baseline, with a secondary follow-up and its own baseline, and with
+# its own baseline but without baseline points of either prefix (inferred from the contract's
+# input list: the challenge publishes no slug table).
+def _sorted_slugs(*slugs: str) -> tuple[str, ...]:
+    return tuple(sorted(slugs))
+
+
+_T2_PRIMARY = ("primary-baseline-ct", "primary-baseline-ct-tumor-lesion-seg", "primary-followup-ct",
+               "primary-baseline-lesion-clicks", "primary-followup-lesion-clicks")
+_T2_SECONDARY_FOLLOWUP = ("secondary-followup-ct", "secondary-followup-lesion-clicks")
+_T2_SECONDARY_BASELINE = ("secondary-baseline-ct", "secondary-baseline-ct-tumor-lesion-seg",
+                          "secondary-baseline-lesion-clicks")
+INTERFACES = {
+    _sorted_slugs("ct-image", "pet-image", "lesion-clicks"): 1,
+    _sorted_slugs(*_T2_PRIMARY): 2,
+    _sorted_slugs(*_T2_PRIMARY, *_T2_SECONDARY_FOLLOWUP): 2,
+    _sorted_slugs(*_T2_PRIMARY, *_T2_SECONDARY_FOLLOWUP, *_T2_SECONDARY_BASELINE): 2,
+    _sorted_slugs(*(s for s in _T2_PRIMARY + _T2_SECONDARY_FOLLOWUP + _T2_SECONDARY_BASELINE
+                    if not s.endswith("baseline-lesion-clicks"))): 2,
+}
+INPUTS_FILE = "inputs.json"  # the job's socket values, as the platform writes them to /input
+
+
+def task_of_interface(slugs) -> int | None:
+    """1 or 2 for a known interface (any order of slugs), else None."""
+    return INTERFACES.get(tuple(sorted(slugs)))

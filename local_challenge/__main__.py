@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fast development loop: load the entrypoint's model once in this process and "
                              "preprocess each case once (same masks; the default, one process per step, is "
                              "the faithful one)")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="run each step in the platform's runtime without Docker: no network, read-only "
+                             "input, model and root file system, uid 65534, a fresh /tmp (needs root and "
+                             "util-linux; see local_challenge/sandbox.py)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument("--platform_layout", type=Path, default=None, metavar="DIR",
                         help="also write the run as Grand Challenge hands it to an evaluation method: "
@@ -119,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  timeout=args.timeout, dataset_name=args.dataset_name,
                                  max_cases=args.max_cases, n_steps=args.steps,
                                  keep_work=args.keep_work, progress=not args.no_progress,
-                                 overlays=not args.no_overlays, in_process=args.in_process)
+                                 overlays=not args.no_overlays, in_process=args.in_process, sandbox=args.sandbox)
     print(format_report(result))
     if args.platform_layout is not None:
         from .platform_layout import export_task1

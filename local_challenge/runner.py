@@ -272,7 +272,7 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                         n_steps: int = N_STEPS, entrypoint_args: Sequence[str] = (),
                         keep_work: bool = False, progress: bool = True,
                         simulate: Callable[..., dict] | None = None,
-                        overlays: bool = True, in_process: bool = False) -> LocalChallengeResult:
+                        overlays: bool = True, in_process: bool = False, sandbox: bool = False) -> LocalChallengeResult:
     """Run the Task 1 protocol on a cohort and score it. See the module docstring.
 
     ``model``: passed to the entrypoint's ``--model`` (None: its default; "model-free").
@@ -286,6 +286,8 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     only the click channels and forward passes run per step (:mod:`Task1.batch_predict`; the
     masks equal the per-process runs'). Per-run seconds are then the case's time divided by
     its steps, and memory is this process's peak.
+    ``sandbox``: each run in the platform's runtime without Docker (:mod:`local_challenge.sandbox`:
+    no network, read-only input, model and root file system, uid 65534, fresh /tmp).
     Returns the runs, the metrics summary and the run log; writes everything under ``output_dir``.
     """
     import numpy as np
@@ -297,6 +299,16 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         from clicks import simulate_clicks as simulate
     if docker_image:
         check_docker()
+    audit_dir = None
+    if sandbox:
+        from .sandbox import sandbox_unavailable_reason, write_audit_hook
+
+        reason = sandbox_unavailable_reason()
+        if reason:
+            raise InputError(f"--sandbox is not available on this machine: {reason}")
+        if docker_image or in_process:
+            raise InputError("--sandbox runs the entrypoint script; it does not combine with --docker or --in_process")
+        audit_dir = write_audit_hook(Path(output_dir) / "logs" / "sandbox_audit")
     check_model_argument(model)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -353,6 +365,15 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
             if docker_image:
                 os.chmod(run_output, 0o777)  # the container's non-root user writes here
                 command = docker_command(input_dir, run_output, docker_image)
+            elif sandbox:
+                from .sandbox import sandboxed_command
+
+                os.chmod(run_output, 0o777)  # the sandbox's uid 65534 writes here
+                model_dir = Path(model) if model not in (None, "model-free") else None
+                extra = ["--time_budget", f"{time_budget:g}", *(["--model", "model-free"] if model == "model-free" else []),
+                         *entrypoint_args]
+                command = sandboxed_command(input_dir, run_output, model_dir, extra, audit_dir=audit_dir,
+                                            app_dir=Path(entrypoint).resolve().parent)
             else:
                 command = entrypoint_command(input_dir, run_output, Path(entrypoint), model, time_budget,
                                              entrypoint_args)

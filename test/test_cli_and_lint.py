@@ -38,6 +38,7 @@ TOOLS = {
                       "{out}/mask.nii.gz"],
     "Task1.batch_predict": ["-i", "{missing}", "-o", "{out}", "-m", "model-free"],
     "Task1.train_phantom_model": ["--cases", "0", "--work_dir", "{out}"],
+    "Task1.model_folder": ["{missing}", "--tar", "{out}/model.tar.gz"],
     "Task2.convert_dataset": ["--cohort", "{missing}", "--output", "{out}"],
     "publication_template.fill_paper": ["--task1", "{missing}", "-o", "{out}"],
 }

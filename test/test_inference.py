@@ -329,3 +329,39 @@ def test_required_model_missing_exits_nonzero_without_output(tmp_path, monkeypat
                           "--output", str(tmp_path / "out")], capture_output=True, text=True, env=env)
     assert run.returncode == 2 and "no Task 1 model" in run.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.mha"))
+
+
+def _inputs_json(folder: Path, slugs) -> None:
+    from autopet_common.contract import TASK1_SOCKETS, TASK2_SOCKETS
+
+    table = {**TASK1_SOCKETS, **TASK2_SOCKETS}
+    values = [{"interface": {"slug": s, "relative_path": table.get(s, {}).get("relative_path", s)}} for s in slugs]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "inputs.json").write_text(json.dumps(values))
+
+
+def test_the_interface_comes_from_inputs_json(tmp_path, caplog):
+    from autopet_common.contract import INTERFACES
+
+    caplog.set_level("INFO")
+    assert sorted(INTERFACES.values()) == [1, 2, 2, 2, 2]  # Task 1 and the four Task 2 interfaces
+    for n, (slugs, task) in enumerate(INTERFACES.items()):
+        folder = tmp_path / f"i{n}"
+        _inputs_json(folder, reversed(slugs))  # any order
+        assert inference.detect_task(folder) == task
+    assert "from inputs.json" in caplog.text
+    # a Task 1 folder layout with a Task 2 inputs.json: inputs.json decides
+    task1, _, _ = make_gc_input(tmp_path / "t1")
+    _inputs_json(task1, next(s for s, t in INTERFACES.items() if t == 2))
+    assert inference.detect_task(task1) == 2
+    # without inputs.json the folder layout decides, and the log says so
+    caplog.clear()
+    (task1 / "inputs.json").unlink()
+    assert inference.detect_task(task1) == 1 and "from the folder layout" in caplog.text
+
+
+def test_an_unknown_interface_is_an_input_error(tmp_path, capsys):
+    _inputs_json(tmp_path / "in", ["ct-image", "mystery-socket"])
+    assert inference.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown interface" in err and "mystery-socket" in err and not (tmp_path / "out").exists()

@@ -68,15 +68,20 @@ def test_dockerignore_lets_every_copied_file_through():
     assert {source for source, _ in copied_sources()} <= allowed
 
 
-def test_scripts_use_the_challenge_flags():
-    test_sh = (REPO / "test.sh").read_text()
-    for flag in ("--network none", "--cap-drop ALL", "--shm-size 2g", '--gpus "$GPUS"', "/input:ro", ":/output"):
-        assert flag in test_sh, flag
-    assert "docker save" in (REPO / "export.sh").read_text() and "gzip" in (REPO / "export.sh").read_text()
-    assert "docker build" in (REPO / "build.sh").read_text()
-    for name in ("build.sh", "test.sh", "export.sh"):
+def test_scripts_use_the_template_names_and_the_platforms_flags():
+    test_run = (REPO / "do_test_run.sh").read_text()
+    for flag in ("--network none", "--cap-drop ALL", "--security-opt no-new-privileges", "--shm-size 2g",
+                 "--memory 16g", '--gpus "$GPUS"', "/input:ro", ":/output", ":/tmp", "/opt/ml/model:ro"):
+        assert flag in test_run, flag
+    assert "for task in 1 2" in test_run and "plain run" in test_run  # both tasks, compared with a plain run
+    save = (REPO / "do_save.sh").read_text()
+    assert " save " in save and "gzip" in save
+    assert " build " in (REPO / "do_build.sh").read_text()
+    for name in ("do_build.sh", "do_test_run.sh", "do_save.sh"):
         assert os.access(REPO / name, os.X_OK), name
         subprocess.run(["bash", "-n", str(REPO / name)], check=True)
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "PYTHONDONTWRITEBYTECODE=1" in dockerfile and "compileall" in dockerfile  # nothing written at run time
 
 
 def _sample_input(tiny_task1_cohort, tmp_path) -> Path:

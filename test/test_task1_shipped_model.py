@@ -129,3 +129,28 @@ def test_local_challenge_in_process_equals_one_process_per_step(tmp_path, tiny_t
     for name in names:
         assert np.array_equal(read_image(runs[False] / name)[0], read_image(runs[True] / name)[0]), name
     assert json.loads((tmp_path / "in_process" / "run_log.json").read_text())["mode"] == "in-process"
+
+
+def test_model_folder_check_and_tarball(tmp_path, capsys):
+    """The pre-upload check loads the model as the entrypoint will; a damaged checkpoint fails it;
+    the tarball holds the folder's content at its root (it becomes /opt/ml/model)."""
+    import shutil
+    import tarfile
+
+    from Task1.model_folder import main
+
+    shipped = REPO / "models" / "task1_phantom"
+    assert main([str(shipped), "--tar", str(tmp_path / "model.tar.gz")]) == 0
+    out = capsys.readouterr().out
+    assert "trainer: autoPETTrainerClicks_cpu" in out and "ok: the entrypoint will load this model" in out
+    with tarfile.open(tmp_path / "model.tar.gz") as archive:
+        assert {"plans.json", "dataset.json", "fold_0/checkpoint_final.pth"} <= set(archive.getnames())
+    # nnU-Net's own results layout, two levels down, is found too
+    nested = tmp_path / "results" / "Dataset777_x" / "autoPETTrainerClicks_cpu__nnUNetPlans__3d_cpu"
+    shutil.copytree(shipped, nested)
+    assert main([str(tmp_path / "results")]) == 0
+    capsys.readouterr()
+    checkpoint = nested / "fold_0" / "checkpoint_final.pth"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-10] + b"0123456789")
+    assert main([str(tmp_path / "results")]) == 2
+    assert "sha256 differs" in capsys.readouterr().err

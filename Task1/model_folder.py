@@ -1,0 +1,105 @@
+"""A Task 1 model folder: where the entrypoint finds it, and a check to run before uploading it.
+
+Grand Challenge extracts the team's model tarball to ``/opt/ml/model`` (read-only). The
+entrypoint uses the nnU-Net training output folder (``plans.json``, ``dataset.json``,
+``fold_X/checkpoint_final.pth``) found at, or up to three levels below, that folder
+(:func:`find_nnunet_model`), so the tarball may hold the folder itself or nnU-Net's
+``DatasetXXX/Trainer__Plans__Config/`` path.
+
+    python -m Task1.model_folder DIR [--tar model.tar.gz]
+
+loads the model exactly as the entrypoint will (trainer class, click configuration, every
+fold's weights into the network the trainer builds), checks ``checkpoint.sha256`` where
+present, and with ``--tar`` writes the tarball to upload (members relative to DIR, so DIR's
+content appears under ``/opt/ml/model``). Nothing is imported at module import time.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from pathlib import Path
+from typing import Sequence
+
+from autopet_common.cli import ArgumentParser, entrypoint
+from autopet_common.errors import InputError
+
+
+def find_nnunet_model(folder: str | os.PathLike) -> Path | None:
+    """The nnU-Net trained-model folder (holding plans.json, dataset.json and fold_*) at or
+    up to three levels below ``folder``; None if there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    candidates = [folder] + sorted(p for depth in ("*", "*/*", "*/*/*") for p in folder.glob(depth) if p.is_dir())
+    for candidate in candidates:
+        if ((candidate / "plans.json").is_file() and (candidate / "dataset.json").is_file()
+                and any(candidate.glob("fold_*"))):
+            return candidate
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_model_folder(folder: str | os.PathLike) -> dict:
+    """Load the model as the entrypoint will; :class:`InputError` names what is wrong. Returns
+    what was found (model folder, trainer, configuration, folds, click config version, size)."""
+    folder = Path(folder)
+    model = find_nnunet_model(folder)
+    if model is None:
+        raise InputError(f"{folder}: no nnU-Net model folder (plans.json, dataset.json, fold_X/) at or up to three "
+                         "levels below it")
+    sums = model / "checkpoint.sha256"
+    if sums.is_file():
+        for line in sums.read_text().splitlines():
+            expected, _, name = line.partition("  ")
+            if name and _sha256(model / name.strip()) != expected.strip():
+                raise InputError(f"{model / name.strip()}: sha256 differs from {sums} (a damaged or replaced file)")
+    from Task1.predict import Task1Predictor
+
+    predictor = Task1Predictor(model, device="cpu")
+    described = predictor.describe()
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return {"model_dir": str(model), "trainer": described["trainer"], "configuration": described["configuration"],
+            "folds": described["folds"], "input_kind": described["input_kind"],
+            "click_config_version": described.get("click_config_version"), "size_mb": round(size / 2 ** 20, 1)}
+
+
+def write_model_tarball(folder: str | os.PathLike, tar: str | os.PathLike) -> Path:
+    """The tarball to upload: DIR's content, members relative to DIR (atomic write)."""
+    folder, tar = Path(folder), Path(tar)
+    if tar.resolve().is_relative_to(folder.resolve()):
+        raise InputError(f"write the tarball {tar} outside the model folder {folder}")
+    tmp = tar.with_name(f".{tar.name}.tmp")
+    with tarfile.open(tmp, "w:gz") as archive:
+        for item in sorted(folder.rglob("*")):
+            if "__pycache__" not in item.parts:
+                archive.add(item, arcname=item.relative_to(folder).as_posix(), recursive=False)
+    os.replace(tmp, tar)
+    return tar
+
+
+@entrypoint("python -m Task1.model_folder")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m Task1.model_folder",
+                            description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n", 1)[1])
+    parser.add_argument("folder", help="the model folder to upload (becomes /opt/ml/model)")
+    parser.add_argument("--tar", default=None, help="also write the tarball to upload (.tar.gz)")
+    args = parser.parse_args(argv)
+    report = check_model_folder(args.folder)
+    for key, value in report.items():
+        print(f"{key}: {value}")
+    if args.tar:
+        print(f"wrote {write_model_tarball(args.folder, args.tar)}")
+    print("ok: the entrypoint will load this model")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
