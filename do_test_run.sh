@@ -8,8 +8,8 @@
 #   MODEL_DIR   trained nnU-Net folder mounted at /opt/ml/model (default: the phantom demo model
 #               models/task1_phantom; the image holds no model and refuses Task 1 without one)
 #   GPUS        "" on a machine without a GPU (default: all)
-#   CONTAINER_ENGINE / ENGINE_FLAGS / RUN_FLAGS   e.g. podman, "--storage-driver vfs",
-#               "--runtime runc" (see the README's container section)
+#   CONTAINER_ENGINE / ENGINE_FLAGS / RUN_FLAGS / BUILD_ARGS   e.g. podman, "--storage-driver vfs",
+#               "--runtime runc", "--build-arg BASE_IMAGE=..." (see the README's container section)
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DOCKER_IMAGE_TAG="${DOCKER_IMAGE_TAG:-autopet-ct-iv-algorithm}"
@@ -20,7 +20,8 @@ GPUS="${GPUS-all}"
 PYTHON="${PYTHON:-$SCRIPT_DIR/.venv/bin/python}"
 MODEL_DIR="${MODEL_DIR-$SCRIPT_DIR/models/task1_phantom}"
 
-"$SCRIPT_DIR/do_build.sh"
+read -r -a build_args <<< "${BUILD_ARGS:-}"
+"$SCRIPT_DIR/do_build.sh" "${build_args[@]}"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/autopet-ct-iv-test-run.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
