@@ -300,7 +300,7 @@ def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str 
                   time_budget: float = TIME_BUDGET_SECONDS, margin: float = DEFAULT_MARGIN_SECONDS,
                   device: str = "auto", remove_below_suv: float | None = None,
                   predictor_options: dict[str, Any] | None = None, *, click_rules: bool = True,
-                  protocol_rule: bool = True) -> list[Path]:
+                  protocol_rule: bool = True, binary: bool = False) -> list[Path]:
     """Run one challenge step: read ``input_dir``, write the mask(s) under ``output_dir``.
 
     ``model``: None (``/opt/ml/model`` if it holds a trained nnU-Net folder, else model-free),
@@ -308,7 +308,8 @@ def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str 
     for the whole run; the nnU-Net predictor gets what is left after reading minus ``margin``.
     ``remove_below_suv``: drop predicted voxels with PET below this SUV (the challenge's
     data-centric baseline used 1.0); ``click_rules`` / ``protocol_rule``: see
-    Task1/postprocessing.py. Returns the written file(s). Raises
+    Task1/postprocessing.py. ``binary``: Task 2 writes 0/1 instead of lesion ids. Returns the
+    written file(s). Raises
     :class:`autopet_common.errors.InputError` on bad input, before writing anything.
     """
     started = time.perf_counter()
@@ -331,6 +332,8 @@ def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str 
         options: dict[str, Any] = {"model_dir": model_dir, "device": device}
         if "time_budget" in inspect.signature(run_task2).parameters:
             options["time_budget"] = max(time_budget - margin - (time.perf_counter() - started), 1.0)
+        if binary:
+            options["binary"] = True
         with Phase("task2", timings):
             written = [Path(p) for p in run_task2(input_dir, output_dir, **options)]
     else:
@@ -383,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_protocol_rule", action="store_true",
                         help="keep unclicked detections even once every lesion has a click "
                              "(for clicks that do not follow the challenge's simulator)")
+    parser.add_argument("--binary", action="store_true",
+                        help="Task 2: write 0/1 masks instead of lesion ids (default: voxel value = lesion id, "
+                             "as the challenge's Task 2 baseline writes)")
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser
 
@@ -400,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_inference(args.input, args.output, model=args.model, task=args.task, time_budget=args.time_budget,
                   margin=args.margin, device=args.device, remove_below_suv=args.remove_below_suv,
                   predictor_options=predictor_options, click_rules=not args.no_click_rules,
-                  protocol_rule=not args.no_protocol_rule)
+                  protocol_rule=not args.no_protocol_rule, binary=args.binary)
     return 0
 
 

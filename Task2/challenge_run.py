@@ -30,7 +30,8 @@ from typing import Any, Sequence
 from autopet_common.cli import ArgumentParser, entrypoint, non_negative_int, positive_float, positive_int
 from autopet_common.contract import TASK2_PREFIXES, TIME_BUDGET_SECONDS, task2_output_subdir, task2_points_file
 from autopet_common.errors import InputError
-from autopet_common.image_io import atomic_write_json, atomic_write_text, find_single_image, read_image, write_mask
+from autopet_common.image_io import atomic_write_json, atomic_write_text, find_single_image, read_image, write_image
+from Task2.lesion_ids import label_dtype
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRUTH_NAME = "truth/followup-tumor-lesion-seg.mha"
@@ -109,7 +110,8 @@ def run_task2_cohort(cohort_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     runs = []
     for pair in tqdm(pairs, desc="task2 pairs", unit="pair", disable=not progress):
         truth, geometry = read_image(pair / TRUTH_NAME, what=f"truth of {pair.name}")
-        write_mask(truth > 0, geometry, out / "labels" / f"{pair.name}.mha")
+        # lesion ids kept: the binary measures take > 0, the per-lesion tracking the ids
+        write_image(truth.astype(label_dtype(truth)), geometry, out / "labels" / f"{pair.name}.mha")
         for step in (1, 2):
             input_dir = _step_input(pair, work, step)
             output_dir = work / pair.name / f"step{step}_output"

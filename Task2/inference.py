@@ -41,8 +41,9 @@ from autopet_common.contract import (INPUT_DIR, OUTPUT_DIR, TASK2_BASELINE_SEG_F
                                      task2_output_subdir, task2_points_file)
 from autopet_common.errors import InputError
 from autopet_common.output_folder import remove_stale_files
+from Task2.lesion_ids import label_dtype
 from autopet_common.image_io import (Geometry, check_same_grid, find_single_image, read_image,
-                                     strip_image_suffix, write_mask)
+                                     strip_image_suffix, write_image, write_mask)
 
 log = logging.getLogger("Task2.inference")
 
@@ -125,7 +126,7 @@ def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
 
 def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
               model_dir: str | os.PathLike | None = None, device: str = "auto",
-              time_budget: float | None = None, deformable: bool = False) -> list[Path]:
+              time_budget: float | None = None, deformable: bool = False, binary: bool = False) -> list[Path]:
     """Segment every follow-up in ``input_dir``; write one mask per follow-up under
     ``output_dir/images/<prefix>-followup-ct-tumor-lesion-seg/``. Returns the written paths.
 
@@ -154,21 +155,30 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
 
             mask = predict_followup(item, Path(model_dir), params=params, device=device, names=names)
             step = 2 if item.followup_points else 1
+            from Task2.lesion_ids import ids_by_clicks
+
+            known = set(item.followup_points) | set(item.baseline_points)
+            labels = ids_by_clicks(mask, dict(item.followup_points), start_id=max(known, default=0) + 1)
         else:
             result = segment_followup(item.baseline_ct, item.baseline_geometry, item.baseline_mask,
                                       item.followup_ct, item.followup_geometry, item.baseline_points,
                                       item.followup_points, params, names)
-            mask, step = result.mask, result.step
+            mask, labels, step = result.mask, result.labels, result.step
             log.info("%s: step %d, body Dice %.3f -> %.3f after registration, %s", item.prefix, step,
                      result.registration["body_dice_before"], result.registration["body_dice_after"],
                      ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
-        results.append((item, mask))
+        results.append((item, labels))
     written = []
-    for item, mask in results:
+    for item, labels in results:
         path = output_dir / task2_output_subdir(item.prefix) / item.output_name
-        written.append(write_mask(mask, item.followup_geometry, path))
+        if binary:
+            written.append(write_mask(labels > 0, item.followup_geometry, path))
+        else:  # voxel values are lesion ids (Task2.lesion_ids)
+            written.append(write_image(labels.astype(label_dtype(labels)), item.followup_geometry, path))
         remove_stale_files(path.parent, keep=[path])  # the folder holds this run's mask only
-        log.info("wrote %s (%d lesion voxels)", path, int(np.count_nonzero(mask)))
+        ids = sorted(int(v) for v in np.unique(labels) if v)
+        log.info("wrote %s (%d lesion voxels, lesion ids %s)", path, int(np.count_nonzero(labels)),
+                 "0/1" if binary else ids)
     elapsed = time.perf_counter() - started
     if time_budget is not None and elapsed > time_budget:
         log.warning("Task 2 took %.1f s, over the %.0f s budget", elapsed, time_budget)
@@ -190,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deformable", action="store_true",
                         help="add a BSpline refinement after the affine registration (slower)")
     parser.add_argument("--time_budget", type=positive_float, default=TIME_BUDGET_SECONDS, help="seconds; only warns when exceeded")
+    parser.add_argument("--binary", action="store_true",
+                        help="write 0/1 masks instead of lesion ids (default: voxel value = lesion id)")
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser
 
@@ -199,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.quiet)
     written = run_task2(args.input, args.output, model_dir=args.model, device=args.device,
-                        time_budget=args.time_budget, deformable=args.deformable)
+                        time_budget=args.time_budget, deformable=args.deformable, binary=args.binary)
     for path in written:
         print(path)
     return 0

@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 from autopet_common.errors import InputError
 from autopet_common.image_io import Geometry, to_sitk
 
+from .lesion_ids import instance_ids
 from .registration import (RegistrationParameters, carry_points, refine_locally, register_ct,
                            resample_region, resample_to_followup, transform_to_dict)
 from .segmentation import (CarriedLesion, baseline_lesion_models, segment_new_lesion,
@@ -39,6 +40,7 @@ class FollowupResult:
     timings: dict = field(default_factory=dict)
     # Registered baseline CT and instance labels on the follow-up grid (for the nnU-Net path).
     carried_labels: np.ndarray | None = None
+    labels: np.ndarray | None = None  # lesion ids on the follow-up grid (Task2.lesion_ids), 0 background
 
 
 def baseline_instances(mask: np.ndarray, points: Mapping[int, Any], spacing=(1.0, 1.0, 1.0)
@@ -143,32 +145,34 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
     models = baseline_lesion_models(baseline_ct, instances, baseline_geometry.spacing)
     lesions = carry_lesions(instances, models, baseline_geometry, followup_geometry, followup_img,
                             baseline_img, reg.transform, local_refinement)
-    label_to_id = {label: lesion_id for lesion_id, label in id_to_label.items()}
-    carried_points = {label_to_id.get(label, f"component {label}"): lesion.centre
-                      for label, lesion in lesions.items()}
+    ids = instance_ids(baseline_mask, instances, id_to_label, reserved=set(fu_points))
+    carried_points = {ids[label]: lesion.centre for label, lesion in lesions.items()}
     timings["carry_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     spacing = followup_geometry.spacing
-    mask = np.zeros(followup_ct.shape, dtype=bool)
+    labels = np.zeros(followup_ct.shape, dtype=np.int64)
     if not fu_points:
-        step = 1
-        for lesion in lesions.values():
-            mask |= segment_with_prior(followup_ct, spacing, lesion, lesion.centre, detect=True)
+        step = 1  # each carried lesion keeps its baseline id
+        for label, lesion in lesions.items():
+            region = segment_with_prior(followup_ct, spacing, lesion, lesion.centre, detect=True)
+            labels[region & (labels == 0)] = ids[label]
     else:
-        step = 2
+        step = 2  # each lesion takes the id of the click it grows from
         for lesion_id, point in fu_points.items():
             lesion = lesions.get(id_to_label.get(lesion_id, -1))
             if lesion is not None:
-                mask |= segment_with_prior(followup_ct, spacing, lesion, point)
+                region = segment_with_prior(followup_ct, spacing, lesion, point)
             else:
-                mask |= segment_new_lesion(followup_ct, spacing, point)
+                region = segment_new_lesion(followup_ct, spacing, point)
+            labels[region & (labels == 0)] = int(lesion_id)
+    mask = labels > 0
     timings["segmentation_s"] = time.perf_counter() - t0
     carried = None
     if keep_carried:
         carried = resample_to_followup(instances.astype(np.uint16), baseline_geometry, followup_geometry,
                                        reg.transform, nearest=True).astype(np.int32)
-    return FollowupResult(mask=mask, step=step, registration=transform_to_dict(reg),
+    return FollowupResult(mask=mask, labels=labels, step=step, registration=transform_to_dict(reg),
                           carried_points={k: [float(x) for x in v] for k, v in carried_points.items()},
                           skipped_points=outside, timings=timings, carried_labels=carried)
 

@@ -37,6 +37,7 @@ STATIC_COLUMNS = ["dice_sc", "false_pos_vol", "false_neg_vol"]
 INTERACTIVE_COLUMNS = ["dice_auc", "fpv_auc", "fnv_auc", "dice_final", "fpv_final", "fnv_final"]
 PER_STEP_COLUMNS = ["gt_name", "step", "dice", "fpv", "fnv"]
 DETECTION_COLUMNS = ["gt_name", "step", "tp", "fn", "fp", "sensitivity", "precision", "f1"]
+LESION_COLUMNS = ["gt_name", "step", "lesion_id", "status", "dice", "truth_ml", "predicted_id"]
 PLOT_NAME = "interactive_curves.png"
 TASK2_STEPS = (1, 2)
 
@@ -90,6 +91,7 @@ class CaseJob:
     gt_path: Path
     steps: tuple                  # (step, prediction path) pairs; step None in static mode
     min_overlap: float = 0.0
+    lesion_ids: bool = False      # Task 2: integer lesion ids are expected (no "not binary" warning)
 
 
 def evaluate_case(job: CaseJob) -> dict:
@@ -97,21 +99,57 @@ def evaluate_case(job: CaseJob) -> dict:
     [{"step", "dice", "fpv", "fnv", "tp", "fn", "fp", "sensitivity", "precision", "f1"}],
     "warnings": [...]}``. Raises InputError on unreadable files or mismatched grids."""
     gt, gt_geometry, warning = read_mask(job.gt_path, "ground truth")
-    messages = [warning] if warning else []
+    messages = [warning] if warning and not job.lesion_ids else []
     voxel_ml = header_voxel_volume_ml(job.gt_path, gt_geometry)
+    gt_ids = read_image(job.gt_path, what="ground truth")[0] if job.lesion_ids else None
     rows = []
     for step, pred_path in job.steps:
         pred, pred_geometry, warning = read_mask(pred_path, "prediction")
-        if warning:
+        if warning and not job.lesion_ids:
             messages.append(warning)
         check_same_grid(gt_geometry, pred_geometry, f"ground truth {job.gt_path}",
                         f"prediction {pred_path}")
         measures = measure_case(gt, pred)
         dice, fpv, fnv = measures.metrics(voxel_ml)
-        rows.append({"step": step, "dice": dice, "fpv": fpv, "fnv": fnv,
-                     **measures.detection(job.min_overlap)})
+        row = {"step": step, "dice": dice, "fpv": fpv, "fnv": fnv, **measures.detection(job.min_overlap)}
+        if gt_ids is not None:
+            row.update(lesion_tracking(gt_ids, read_image(pred_path, what="prediction")[0], voxel_ml))
+        rows.append(row)
     return {"gt_name": job.gt_path.name, "case": job.case, "has_lesions": bool(gt.any()),
             "steps": rows, "warnings": messages}
+
+
+def lesion_tracking(truth: np.ndarray, pred: np.ndarray, voxel_ml: float) -> dict:
+    """Task 2 per lesion, by id (voxel values are lesion ids in both label maps).
+
+    Each truth lesion: its Dice against the prediction's voxels of the same id, its volume,
+    the id most of its predicted voxels carry, and a status: ``kept`` (that id is its own),
+    ``swapped`` (another id), ``lost`` (no predicted voxel on it). Predicted ids that are not
+    truth ids are ``new`` (they count their volume). ``id_accuracy`` = kept / (kept + swapped).
+    """
+    truth = np.asarray(truth).astype(np.int64, copy=False)
+    pred = np.asarray(pred).astype(np.int64, copy=False)
+    lesions = []
+    truth_ids = sorted(int(v) for v in np.unique(truth) if v > 0)
+    for lesion in truth_ids:
+        inside = truth == lesion
+        values = pred[inside]
+        values = values[values > 0]
+        same = pred == lesion
+        overlap = int(np.count_nonzero(inside & same))
+        size, pred_size = int(np.count_nonzero(inside)), int(np.count_nonzero(same))
+        dice = 2.0 * overlap / (size + pred_size) if size + pred_size else float("nan")
+        majority = int(np.bincount(values).argmax()) if values.size else None
+        status = "lost" if majority is None else ("kept" if majority == lesion else "swapped")
+        lesions.append({"id": lesion, "status": status, "dice": dice, "truth_ml": size * voxel_ml,
+                        "predicted_id": majority})
+    new = [{"id": int(v), "status": "new", "dice": None, "truth_ml": 0.0, "predicted_id": int(v),
+            "predicted_ml": float(np.count_nonzero(pred == v)) * voxel_ml}
+           for v in np.unique(pred) if v > 0 and int(v) not in truth_ids]
+    matched = sum(entry["status"] in ("kept", "swapped") for entry in lesions)
+    kept = sum(entry["status"] == "kept" for entry in lesions)
+    return {"lesions": lesions + new, "id_accuracy": kept / matched if matched else float("nan"),
+            "n_kept": kept, "n_swapped": matched - kept, "n_lost": len(lesions) - matched, "n_new": len(new)}
 
 
 def compute_metrics(gt_path: str | os.PathLike, pred_path: str | os.PathLike) -> tuple[float, float, float]:
@@ -151,7 +189,7 @@ def _emit_warnings(results: Iterable[dict]) -> None:
 
 # ----------------------------------------------------------------------------- cohorts
 
-RESULT_TABLES = ("metrics.csv", "metrics_interactive.csv", "metrics_per_step.csv", "detection.csv")
+RESULT_TABLES = ("metrics.csv", "metrics_interactive.csv", "metrics_per_step.csv", "detection.csv", "lesions.csv")
 
 
 def _ground_truth_files(gt: Path) -> list[Path]:
@@ -215,7 +253,7 @@ def _collect_jobs(gt: Path, pred: Path, mode: str, steps: list,
         if case_missing:
             missing.extend(case_missing)
         else:
-            jobs.append(CaseJob(case, gt_path, tuple(pairs), min_overlap))
+            jobs.append(CaseJob(case, gt_path, tuple(pairs), min_overlap, lesion_ids=mode == "task2"))
     return jobs, missing
 
 
@@ -305,6 +343,17 @@ def _summarise(results: list[dict], mode: str, steps: list, missing: list[str]) 
         summary["per_step_means"] = {
             key: [_stats([r["steps"][i][key] for r in results])[0] for i in range(len(steps))]
             for key in ("dice", "fpv", "fnv")}
+    if mode == "task2" and results and "lesions" in results[0]["steps"][0]:
+        files["lesions.csv"] = _csv_text(
+            LESION_COLUMNS, ([r["gt_name"], s["step"], lesion["id"], lesion["status"], lesion["dice"],
+                              lesion["truth_ml"], lesion["predicted_id"]]
+                             for r in results for s in r["steps"] for lesion in s["lesions"]))
+        summary["tracking"] = [{"step": step, **{key: sum(r["steps"][i][key] for r in results)
+                                                 for key in ("n_kept", "n_swapped", "n_lost", "n_new")}}
+                               for i, step in enumerate(steps)]
+        for entry in summary["tracking"]:
+            matched = entry["n_kept"] + entry["n_swapped"]
+            entry["id_accuracy"] = entry["n_kept"] / matched if matched else None
     return summary, files
 
 

@@ -29,7 +29,7 @@ def test_challenge_run_scores_both_steps(tiny_cohort, tmp_path):
     assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 50 and r["within_budget"] for r in summary["runs"])
     for step in (1, 2):
         pred, _ = read_image(tmp_path / "run" / "predictions" / f"PHANTOM_CT_0000_pred{step}.mha")
-        assert set(np.unique(pred)) <= {0, 1}
+        assert pred.dtype == np.uint8 and pred.min() == 0 and pred.max() >= 1  # voxel values: lesion ids
     metrics = summary["metrics"]
     assert metrics["mode"] == "task2" and metrics["n_cases"] == 1
     dice1, dice2 = metrics["per_step_means"]["dice"]
@@ -129,6 +129,26 @@ def test_model_path_plumbing_with_a_stand_in_predictor(tiny_cohort, tmp_path, mo
     assert list(seen["spacing"]) == list(fu_geometry.spacing[::-1])
     points = json.loads((pair / "input" / "primary-followup-lesion-clicks.json").read_text())["points"]
     assert points
-    for entry in points:
-        assert mask[tuple(int(round(v)) for v in entry["point"])] == 1
-    assert mask.sum() <= 19 * len(points)  # ball radius 3, value > 0.5: d < 1.5 voxels = 19 voxels
+    for entry in points:  # each blob carries the id of the click it is around
+        assert mask[tuple(int(round(v)) for v in entry["point"])] == int(entry["name"])
+    assert (mask > 0).sum() <= 19 * len(points)  # ball radius 3, value > 0.5: d < 1.5 voxels = 19 voxels
+
+
+def test_task2_evaluation_tracks_lesions_by_id(tmp_path):
+    """Per-lesion scores by id and the tracking summary: with the model-free pipeline the id at
+    step 2 is the truth id for every lesion it finds; a lesion that vanished has no truth voxel
+    and is not counted; predicted ids absent from the truth are 'new'."""
+    import csv
+
+    from autopet_common.phantoms import write_task2_cohort
+    from Task2.challenge_run import run_task2_cohort
+
+    cohort = write_task2_cohort(tmp_path / "cohort", n_pairs=2, size="tiny", seed=6)
+    summary = run_task2_cohort(cohort, tmp_path / "run", progress=False)
+    tracking = summary["metrics"]["tracking"]
+    assert [t["step"] for t in tracking] == [1, 2]
+    assert tracking[1]["id_accuracy"] == 1.0 and tracking[1]["n_kept"] >= 3
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics" / "lesions.csv").open()))
+    assert {r["status"] for r in rows} <= {"kept", "swapped", "lost", "new"}
+    step2 = [r for r in rows if r["step"] == "2" and r["status"] == "kept"]
+    assert step2 and all(r["lesion_id"] == r["predicted_id"] and float(r["dice"]) > 0.3 for r in step2)

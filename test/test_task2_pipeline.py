@@ -109,7 +109,12 @@ def test_run_task2_step1_and_secondary_followup(cohort, tmp_path):
     step1, geometry = read_image(written[0])
     _, fu_geometry = read_image(fu)
     assert geometry == fu_geometry
-    assert step1.dtype == np.uint8 and set(np.unique(step1)) <= {0, 1} and step1.any()
+    base_ids = set(np.unique(read_image(next((inp / "images" / "primary-baseline-ct-tumor-lesion-seg").iterdir()))[0]))
+    # voxel values are lesion ids: at step 1 those carried from the baseline mask
+    assert step1.dtype == np.uint8 and step1.any() and set(np.unique(step1)) - {0} <= base_ids - {0}
+    binary = run_task2(inp, tmp_path / "binary", binary=True)
+    assert set(np.unique(read_image(binary[0])[0])) == {0, 1}
+    assert np.array_equal(read_image(binary[0])[0] > 0, step1 > 0)
     secondary, secondary_geometry = read_image(written[1])
     base_mask, base_geometry = read_image(next((inp / "images" / "primary-baseline-ct-tumor-lesion-seg").iterdir()))
     assert secondary_geometry == base_geometry
@@ -201,3 +206,23 @@ def test_same_input_gives_the_same_mask(cohort_results, cohort):
     np.testing.assert_array_equal(again.mask, first.mask)
     for lesion_id, point in first.carried_points.items():
         np.testing.assert_array_equal(again.carried_points[lesion_id], point)
+
+
+def test_step2_ids_are_the_truth_ids(tmp_path):
+    """At step 2 each lesion carries the id of its follow-up click, which the phantom's truth
+    shares: the id written where a truth lesion was found equals its truth id."""
+    from autopet_common.phantoms import write_task2_cohort
+
+    cohort = write_task2_cohort(tmp_path / "cohort", n_pairs=2, size="tiny", seed=9)
+    kept = found = 0
+    for pair in sorted(cohort.iterdir()):
+        written = run_task2(pair / "input", tmp_path / "out" / pair.name)
+        pred = read_image(written[0])[0]
+        truth = read_image(pair / "truth" / "followup-tumor-lesion-seg.mha")[0]
+        for lesion in set(np.unique(truth)) - {0}:
+            values = pred[truth == lesion]
+            values = values[values > 0]
+            if values.size:
+                found += 1
+                kept += int(np.bincount(values).argmax() == lesion)
+    assert found >= 4 and kept == found
