@@ -6,6 +6,8 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPT_DIR/../.." && pwd)"
 DOCKER_IMAGE_TAG="${DOCKER_IMAGE_TAG:-autopet-ct-iv-evaluation}"
+ENGINE="${CONTAINER_ENGINE:-docker}"   # podman works too (ENGINE_FLAGS, RUN_FLAGS, BUILD_ARGS as for ../../do_*.sh)
+read -r -a engine_flags <<< "${ENGINE_FLAGS:-}"
 
-docker build --platform=linux/amd64 --file "$SCRIPT_DIR/Dockerfile" --tag "$DOCKER_IMAGE_TAG" "$@" "$REPO"
+"$ENGINE" "${engine_flags[@]}" build --platform=linux/amd64 --file "$SCRIPT_DIR/Dockerfile" --tag "$DOCKER_IMAGE_TAG" "$@" "$REPO"
 echo "built $DOCKER_IMAGE_TAG"

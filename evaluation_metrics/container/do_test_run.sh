@@ -7,15 +7,19 @@
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DOCKER_IMAGE_TAG="${DOCKER_IMAGE_TAG:-autopet-ct-iv-evaluation}"
+ENGINE="${CONTAINER_ENGINE:-docker}"   # podman works too (ENGINE_FLAGS, RUN_FLAGS, BUILD_ARGS as for ../../do_*.sh)
+read -r -a engine_flags <<< "${ENGINE_FLAGS:-}"
 LAYOUT_DIR="$(cd "${1:?usage: do_test_run.sh LAYOUT_DIR (see the comment at the top)}" && pwd)"
 
-"$SCRIPT_DIR/do_build.sh"
+read -r -a build_args <<< "${BUILD_ARGS:-}"
+"$SCRIPT_DIR/do_build.sh" "${build_args[@]}"
 
 OUTPUT_DIR="$(mktemp -d "${TMPDIR:-/tmp}/autopet-ct-iv-evaluation.XXXXXX")"
 chmod 777 "$OUTPUT_DIR"  # the container's non-root user writes here
 trap 'rm -rf "$OUTPUT_DIR"' EXIT
 
-docker run --rm \
+read -r -a run_flags <<< "${RUN_FLAGS:-}"
+"$ENGINE" "${engine_flags[@]}" run --rm "${run_flags[@]}" \
     --platform=linux/amd64 \
     --network none \
     --cap-drop ALL \
