@@ -23,7 +23,7 @@ import functools
 import math
 import sys
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 from autopet_common.errors import InputError
 
@@ -172,28 +172,24 @@ def entrypoint(prog: str | None = None) -> Callable:
 
 
 # ------------------------------------------------------------------------------- value types
-def _number(text: str, kind: type, what: str):
+def _number(text: str, kind: type, what: str, accept: Callable[[Any], bool] = lambda value: True):
+    """``kind(text)`` if it parses, is finite and passes ``accept``; else a usage error that says
+    what was expected."""
     try:
         value = kind(text)
     except (TypeError, ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if isinstance(value, float) and not math.isfinite(value):
+    if (isinstance(value, float) and not math.isfinite(value)) or not accept(value):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
 
 
 def positive_int(text: str) -> int:
-    value = _number(text, int, "a whole number >= 1")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+    return _number(text, int, "a whole number >= 1", lambda value: value >= 1)
 
 
 def non_negative_int(text: str) -> int:
-    value = _number(text, int, "a whole number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+    return _number(text, int, "a whole number >= 0", lambda value: value >= 0)
 
 
 def finite_float(text: str) -> float:
@@ -201,17 +197,11 @@ def finite_float(text: str) -> float:
 
 
 def positive_float(text: str) -> float:
-    value = _number(text, float, "a finite number > 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+    return _number(text, float, "a finite number > 0", lambda value: value > 0)
 
 
 def non_negative_float(text: str) -> float:
-    value = _number(text, float, "a finite number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
+    return _number(text, float, "a finite number >= 0", lambda value: value >= 0)
 
 
 def int_list(text: str) -> list[int]:
@@ -224,7 +214,4 @@ def int_list(text: str) -> list[int]:
 
 def nnunet_dataset_id(text: str) -> int:
     """An nnU-Net dataset id, 1..999 (``Dataset001_x`` .. ``Dataset999_x``)."""
-    value = _number(text, int, "a dataset id 1..999")
-    if not 1 <= value <= 999:
-        raise argparse.ArgumentTypeError(f"expected a dataset id 1..999, got {text!r}")
-    return value
+    return _number(text, int, "a dataset id 1..999", lambda value: 1 <= value <= 999)

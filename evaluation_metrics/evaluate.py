@@ -98,22 +98,29 @@ def evaluate_case(job: CaseJob) -> dict:
     """All measures of one case at every step: ``{"gt_name", "case", "has_lesions", "steps":
     [{"step", "dice", "fpv", "fnv", "tp", "fn", "fp", "sensitivity", "precision", "f1"}],
     "warnings": [...]}``. Raises InputError on unreadable files or mismatched grids."""
-    gt, gt_geometry, warning = read_mask(job.gt_path, "ground truth")
-    messages = [warning] if warning and not job.lesion_ids else []
+    messages = []
+    if job.lesion_ids:  # Task 2: label maps of lesion ids, read once; measures on > 0
+        gt_ids, gt_geometry = read_image(job.gt_path, what="ground truth")
+        gt = gt_ids > 0
+    else:
+        gt, gt_geometry, warning = read_mask(job.gt_path, "ground truth")
+        messages += [warning] if warning else []
     voxel_ml = header_voxel_volume_ml(job.gt_path, gt_geometry)
-    gt_ids = read_image(job.gt_path, what="ground truth")[0] if job.lesion_ids else None
     rows = []
     for step, pred_path in job.steps:
-        pred, pred_geometry, warning = read_mask(pred_path, "prediction")
-        if warning and not job.lesion_ids:
-            messages.append(warning)
+        if job.lesion_ids:
+            pred_ids, pred_geometry = read_image(pred_path, what="prediction")
+            pred = pred_ids > 0
+        else:
+            pred, pred_geometry, warning = read_mask(pred_path, "prediction")
+            messages += [warning] if warning else []
         check_same_grid(gt_geometry, pred_geometry, f"ground truth {job.gt_path}",
                         f"prediction {pred_path}")
         measures = measure_case(gt, pred)
         dice, fpv, fnv = measures.metrics(voxel_ml)
         row = {"step": step, "dice": dice, "fpv": fpv, "fnv": fnv, **measures.detection(job.min_overlap)}
-        if gt_ids is not None:
-            row.update(lesion_tracking(gt_ids, read_image(pred_path, what="prediction")[0], voxel_ml))
+        if job.lesion_ids:
+            row.update(lesion_tracking(gt_ids, pred_ids, voxel_ml))
         rows.append(row)
     return {"gt_name": job.gt_path.name, "case": job.case, "has_lesions": bool(gt.any()),
             "steps": rows, "warnings": messages}
