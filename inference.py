@@ -104,15 +104,14 @@ def detect_task(input_dir: Path) -> int:
     sorted tuple of its socket slugs, as the platform's template keys it), else from the folder
     layout (the rules of :mod:`autopet_common.contract`); the log says which.
     :class:`InputError` when it is neither, or the interface is unknown."""
-    from autopet_common.contract import INPUTS_FILE, is_task1_input, is_task2_input, task_of_interface
+    from autopet_common.contract import INPUTS_FILE, is_task1_input, is_task2_input, socket_slugs, task_of_interface
     from autopet_common.errors import InputError
 
     if (input_dir / INPUTS_FILE).is_file():
         from autopet_common.image_io import read_json
 
-        values = read_json(input_dir / INPUTS_FILE, "inputs.json")
-        slugs = [((v or {}).get("interface") or {}).get("slug") for v in values] if isinstance(values, list) else None
-        if not slugs or not all(isinstance(s, str) for s in slugs):
+        slugs = socket_slugs(read_json(input_dir / INPUTS_FILE, "inputs.json"))
+        if slugs is None:
             raise InputError(f"{input_dir / INPUTS_FILE}: expected a list of socket values with interface.slug")
         task = task_of_interface(slugs)
         if task is None:

@@ -138,6 +138,7 @@ def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, ou
     from tqdm import tqdm
 
     from autopet_common.image_io import check_same_grid, read_image, write_mask
+    from autopet_common.output_folder import check_output_folder
 
     steps = list(steps)
     cases = find_case_images(input_folder)
@@ -145,8 +146,6 @@ def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, ou
     if clicks_dir is not None and not clicks_dir.is_dir():
         raise InputError(f"click folder not found: {clicks_dir}")
     case_clicks = {case: read_case_clicks(clicks_dir, case, steps) for case in cases}  # fail before work
-    from autopet_common.output_folder import check_output_folder
-
     out = check_output_folder(output_folder, "prediction output folder")
     started = time.perf_counter()
     method = Task1Method(model, device=device, postprocess=postprocess, predictor_options=predictor_options or {})

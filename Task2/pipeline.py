@@ -151,22 +151,27 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
 
     t0 = time.perf_counter()
     spacing = followup_geometry.spacing
-    labels = np.zeros(followup_ct.shape, dtype=np.int64)
+    # the smallest type for the ids (a full-size follow-up CT has ~80 M voxels)
+    top = max([*ids.values(), *fu_points, 0])
+    labels = np.zeros(followup_ct.shape, dtype=np.uint16 if top < 65536 else np.int64)
+    mask = np.zeros(followup_ct.shape, dtype=bool)
+
+    def add(region: np.ndarray, lesion_id: int) -> None:
+        labels[region & ~mask] = lesion_id  # where lesions touch, the first one keeps its voxels
+        mask[region] = True
+
     if not fu_points:
         step = 1  # each carried lesion keeps its baseline id
         for label, lesion in lesions.items():
-            region = segment_with_prior(followup_ct, spacing, lesion, lesion.centre, detect=True)
-            labels[region & (labels == 0)] = ids[label]
+            add(segment_with_prior(followup_ct, spacing, lesion, lesion.centre, detect=True), ids[label])
     else:
         step = 2  # each lesion takes the id of the click it grows from
         for lesion_id, point in fu_points.items():
             lesion = lesions.get(id_to_label.get(lesion_id, -1))
             if lesion is not None:
-                region = segment_with_prior(followup_ct, spacing, lesion, point)
+                add(segment_with_prior(followup_ct, spacing, lesion, point), int(lesion_id))
             else:
-                region = segment_new_lesion(followup_ct, spacing, point)
-            labels[region & (labels == 0)] = int(lesion_id)
-    mask = labels > 0
+                add(segment_new_lesion(followup_ct, spacing, point), int(lesion_id))
     timings["segmentation_s"] = time.perf_counter() - t0
     carried = None
     if keep_carried:

@@ -127,6 +127,15 @@ INTERFACES = {
 INPUTS_FILE = "inputs.json"  # the job's socket values, as the platform writes them to /input
 
 
+def socket_slugs(values) -> tuple[str, ...] | None:
+    """The sorted slugs of a list of socket values (``inputs.json``, a job's ``inputs`` in
+    predictions.json); None when it is not such a list."""
+    if not isinstance(values, list):
+        return None
+    slugs = [((v.get("interface") if isinstance(v, dict) else None) or {}).get("slug") for v in values]
+    return tuple(sorted(slugs)) if slugs and all(isinstance(s, str) for s in slugs) else None
+
+
 def task_of_interface(slugs) -> int | None:
     """1 or 2 for a known interface (any order of slugs), else None."""
     return INTERFACES.get(tuple(sorted(slugs)))

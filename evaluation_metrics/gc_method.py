@@ -46,7 +46,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from autopet_common.cli import ArgumentParser, entrypoint
-from autopet_common.contract import INPUT_DIR, OUTPUT_DIR, TASK1_N_STEPS, TASK1_SOCKETS, TASK2_SOCKETS
+from autopet_common.contract import (INPUT_DIR, OUTPUT_DIR, TASK1_N_STEPS, TASK1_SOCKETS, TASK2_SOCKETS, socket_slugs,
+                                     task_of_interface)
 from autopet_common.errors import InputError
 from autopet_common.image_io import atomic_write_json, read_json
 
@@ -73,13 +74,9 @@ def _relative_path(value: dict, table: dict) -> str:
 
 
 def interface_of(job: dict) -> tuple[int | None, tuple[str, ...]]:
-    """(task, sorted input slugs): task 1 or 2 when every input slug is one of that task's sockets."""
-    slugs = tuple(sorted((v.get("interface") or {}).get("slug", "") for v in job.get("inputs") or []
-                         if isinstance(v, dict)))
-    for task, table in ((1, TASK1_SOCKETS), (2, TASK2_SOCKETS)):
-        if slugs and all(s in table for s in slugs):
-            return task, slugs
-    return None, slugs
+    """(task, sorted input slugs): the entrypoint's rule (``autopet_common.contract.INTERFACES``)."""
+    slugs = socket_slugs(job.get("inputs")) or ()
+    return task_of_interface(slugs) if slugs else None, slugs
 
 
 def _image_names(job: dict, table: dict, roles: Sequence[str]) -> list[str]:

@@ -365,3 +365,11 @@ def test_an_unknown_interface_is_an_input_error(tmp_path, capsys):
     assert inference.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "unknown interface" in err and "mystery-socket" in err and not (tmp_path / "out").exists()
+
+
+def test_inputs_json_that_is_not_socket_values_is_an_input_error(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for text in ('["ct-image"]', '{"interface": {}}', "[]"):
+        (tmp_path / "in" / "inputs.json").write_text(text)
+        assert inference.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--quiet"]) == 2
+        assert "expected a list of socket values" in capsys.readouterr().err
