@@ -24,6 +24,10 @@ Dockerfile) there is no fallback: no model is an error. The nnU-Net predictor ru
 ``--time_budget``. Every mask is finished by Task1/postprocessing.py (background clicks cut
 their region; once the clicks show that every lesion has one, unclicked components go).
 
+A model folder with ``autopet_recipe.json`` is a submission recipe (Task1/recipe.py): it routes
+each case by tracer and click step to its models, ensembles them and runs its own
+post-processing chain; ``--explain`` prints that plan for an input without running it.
+
 Bad input (missing or corrupt image, two images in one folder, malformed click JSON, unknown
 point names, NaN voxels) prints ``error: <message>`` to stderr, exits with status 2 and writes
 no output file.
@@ -147,9 +151,12 @@ def model_required() -> bool:
 
 def _model_folder(path: Path, what: str) -> Path:
     from autopet_common.errors import InputError
+    from Task1.recipe import find_recipe
 
     if not path.exists():
         raise InputError(f"{what} not found: {path}")
+    if find_recipe(path) is not None:  # a submission recipe (Task1/recipe.py) composes the models
+        return path
     found = find_nnunet_model(path)
     if found is None:
         raise InputError(f"{what} {path} holds no trained nnU-Net folder (plans.json, dataset.json "
@@ -166,8 +173,12 @@ def resolve_model(model: str | os.PathLike | None, task: int = 1) -> Path | None
     model when :func:`model_required`."""
     from autopet_common.errors import InputError
 
+    from Task1.recipe import find_recipe
+
     if model is not None:
         return None if str(model) == MODEL_FREE else _model_folder(Path(model), "--model folder")
+    if task == 1 and find_recipe(DEFAULT_MODEL_DIR) is not None:
+        return DEFAULT_MODEL_DIR
     found = find_nnunet_model(DEFAULT_MODEL_DIR)
     if found is not None:
         return found
@@ -245,12 +256,25 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
             ct = resample_onto(ct, ct_geometry, geometry, default_value=-1024.0)
         clicks = read_task1_clicks(input_dir, geometry.shape)
 
+    from Task1.recipe import RecipeRunner, find_recipe
+
+    recipe = find_recipe(model_dir)
+    report = None
     if model_dir is None:
         from Task1.model_free_baseline import segment_model_free
 
         log.info("model: %s (click-guided 41%% SUVmax region growing; no torch); device: cpu", MODEL_FREE)
         with Phase("predict", timings):
             mask = segment_model_free(pet, clicks, geometry.spacing)
+    elif recipe is not None:
+        with Phase("load", timings):
+            log.info("model: recipe %s", recipe)
+            runner = RecipeRunner(recipe, device=device)
+        remaining = max(time_budget - margin - (time.perf_counter() - started), 1.0)
+        with Phase("predict", timings):
+            mask, report = runner.predict(ct, pet, geometry, clicks, time_budget=remaining)
+        log.info("recipe plan: %s", json.dumps(report["plan"]))
+        log.info("recipe run: %s", json.dumps({k: v for k, v in report.items() if k != "plan"}, default=str))
     else:
         from Task1.predict import Task1Predictor  # lazily: torch is only imported on this path
 
@@ -273,8 +297,9 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
     mask = np.asarray(mask) > 0
     if mask.shape != tuple(geometry.shape):
         raise RuntimeError(f"prediction shape {mask.shape} does not match the input grid {geometry.shape}")
-    mask, report = postprocess_task1(mask, pet, clicks, geometry.spacing, postprocess or PostprocessOptions())
-    log.info("post-processing: %s", json.dumps(report))
+    if report is None:  # a recipe brings its own post-processing chain
+        mask, report = postprocess_task1(mask, pet, clicks, geometry.spacing, postprocess or PostprocessOptions())
+        log.info("post-processing: %s", json.dumps(report))
     log.info("mask: %d voxel(s), %.2f ml", int(mask.sum()), float(mask.sum()) * geometry.voxel_volume_ml)
 
     from autopet_common.image_io import strip_image_suffix
@@ -388,8 +413,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--binary", action="store_true",
                         help="Task 2: write 0/1 masks instead of lesion ids (default: voxel value = lesion id, "
                              "as the challenge's Task 2 baseline writes)")
+    parser.add_argument("--explain", action="store_true",
+                        help="Task 1 with a recipe model folder (autopet_recipe.json): print what the recipe runs for "
+                             "this input (tracer call, route, models, post-processing) and exit without writing")
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser
+
+
+def explain_task1(input_dir: Path, model: str | None) -> str:
+    """The recipe plan for a Task 1 input (``--explain``); the same plan a run logs."""
+    import numpy as np
+    from autopet_common.errors import InputError
+    from autopet_common.image_io import find_single_image, read_image
+    from Task1.recipe import explain, find_recipe
+
+    model_dir = resolve_model(model, 1)
+    recipe = find_recipe(model_dir)
+    if recipe is None:
+        raise InputError(f"--explain needs a recipe model folder ({'model-free' if model_dir is None else model_dir} "
+                         "has no autopet_recipe.json)")
+    pet, geometry = read_image(find_single_image(input_dir / TASK1_PET_SUBDIR, "PET"), dtype=np.float32,
+                               check_finite=True, what="PET image")
+    return explain(recipe, pet, geometry.spacing, read_task1_clicks(input_dir, geometry.shape))
 
 
 @entrypoint("inference.py")
@@ -399,6 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # matplotlib (imported with nnU-Net's trainer module) wants a writable config folder; on the
     # platform HOME is not writable and /tmp is a fresh volume
     os.environ.setdefault("MPLCONFIGDIR", os.path.join(tempfile.gettempdir(), "matplotlib"))
+    if args.explain:
+        print(explain_task1(args.input, args.model))
+        return 0
     predictor_options: dict[str, Any] = {"checkpoint": args.checkpoint, "use_mirroring": not args.disable_mirroring}
     if args.folds:
         predictor_options["folds"] = args.folds

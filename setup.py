@@ -41,6 +41,7 @@ setup(
             "autopet-task1-batch-predict=Task1.batch_predict:main",
             "autopet-task1-train-phantom-model=Task1.train_phantom_model:main",
             "autopet-task1-model-folder=Task1.model_folder:main",
+            "autopet-task1-recipe=Task1.recipe:main",
             "autopet-task2-inference=Task2.inference:main",
             "autopet-task2-challenge-run=Task2.challenge_run:main",
             "autopet-task2-convert=Task2.convert_dataset:main",

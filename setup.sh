@@ -30,3 +30,6 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+# nnU-Net looks -preprocessor_name up only inside its own package: put a one-line re-export of
+# Task1/preprocessors.py there (every run; cheap and idempotent). See that module's docstring.
+.venv/bin/python -m Task1.preprocessors --install --quiet

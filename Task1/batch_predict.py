@@ -45,15 +45,22 @@ class Task1Method:
     def __post_init__(self) -> None:
         from Task1.postprocessing import PostprocessOptions
 
+        from Task1.recipe import RecipeRunner, find_recipe
+
         self.postprocess = self.postprocess or PostprocessOptions()
-        self.predictor = None
-        if str(self.model) != MODEL_FREE:
+        self.predictor = self.recipe = None
+        if str(self.model) != MODEL_FREE and find_recipe(self.model) is not None:
+            # a submission recipe: its routes, ensembles and post-processing chain (Task1/recipe.py)
+            self.recipe = RecipeRunner(self.model, device=self.device)
+        elif str(self.model) != MODEL_FREE:
             from Task1.predict import Task1Predictor
 
             self.predictor = Task1Predictor(self.model, device=self.device, **self.predictor_options)
 
     @property
     def name(self) -> str:
+        if self.recipe is not None:
+            return str(self.recipe.recipe.path)
         return MODEL_FREE if self.predictor is None else str(self.predictor.model_dir)
 
     def predict_steps(self, ct: np.ndarray, pet: np.ndarray, geometry, clicks: dict,
@@ -63,6 +70,8 @@ class Task1Method:
         from autopet_common.click_io import clicks_at_step, split_clicks_inside
         from Task1.postprocessing import postprocess_task1
 
+        if self.recipe is not None:
+            return self.recipe.predict_steps(ct, pet, geometry, clicks, steps)
         prepared = None if self.predictor is None else self.predictor.prepare(ct, pet, geometry)
         masks = {}
         for step in steps:

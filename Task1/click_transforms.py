@@ -19,9 +19,10 @@ from typing import Sequence
 import numpy as np
 
 from autopet_common.contract import TASK1_MAX_CLICKS
-from clicks.simulate import ClickDrawSettings, simulate_patch_clicks
+from clicks.simulate import ClickDrawSettings, random_patch_clicks, simulate_patch_clicks
 
 MAX_INTERACTION_STEP = TASK1_MAX_CLICKS
+LESION_LABEL = 1  # the tumor class; organ-supervised targets hold organ classes 2, 3, ... besides it
 
 
 def click_channels(shape: Sequence[int], clicks: dict[str, list], encoding: str = "edt",
@@ -51,7 +52,8 @@ class AppendClickChannelsTransform:
 
     def __init__(self, pet_channel: int = 1, max_step: int = MAX_INTERACTION_STEP, encoding: str = "edt",
                  encoding_size: float | None = None, *, settings: ClickDrawSettings | None = None,
-                 fixed_step: int | None = None, order: Sequence[str] = ("tumor", "background")):
+                 fixed_step: int | None = None, order: Sequence[str] = ("tumor", "background"),
+                 random_fraction: float = 0.0):
         self.pet_channel = pet_channel
         self.max_step = max_step
         self.encoding = encoding
@@ -59,6 +61,8 @@ class AppendClickChannelsTransform:
         self.settings = ClickDrawSettings(symmetric_offsets=True) if settings is None else settings
         self.fixed_step = fixed_step
         self.order = tuple(order)
+        # share of samples whose clicks are drawn uniformly at random (clicks.simulate.random_patch_clicks)
+        self.random_fraction = float(random_fraction)
 
     def __call__(self, **data_dict):
         import torch
@@ -71,7 +75,11 @@ class AppendClickChannelsTransform:
         # a generator per sample, seeded from NumPy's global state (seeded per worker by nnU-Net)
         rng = np.random.default_rng(np.random.randint(0, 2 ** 31 - 1))
         step = self.fixed_step if self.fixed_step is not None else int(rng.integers(0, self.max_step + 1))
-        clicks = simulate_patch_clicks(seg0 > 0, pet, step, rng, valid=seg0 >= 0, settings=self.settings)
+        lesion = seg0 == LESION_LABEL
+        if self.random_fraction and rng.random() < self.random_fraction:
+            clicks = random_patch_clicks(lesion, step, rng, valid=seg0 >= 0)
+        else:
+            clicks = simulate_patch_clicks(lesion, pet, step, rng, valid=seg0 >= 0, settings=self.settings)
         maps = click_channels(seg0.shape, clicks, self.encoding, self.encoding_size, self.order)
         n = image.shape[0]
         if isinstance(image, torch.Tensor):
@@ -87,4 +95,5 @@ class AppendClickChannelsTransform:
 
     def __repr__(self) -> str:
         return (f"AppendClickChannelsTransform(pet_channel={self.pet_channel}, max_step={self.max_step}, "
-                f"encoding={self.encoding!r}, encoding_size={self.encoding_size}, settings={self.settings})")
+                f"encoding={self.encoding!r}, encoding_size={self.encoding_size}, settings={self.settings}, "
+                f"random_fraction={self.random_fraction})")

@@ -24,6 +24,16 @@ Variants:
   first N of each kind. The encoding used is recorded in ``dataset.json`` under
   ``autopet_conversion`` so :class:`Task1.predict.Task1Predictor` draws the same heatmaps.
 
+Organ supervision (``--organs DIR``, ``images`` variant): ``DIR/<case>.nii.gz`` is a multi-label
+organ map per case on the case's grid, as ``TotalSegmentator -i <case>_0000.nii.gz -o
+DIR/<case>.nii.gz --ml`` writes it (or the phantom writer's ``organsTr/``; a ``DIR/organ_classes.json``
+names other numberings). The structures are grouped into the uptake-relevant classes of
+:data:`Task1.organs.ORGAN_GROUPS` present in the maps and written as
+``labelsTr_organs/<case>.nii.gz`` (class 2, 3, ...); ``labelsTr`` keeps the lesion mask.
+``dataset.json`` declares the lesion and organ labels and records the groups under
+``autopet_organs``. Preprocess with ``-preprocessor_name autoPETOrganPreprocessor``, which merges
+both into one target (see :mod:`Task1.preprocessors`).
+
 The dataset is assembled in a hidden temporary folder next to the target and renamed into
 place at the end: an error leaves no partial dataset. Images are hard-linked when possible.
 """
@@ -92,7 +102,7 @@ def _case_clicks(case: str, label: np.ndarray, pet: np.ndarray, clicks_dir: Path
 
 def dataset_json_for(variant: str, n_cases: int, name: str, encoding: str | None = None,
                      encoding_size: float | None = None, step: int | None = None,
-                     pet_normalization: str = "zscore") -> dict:
+                     pet_normalization: str = "zscore", organ_groups: Sequence[str] = ()) -> dict:
     """The ``dataset.json`` of a converted dataset."""
     channels = {"0": "CT", "1": "PET" if pet_normalization == "zscore" else HEATMAP_CHANNEL_NAME}
     if variant == "heatmaps":
@@ -106,17 +116,25 @@ def dataset_json_for(variant: str, n_cases: int, name: str, encoding: str | None
     if pet_normalization != "zscore":
         out.setdefault("autopet_conversion", {"variant": variant, "channels": ["CT", "PET"]})
         out["autopet_conversion"]["pet_normalization"] = pet_normalization
+    if organ_groups:
+        from Task1.organs import ORGAN_GROUPS, ORGANS_DATASET_KEY, ORGANS_FOLDER, organ_labels
+
+        out["labels"] = organ_labels(organ_groups)
+        out[ORGANS_DATASET_KEY] = {"folder": ORGANS_FOLDER,
+                                   "groups": {group: list(ORGAN_GROUPS[group]) for group in organ_groups},
+                                   "preprocessor": "autoPETOrganPreprocessor"}
     return out
 
 
 def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, dataset_id: int, *,
                     name: str = "autoPETClicks", variant: str = "images", clicks_dir: str | os.PathLike | None = None,
                     step: int = 10, encoding: str = "gaussian", encoding_size: float | None = None,
-                    overwrite: bool = False, progress: bool = True, pet_normalization: str = "zscore") -> Path:
+                    overwrite: bool = False, progress: bool = True, pet_normalization: str = "zscore",
+                    organs: str | os.PathLike | None = None) -> Path:
     """Write ``nnunet_raw/DatasetXXX_<name>`` from ``source``; returns its path.
 
-    See the module docstring for the variants. ``step``, ``encoding`` ("gaussian" as the
-    reference, or "edt") and ``encoding_size`` (sigma / radius in voxels) apply to ``heatmaps``.
+    See the module docstring for the variants and ``organs``. ``step``, ``encoding`` ("gaussian"
+    as the reference, or "edt") and ``encoding_size`` (sigma / radius in voxels) apply to ``heatmaps``.
     """
     from tqdm import tqdm
 
@@ -143,10 +161,31 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
         raise InputError(f"{existing[0]} already exists (dataset id {dataset_id} is taken); pass overwrite=True "
                          "(--overwrite) to replace it")
     cases = find_cases(source)
+    organ_classes, organ_values = None, set()
+    if organs is not None:
+        from Task1.organs import read_organ_classes
+
+        organs = Path(organs)
+        if variant != "images":
+            raise InputError("organ supervision (--organs) is for the 'images' variant (click trainers)")
+        if not organs.is_dir():
+            raise InputError(f"organ folder not found: {organs}")
+        organ_classes = read_organ_classes(organs)
     # check every case in full first (headers, voxel data, NaN, label values): a bad case fails
     # before anything is written, and nothing unchecked is linked into the dataset
     for case in tqdm(cases, desc="checking cases", disable=not progress):
         check_case(source, case)
+        if organs is not None:
+            organ_values |= check_organ_map(source, organs, case)
+    groups: list[str] = []
+    if organs is not None:
+        from Task1.organs import groups_present
+
+        groups = groups_present(organ_values, organ_classes)
+        if not groups:
+            raise InputError(f"the organ maps in {organs} hold none of the organ structures "
+                             f"({', '.join(sorted(set(organ_classes.values())))} are named); check the "
+                             f"numbering or add an organ_classes.json")
 
     with staged_folder(target, replace=existing) as work:
         (work / "imagesTr").mkdir()
@@ -156,6 +195,12 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
                 _link_or_copy(source / "imagesTr" / f"{case}_{channel}{FILE_ENDING}",
                               work / "imagesTr" / f"{case}_{channel}{FILE_ENDING}")
             _link_or_copy(source / "labelsTr" / f"{case}{FILE_ENDING}", work / "labelsTr" / f"{case}{FILE_ENDING}")
+            if organs is not None:
+                from Task1.organs import ORGANS_FOLDER, group_organ_map
+
+                organ_map, geometry = read_image(organs / f"{case}{FILE_ENDING}", what=f"organ map of case {case}")
+                write_image(group_organ_map(organ_map, organ_classes, groups), geometry,
+                            work / ORGANS_FOLDER / f"{case}{FILE_ENDING}", dtype=np.uint8)
             if variant == "heatmaps":
                 from clicks.encodings import encode_clicks
 
@@ -171,7 +216,7 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
         atomic_write_json(work / "dataset.json",
                           dataset_json_for(variant, len(cases), name, encoding if variant == "heatmaps" else None,
                                            encoding_size, step if variant == "heatmaps" else None,
-                                           pet_normalization))
+                                           pet_normalization, groups))
     return target
 
 
@@ -197,6 +242,22 @@ def check_case(source: str | os.PathLike, case: str) -> None:
                          "background 0 and tumor 1 only")
 
 
+def check_organ_map(source: str | os.PathLike, organs: str | os.PathLike, case: str) -> set[int]:
+    """Read ``organs/<case>.nii.gz`` in full and check it against the case's label: present, on
+    the same grid, finite, non-negative integer values. Returns the values it holds."""
+    from autopet_common.image_io import check_same_grid, read_image
+
+    path = Path(organs) / f"{case}{FILE_ENDING}"
+    if not path.is_file():
+        raise InputError(f"case {case}: organ map {path} not found (every case needs one with --organs)")
+    organ_map, organ_g = read_image(path, what=f"organ map of case {case}")
+    _, label_g = read_image(Path(source) / "labelsTr" / f"{case}{FILE_ENDING}", what=f"label of case {case}")
+    check_same_grid(label_g, organ_g, f"label of case {case}", f"organ map of case {case}")
+    if organ_map.size and (organ_map.min() < 0 or not np.array_equal(organ_map, np.round(organ_map))):
+        raise InputError(f"organ map of case {case} {path} has negative or non-integer values")
+    return {int(v) for v in np.unique(organ_map)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="python -m Task1.convert_dataset",
@@ -218,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoding_size", type=positive_float, default=None, help="heatmaps: sigma / radius in voxels")
     parser.add_argument("--pet_normalization", choices=PET_NORMALIZATIONS, default="zscore",
                         help="zscore: nnU-Net's per-image z-score (default); suv: SUV as it is (channel 'noNorm')")
+    parser.add_argument("--organs", metavar="DIR", default=None,
+                        help="images: organ maps DIR/<case>.nii.gz (TotalSegmentator --ml numbering, or DIR/"
+                             "organ_classes.json) grouped into organ classes for organ supervision; preprocess "
+                             "with -preprocessor_name autoPETOrganPreprocessor")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
@@ -238,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = convert_dataset(args.source, args.nnunet_raw, args.dataset_id, name=args.name, variant=args.variant,
                              clicks_dir=args.clicks_dir, step=args.step, encoding=args.encoding,
                              encoding_size=args.encoding_size, overwrite=args.overwrite,
-                             progress=not args.no_progress, pet_normalization=args.pet_normalization)
+                             progress=not args.no_progress, pet_normalization=args.pet_normalization,
+                             organs=args.organs)
     print(f"wrote {target}")
     return 0
 

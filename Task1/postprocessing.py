@@ -176,3 +176,78 @@ def postprocess_task1(mask: np.ndarray, pet: np.ndarray, clicks: Mapping[str, Se
         report["below_suv_voxels"] = int(low.sum())
         mask &= ~low
     return mask.astype(np.uint8), report
+
+
+# --------------------------------------------------------------------------- recipe operations
+# The operations a submission recipe (Task1/recipe.py) chains after the click rules. Each takes
+# and returns a boolean mask; a component that a tumor click holds is never removed, since the
+# click says it is a lesion.
+
+def suv_floor(mask: np.ndarray, pet: np.ndarray, floor: float | None) -> np.ndarray:
+    """Drop predicted voxels with PET below ``floor`` SUV (BIRTH: 1.5 FDG, 1.0 PSMA); None keeps all."""
+    mask = np.asarray(mask, dtype=bool)
+    return mask.copy() if floor is None else mask & (np.asarray(pet) >= floor)
+
+
+def remove_components(mask: np.ndarray, pet: np.ndarray, tumor: Sequence[Sequence[int]], spacing: Sequence[float],
+                      *, min_voxels: int = 0, min_volume_ml: float = 0.0, min_suvmax: float = 0.0) -> np.ndarray:
+    """Drop 26-connected components under ``min_voxels`` voxels or ``min_volume_ml`` ml, or whose
+    SUVmax is under ``min_suvmax`` (Zhack: 10 voxels, SUVmax 4), unless a tumor click holds them."""
+    import cc3d
+
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return mask.copy()
+    labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
+    n = int(labels.max())
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    suvmax = np.full(n + 1, -np.inf)
+    np.maximum.at(suvmax, labels.ravel(), np.asarray(pet, dtype=np.float64).ravel())
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    drop = (sizes < min_voxels) | (sizes * voxel_ml < min_volume_ml) | (suvmax < min_suvmax)
+    drop[0] = False
+    held = set().union(*(clicked_labels(labels, p, spacing) for p in tumor)) if tumor else set()
+    drop[list(held)] = False
+    return mask & ~drop[labels]
+
+
+def close_gaps(mask: np.ndarray, pet: np.ndarray, spacing: Sequence[float], *, distance_mm: float,
+               min_suv: float = 0.0) -> np.ndarray:
+    """Merge components closer than ``distance_mm``: a morphological closing with a ball of
+    radius ``distance_mm / 2`` (in mm, so anisotropic voxels are handled), adding only voxels
+    with PET of at least ``min_suv``. Never removes a voxel."""
+    from scipy.ndimage import binary_closing
+
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any() or distance_mm <= 0:
+        return mask.copy()
+    radius = [max(int(np.floor(distance_mm / 2.0 / float(s))), 0) for s in spacing]
+    grids = np.meshgrid(*[np.arange(-r, r + 1) * float(s) for r, s in zip(radius, spacing)], indexing="ij")
+    ball = sum(g ** 2 for g in grids) <= (distance_mm / 2.0) ** 2
+    pad = [(r, r) for r in radius]
+    closed = binary_closing(np.pad(mask, pad), structure=ball)[tuple(slice(r, r + n) for r, n in zip(radius, mask.shape))]
+    return mask | (closed & (np.asarray(pet) >= min_suv))
+
+
+def add_candidates(mask: np.ndarray, probability: np.ndarray, pet: np.ndarray,
+                   background: Sequence[Sequence[int]], spacing: Sequence[float], *, min_probability: float,
+                   min_suvmax: float, min_volume_ml: float = 0.0) -> np.ndarray:
+    """Add the components of ``probability >= min_probability`` (a threshold below the decision
+    threshold) whose SUVmax reaches ``min_suvmax`` and volume ``min_volume_ml``, unless a
+    background click lies in them: hot, fairly likely lesions that the decision threshold missed."""
+    import cc3d
+
+    mask = np.asarray(mask, dtype=bool)
+    candidate = np.asarray(probability) >= min_probability
+    if not candidate.any():
+        return mask.copy()
+    labels = cc3d.connected_components(candidate.astype(np.uint8), connectivity=26)
+    n = int(labels.max())
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    suvmax = np.full(n + 1, -np.inf)
+    np.maximum.at(suvmax, labels.ravel(), np.asarray(pet, dtype=np.float64).ravel())
+    add = (suvmax >= min_suvmax) & (sizes * float(np.prod(spacing)) / 1000.0 >= min_volume_ml)
+    add[0] = False
+    for point in background:
+        add[int(labels[tuple(int(c) for c in point)])] = False
+    return mask | add[labels]

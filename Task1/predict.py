@@ -25,7 +25,8 @@ Two kinds of model folder are read (detected from the checkpoint and ``dataset.j
 
 Time budget: with ``time_budget`` (seconds, counted from the start of :meth:`predict`), the
 forward time of the first sliding-window tile of the first fold is measured, the total for all
-folds x mirrorings is estimated, and mirroring is dropped first, then folds, then tile overlap
+folds x mirrorings is estimated, and mirror axes are dropped first (one at a time: 2^k passes for
+k axes), then folds, then tile overlap
 (sliding-window step 0.5 -> 0.75 -> 1.0), so the run ends within the budget when it can. What was dropped is logged (logger ``Task1.predict``) and reported by
 :meth:`describe`.
 """
@@ -325,7 +326,10 @@ class Task1Predictor:
 
     def _preprocess(self, channels: list, geometry) -> tuple[np.ndarray, dict]:
         data, properties = to_nnunet_input(channels, geometry)
-        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
+        from Task1.preprocessors import preprocessor_class
+
+        # this project's preprocessors are resolved without nnU-Net's lookup (no hook needed)
+        preprocessor = preprocessor_class(self.configuration_manager.preprocessor_name)(verbose=False)
         data, _, properties = preprocessor.run_case_npy(data, None, properties, self.plans_manager,
                                                         self.configuration_manager, self.dataset_json)
         return data, properties
@@ -339,6 +343,22 @@ class Task1Predictor:
         """:meth:`predict` for a case from :meth:`prepare`: only the click channels and the
         forward passes are computed. The time budget counts from ``started`` (default: now,
         with the case's preprocessing time held back for the export)."""
+        return self._predict(case, clicks, started, output="mask")
+
+    def predict_probability(self, case: PreparedCase, clicks: dict | None, *,
+                            started: float | None = None) -> np.ndarray:
+        """The lesion probability (float32 in [0, 1], softmax of the lesion class, ``[i, j, k]`` on
+        the input grid) for a case from :meth:`prepare`: what ensembles average and what
+        candidate post-processing thresholds. Same budget rules as :meth:`predict_prepared`."""
+        return self._predict(case, clicks, started, output="probability")
+
+    def predict_label_map(self, case: PreparedCase, clicks: dict | None, *,
+                          started: float | None = None) -> np.ndarray:
+        """Every class the network predicts (uint8 ``[i, j, k]``, the values of the model's
+        ``dataset.json`` labels): the lesion and, for organ-supervised models, the organ classes."""
+        return self._predict(case, clicks, started, output="classes")
+
+    def _predict(self, case: PreparedCase, clicks: dict | None, started: float | None, *, output: str = "mask"):
         import torch
         from autopet_common.click_io import split_clicks_inside
 
@@ -387,14 +407,22 @@ class Task1Predictor:
         predicted = time.perf_counter()
         from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
-        segmentation = convert_predicted_logits_to_segmentation_with_correct_shape(
-            logits, self.plans_manager, self.configuration_manager, self.label_manager, properties)
-        mask = (np.asarray(segmentation).transpose(2, 1, 0) > 0).astype(np.uint8)
+        from Task1.click_transforms import LESION_LABEL
+
+        converted = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, self.plans_manager, self.configuration_manager, self.label_manager, properties,
+            return_probabilities=output == "probability")
+        if output == "probability":
+            lesion = np.asarray(converted[1][LESION_LABEL], dtype=np.float32).transpose(2, 1, 0)
+        elif output == "classes":
+            lesion = np.asarray(converted).transpose(2, 1, 0).astype(np.uint8)
+        else:  # the lesion class only: organ-supervised models also predict organ classes 2, 3, ...
+            lesion = (np.asarray(converted).transpose(2, 1, 0) == LESION_LABEL).astype(np.uint8)
         self.last_timings.update(predict_s=predicted - preprocessed, export_s=time.perf_counter() - predicted,
                                  total_s=time.perf_counter() - started)
-        if mask.shape != shape:
-            raise RuntimeError(f"internal error: mask shape {mask.shape} != input shape {shape}")
-        return mask
+        if lesion.shape != shape:
+            raise RuntimeError(f"internal error: output shape {lesion.shape} != input shape {shape}")
+        return np.ascontiguousarray(lesion)
 
     def _nnunet_predictor(self, data_numel: int):
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -444,11 +472,19 @@ class Task1Predictor:
                  "estimated %.1f s", self.time_budget, remaining, len(slicers), per_tile, len(parameters),
                  passes, estimate(len(parameters), passes))
         if passes > 1 and estimate(len(parameters), passes) > remaining:
-            predictor.use_mirroring = False
-            self.dropped.append(f"mirroring ({passes} passes -> 1)")
-            log.warning("time budget: dropping test-time mirroring (estimated %.1f s > %.1f s left)",
-                        estimate(len(parameters), passes), remaining)
-            passes = 1
+            # fewer mirror axes first (BIRTH fitted their number to the budget): 2^k passes for k axes
+            axes = tuple(self.mirror_axes)
+            k = len(axes)
+            while k > 0 and estimate(len(parameters), 2 ** k) > remaining:
+                k -= 1
+            if k == 0:
+                predictor.use_mirroring = False
+            else:
+                predictor.allowed_mirroring_axes = axes[:k]
+            self.dropped.append(f"mirroring ({passes} passes -> {2 ** k}, axes {list(axes[:k])})")
+            log.warning("time budget: test-time mirroring over %d of %d axes (estimated %.1f s for all > %.1f s left)",
+                        k, len(axes), estimate(len(parameters), passes), remaining)
+            passes = 2 ** k
         keep = len(parameters)
         while keep > 1 and estimate(keep, passes) > remaining:
             keep -= 1

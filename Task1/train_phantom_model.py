@@ -56,7 +56,7 @@ CHECKPOINT_KEYS = ("network_weights", "init_args", "trainer_name", "inference_al
                    "current_epoch", CLICK_CONFIG_KEY)
 
 
-def _write_case(out: Path, name: str, case) -> None:
+def _write_case(out: Path, name: str, case, *, organs: bool = False) -> None:
     import numpy as np
 
     from autopet_common.image_io import write_image
@@ -64,10 +64,15 @@ def _write_case(out: Path, name: str, case) -> None:
     write_image(case.ct.astype(np.float32), case.geometry, out / "imagesTr" / f"{name}_0000.nii.gz")
     write_image(case.pet.astype(np.float32), case.geometry, out / "imagesTr" / f"{name}_0001.nii.gz")
     write_image(case.label.astype(np.uint8), case.geometry, out / "labelsTr" / f"{name}.nii.gz")
+    if organs:
+        from autopet_common.phantoms import write_organ_map
+
+        write_organ_map(case, out / "organsTr", name)
 
 
 def write_phantom_source(out_dir: str | os.PathLike, n_cases: int = 5, seed: int = 0,
-                         shape: Sequence[int] = DEFAULT_SHAPE, spacing: Sequence[float] = DEFAULT_SPACING) -> Path:
+                         shape: Sequence[int] = DEFAULT_SHAPE, spacing: Sequence[float] = DEFAULT_SPACING, *,
+                         organs: bool = False) -> Path:
     """Write ``n_cases`` PET/CT phantoms on one fixed grid (FDG and PSMA alternating, 1..3
     lesions each) in the autoPET layout (imagesTr/<case>_0000 CT, _0001 PET, labelsTr/<case>);
     returns the folder. For pipeline tests; :func:`write_training_phantoms` makes training data."""
@@ -79,7 +84,7 @@ def write_phantom_source(out_dir: str | os.PathLike, n_cases: int = 5, seed: int
     for n in range(n_cases):
         case = make_petct_case(tracer=("FDG", "PSMA")[n % 2], seed=[seed, n], n_lesions=1 + n % 3,
                                shape=shape, spacing=spacing)
-        _write_case(out, f"phantom_{n:03d}", case)
+        _write_case(out, f"phantom_{n:03d}", case, organs=organs)
     return out
 
 
@@ -91,6 +96,7 @@ def varied_phantom(seed: int, n: int, *, max_voxels: int = 176):
 
     from autopet_common.image_io import Geometry
     from autopet_common.phantoms import PetVariation, make_petct_case
+    from autopet_common.phantoms.anatomy import Box
 
     rng = np.random.default_rng([seed, n, 20261130])
     tracer = ("FDG", "PSMA")[n % 2]
@@ -113,6 +119,9 @@ def varied_phantom(seed: int, n: int, *, max_voxels: int = 176):
     case.ct = np.pad(case.ct[crop], pads, constant_values=-1024.0)
     case.pet = np.pad(case.pet[crop], pads, constant_values=0.0)
     case.label = np.pad(case.label[crop], pads, constant_values=0)
+    # the organs move with the images (whole-grid boxes; the organ map is built from them)
+    case.organ_boxes = {name: Box((slice(None),) * 3, np.pad(box.full(shape)[crop], pads))
+                        for name, box in case.organ_boxes.items()}
     g = case.geometry
     origin = (g.origin[0] - pads[0][0] * g.spacing[0], g.origin[1] - pads[1][0] * g.spacing[1],
               g.origin[2] + k0 * g.spacing[2])
@@ -121,15 +130,16 @@ def varied_phantom(seed: int, n: int, *, max_voxels: int = 176):
 
 
 def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, *,
-                            progress: bool = True) -> Path:
-    """Write ``n_cases`` cases of :func:`varied_phantom` in the autoPET layout; returns the folder."""
+                            progress: bool = True, organs: bool = False) -> Path:
+    """Write ``n_cases`` cases of :func:`varied_phantom` in the autoPET layout; returns the folder.
+    With ``organs``, also ``organsTr/<case>.nii.gz`` organ maps (see :func:`write_organ_map`)."""
     from tqdm import tqdm
 
     out = Path(out_dir)
     (out / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)
     for n in tqdm(range(n_cases), desc="training phantoms", unit="case", disable=not progress):
-        _write_case(out, f"phantom_{n:03d}", varied_phantom(seed, n))
+        _write_case(out, f"phantom_{n:03d}", varied_phantom(seed, n), organs=organs)
     return out
 
 
@@ -201,8 +211,10 @@ def _run(command: list[str], env: dict, log_file: Path) -> None:
 def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
                         dataset_id: int = 777, n_cases: int = 60, trainer: str = "autoPETTrainerClicks_cpu",
                         configuration: str = CPU_CONFIGURATION, fold: str = "0", seed: int = 0,
-                        fixed_grid: bool = False) -> Path:
-    """Run the steps of the module docstring; returns the model folder (``out`` if given)."""
+                        fixed_grid: bool = False, organs: bool = False) -> Path:
+    """Run the steps of the module docstring; returns the model folder (``out`` if given).
+    With ``organs``: the phantoms' organ maps go through ``convert_dataset --organs`` and
+    ``-preprocessor_name autoPETOrganPreprocessor`` (use an organ-supervised trainer)."""
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
@@ -211,15 +223,21 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
     print(f"nnU-Net output goes to {log_file} (tail -f it to follow the training)", flush=True)
     shutil.rmtree(work / "source", ignore_errors=True)
     if fixed_grid:
-        source = write_phantom_source(work / "source", n_cases, seed)
+        source = write_phantom_source(work / "source", n_cases, seed, organs=organs)
     else:
-        source = write_training_phantoms(work / "source", n_cases, seed)
-    name = "PhantomClicks"
+        source = write_training_phantoms(work / "source", n_cases, seed, organs=organs)
+    name = "PhantomClicksOrgans" if organs else "PhantomClicks"
     _run([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet_raw", env["nnUNet_raw"],
           "-d", str(dataset_id), "--name", name, "--overwrite", "--no_progress",
-          "--pet_normalization", "zscore" if fixed_grid else "suv"], env, log_file)
+          "--pet_normalization", "zscore" if fixed_grid else "suv"]
+         + (["--organs", str(source / "organsTr")] if organs else []), env, log_file)
     plan = [str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres",
             "--verify_dataset_integrity", "-np", "1", "-npfp", "2"]
+    if organs:
+        from Task1.preprocessors import install_hook
+
+        install_hook()  # what setup.sh does: the stock command finds the preprocessor by name
+        plan += ["-preprocessor_name", "autoPETOrganPreprocessor"]
     if configuration == "3d_fullres":
         _run(plan, env, log_file)
     else:
@@ -237,7 +255,7 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
         "command": "python -m Task1.train_phantom_model " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(
             "train_phantom_model.py") else None,
         "cases": n_cases, "seed": seed, "trainer": trainer, "configuration": configuration, "fold": fold,
-        "fixed_grid": fixed_grid, "training_seconds": round(training_seconds, 1)}, indent=2))
+        "fixed_grid": fixed_grid, "organs": organs, "training_seconds": round(training_seconds, 1)}, indent=2))
     if out is None:
         return model
     return export_model(model, out, fold=fold)
@@ -297,22 +315,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="work_dirs/phantom_model/model", help="exported model folder")
     parser.add_argument("--dataset_id", type=nnunet_dataset_id, default=777, help="nnU-Net dataset id (default 777)")
     parser.add_argument("--cases", type=positive_int, default=60, help="number of training phantoms (>= 5 for the split)")
-    parser.add_argument("--trainer", default="autoPETTrainerClicks_cpu",
-                        help="autoPETTrainerClicks_cpu (the shipped model), _tiny or _smoke (pipeline checks)")
+    parser.add_argument("--trainer", default=None,
+                        help="autoPETTrainerClicks_cpu (the shipped model; _cpu_organs with --organs), _tiny or "
+                             "_smoke (pipeline checks)")
     parser.add_argument("--configuration", default=CPU_CONFIGURATION,
                         help=f"{CPU_CONFIGURATION} (added to the plans, see --help of the module) or 3d_fullres")
     parser.add_argument("--fold", default="0")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="phantom seed (case n uses [seed, n])")
+    parser.add_argument("--organs", action="store_true",
+                        help="organ supervision: write the phantoms' organ maps, convert with --organs, preprocess "
+                             "with -preprocessor_name autoPETOrganPreprocessor (default trainer "
+                             "autoPETTrainerClicks_cpu_organs)")
     parser.add_argument("--fixed_grid", action="store_true",
                         help="identical tiny 40x40x32 phantoms instead of the varied set (pipeline checks)")
     args = parser.parse_args(argv)
     if args.cases < 5:
         parser.error("--cases must be at least 5 (nnU-Net's 5-fold split)")
+    trainer = args.trainer or ("autoPETTrainerClicks_cpu_organs" if args.organs else "autoPETTrainerClicks_cpu")
     started = time.perf_counter()
     try:
         model = train_phantom_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_cases=args.cases,
-                                    trainer=args.trainer, configuration=args.configuration, fold=args.fold,
-                                    seed=args.seed, fixed_grid=args.fixed_grid)
+                                    trainer=trainer, configuration=args.configuration, fold=args.fold,
+                                    seed=args.seed, fixed_grid=args.fixed_grid, organs=args.organs)
     except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
         print(f"python -m Task1.train_phantom_model: error: {exc}", file=sys.stderr)
         return 1

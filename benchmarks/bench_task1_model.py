@@ -38,8 +38,9 @@ STEPS = list(range(11))
 SIZES = ("small", "medium")
 
 
-def write_heldout_cohort(out: Path, n_cases: int, seed: int, varied: bool) -> Path:
-    """Raw cohort (imagesTr/<case>_0000, _0001, labelsTr/<case>) of held-out phantoms."""
+def write_heldout_cohort(out: Path, n_cases: int, seed: int, varied: bool, *, organs: bool = False) -> Path:
+    """Raw cohort (imagesTr/<case>_0000, _0001, labelsTr/<case>; with ``organs`` also
+    organsTr/<case>) of held-out phantoms."""
     from autopet_common.image_io import write_image, write_mask
     from autopet_common.phantoms import make_petct_case
     from Task1.train_phantom_model import varied_phantom
@@ -57,6 +58,10 @@ def write_heldout_cohort(out: Path, n_cases: int, seed: int, varied: bool) -> Pa
         write_image(np.round(case.ct).astype(np.int16), case.geometry, out / "imagesTr" / f"{case_id}_0000.nii.gz")
         write_image(case.pet, case.geometry, out / "imagesTr" / f"{case_id}_0001.nii.gz", dtype=np.float32)
         write_mask(case.label, case.geometry, out / "labelsTr" / f"{case_id}.nii.gz")
+        if organs:
+            from autopet_common.phantoms import write_organ_map
+
+            write_organ_map(case, out / "organsTr", case_id)
     return out
 
 

@@ -495,6 +495,23 @@ def simulate_patch_clicks(label: np.ndarray, pet: np.ndarray, n_clicks: int, rng
                        valid=valid, strict=False, case="patch")
 
 
+def random_patch_clicks(label: np.ndarray, n_clicks: int, rng: Any, *,
+                        valid: np.ndarray | None = None) -> dict[str, list[list[int]]]:
+    """``n_clicks`` tumor clicks uniformly at random inside ``label > 0`` and ``n_clicks``
+    background clicks uniformly at random in the valid background: the "more diverse" clicks
+    that a training mix adds to the challenge's (:func:`simulate_patch_clicks`), so a model
+    does not rely on clicks sitting at lesion centres. ``rng`` is a ``np.random.Generator``.
+    Fewer clicks when a region is empty; voxel indices of the patch."""
+    tumor = np.asarray(label) > 0
+    background = ~tumor if valid is None else (~tumor & np.asarray(valid, dtype=bool))
+    out = {}
+    for kind, region in (("tumor", tumor), ("background", background)):
+        flat = np.flatnonzero(region)
+        picks = rng.choice(flat, size=min(int(n_clicks), flat.size), replace=False) if flat.size else []
+        out[kind] = [[int(c) for c in np.unravel_index(int(p), region.shape)] for p in picks]
+    return out
+
+
 def _outside_component_pick(comp: _Component, excluded: np.ndarray, rng: Any) -> list[int] | None:
     """The published background fill-up pick for a component whose voxels all have distance 1:
     ``rng.choice(count)`` over every voxel *outside* the component (C order), drawn again

@@ -39,6 +39,7 @@ TOOLS = {
     "Task1.batch_predict": ["-i", "{missing}", "-o", "{out}", "-m", "model-free"],
     "Task1.train_phantom_model": ["--cases", "0", "--work_dir", "{out}"],
     "Task1.model_folder": ["{missing}", "--tar", "{out}/model.tar.gz"],
+    "Task1.recipe": ["{missing}", "--pet", "{missing}.mha"],
     "Task2.convert_dataset": ["--cohort", "{missing}", "--output", "{out}"],
     "publication_template.fill_paper": ["--task1", "{missing}", "-o", "{out}"],
 }

@@ -39,7 +39,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from clicks.simulate import ClickDrawSettings, simulate_patch_clicks
 from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY, ClickConfig
-from Task1.click_transforms import AppendClickChannelsTransform, MAX_INTERACTION_STEP, click_channels
+from Task1.click_transforms import LESION_LABEL, AppendClickChannelsTransform, MAX_INTERACTION_STEP, click_channels
 
 
 
@@ -61,7 +61,19 @@ class autoPETTrainerClicks(nnUNetTrainer):
     click_edge_offset = 0           # perturbation of fill-up clicks, voxels per axis
     click_symmetric_offsets = True  # offsets in [-n, n]; the challenge's simulator uses [0, n]
     click_background_in_component = False  # False: the challenge's background fill-up quirk
+    click_random_fraction = 0.0     # share of samples with uniformly random clicks instead of the challenge's
     final_validation_clicks = MAX_INTERACTION_STEP  # clicks per kind in the final validation
+    # CT/PET misalignment augmentation (Task1.augmentations): None = off, or "CT" / "PET", the
+    # channel moved against the other and the label
+    misalign_channel = None
+    misalign_max_shift = 2.0        # voxels per axis
+    misalign_max_degrees = 3.0
+    misalign_probability = 0.5
+    # Organ supervision: the target holds organ classes (2, 3, ...) besides the lesion (1), from a
+    # dataset converted with --organs and preprocessed with autoPETOrganPreprocessor; clicks are
+    # always drawn from the lesion class and predictors write the lesion class only
+    organ_supervision = False
+    organ_preprocessor = "autoPETOrganPreprocessor"
     pet_channel_name = "PET"
     required_architecture = None    # e.g. "ResidualEncoderUNet" for the ResEnc variant
     # Schedule (None = nnU-Net's default). nnUNetTrainer sets num_epochs & co. as instance
@@ -91,6 +103,8 @@ class autoPETTrainerClicks(nnUNetTrainer):
             if value is not None:
                 setattr(self, attribute, value)
         self.pet_channel = self._find_pet_channel(dataset_json)
+        if self.organ_supervision:
+            self._check_organ_dataset(dataset_json)
         arch = self.configuration_manager.network_arch_class_name.split(".")[-1]
         if self.required_architecture is not None and arch != self.required_architecture:
             raise RuntimeError(
@@ -115,6 +129,24 @@ class autoPETTrainerClicks(nnUNetTrainer):
         raise RuntimeError(f"{cls.__name__} needs a PET channel: dataset.json channel_names {names} has none "
                            f"named '{cls.pet_channel_name}' and fewer than 2 channels")
 
+    def _check_organ_dataset(self, dataset_json: dict) -> None:
+        from Task1.organs import ORGANS_DATASET_KEY
+
+        used = self.configuration_manager.preprocessor_name
+        if ORGANS_DATASET_KEY not in dataset_json or used != self.organ_preprocessor:
+            raise RuntimeError(
+                f"{self.__class__.__name__} learns organ classes: it needs a dataset converted with "
+                f"'python -m Task1.convert_dataset ... --organs DIR' (dataset.json has "
+                f"{'an' if ORGANS_DATASET_KEY in dataset_json else 'no'} '{ORGANS_DATASET_KEY}' entry) and "
+                f"preprocessed with '-preprocessor_name {self.organ_preprocessor}' (the plans name {used})")
+
+    def _misaligned_channel(self) -> int | None:
+        if self.misalign_channel is None:
+            return None
+        if self.misalign_channel not in ("CT", "PET"):
+            raise RuntimeError(f"{self.__class__.__name__}: misalign_channel must be None, 'CT' or 'PET'")
+        return self.pet_channel if self.misalign_channel == "PET" else (0 if self.pet_channel == 1 else 1)
+
     @classmethod
     def click_draw_settings(cls) -> ClickDrawSettings:
         return ClickDrawSettings(center_offset=cls.click_center_offset, edge_offset=cls.click_edge_offset,
@@ -136,7 +168,7 @@ class autoPETTrainerClicks(nnUNetTrainer):
         return AppendClickChannelsTransform(
             pet_channel=self.pet_channel, max_step=self.max_interaction_step, encoding=self.click_encoding,
             encoding_size=self.click_encoding_size, settings=self.click_draw_settings(), fixed_step=fixed_step,
-            order=self.click_order)
+            order=self.click_order, random_fraction=self.click_random_fraction)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
@@ -177,7 +209,15 @@ class autoPETTrainerClicks(nnUNetTrainer):
     # ----------------------------------------------------------------- data
     def get_training_transforms(self, *args, **kwargs):
         composed = nnUNetTrainer.get_training_transforms(*args, **kwargs)
-        return self._insert_click_transform(composed, self._click_transform())
+        composed = self._insert_click_transform(composed, self._click_transform())
+        channel = self._misaligned_channel()
+        if channel is not None:  # before the clicks, which read the (unmoved) PET
+            from Task1.augmentations import MisalignChannelTransform
+
+            names = [type(t).__name__ for t in composed.transforms]
+            composed.transforms.insert(names.index("AppendClickChannelsTransform"), MisalignChannelTransform(
+                channel, self.misalign_max_shift, self.misalign_max_degrees, self.misalign_probability))
+        return composed
 
     def get_validation_transforms(self, *args, **kwargs):
         composed = nnUNetTrainer.get_validation_transforms(*args, **kwargs)
@@ -242,7 +282,8 @@ def _dataset_class_with_clicks(base, trainer: autoPETTrainerClicks):
             rng = np.random.default_rng(zlib.crc32(identifier.encode()))  # same clicks every run
             # the challenge's clicks (no offsets) on the whole case, with the trainer's quirk setting
             settings = ClickDrawSettings(background_in_component=trainer.click_background_in_component)
-            clicks = simulate_patch_clicks(seg0 > 0, data[trainer.pet_channel], trainer.final_validation_clicks, rng,
+            clicks = simulate_patch_clicks(seg0 == LESION_LABEL, data[trainer.pet_channel],
+                                           trainer.final_validation_clicks, rng,
                                            valid=seg0 >= 0, settings=settings)
             channels = click_channels(seg0.shape, clicks, trainer.click_encoding, trainer.click_encoding_size,
                                       trainer.click_order)
@@ -261,6 +302,12 @@ class autoPETTrainerClicks_smoke(autoPETTrainerClicks):
     iterations_per_epoch = 2
     val_iterations_per_epoch = 1
     training_seed = 0
+
+
+class autoPETTrainerClicks_smoke_organs(autoPETTrainerClicks_smoke):
+    """The smoke test with organ supervision (the organ pipeline's CPU check)."""
+
+    organ_supervision = True
 
 
 class autoPETTrainerClicks_tiny(autoPETTrainerClicks):
@@ -295,6 +342,32 @@ class autoPETTrainerClicks_cpu_noclicks(autoPETTrainerClicks_cpu):
 
     max_interaction_step = 0
     final_validation_clicks = 0
+
+
+class autoPETTrainerClicks_cpu_organs(autoPETTrainerClicks_cpu):
+    """The shipped model's schedule with organ supervision: lesion and organ classes as targets
+    (a dataset from ``Task1.convert_dataset --organs``, preprocessed with
+    ``-preprocessor_name autoPETOrganPreprocessor``)."""
+
+    organ_supervision = True
+
+
+class autoPETTrainerClicks_organs(autoPETTrainerClicks):
+    """nnU-Net's schedule with organ supervision (see ``autoPETTrainerClicks_cpu_organs``)."""
+
+    organ_supervision = True
+
+
+class autoPETTrainerClicks_misaligned(autoPETTrainerClicks):
+    """CT moved against PET and label (up to 2 voxels, 3 degrees) in half of the samples."""
+
+    misalign_channel = "CT"
+
+
+class autoPETTrainerClicks_mixedclicks(autoPETTrainerClicks):
+    """One sample in five with uniformly random clicks instead of the challenge's (an 80/20 mix)."""
+
+    click_random_fraction = 0.2
 
 
 class autoPETTrainerClicks_250epochs(autoPETTrainerClicks):

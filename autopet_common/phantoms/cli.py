@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     t1.add_argument("--no_gc", action="store_true", help="skip the Grand Challenge .mha layout")
     t1.add_argument("--empty_every", type=positive_int, default=None,
                     help="every N-th case has no lesion (default: none forced)")
+    t1.add_argument("--organs", action="store_true",
+                    help="also write organsTr/<case>.nii.gz organ maps (TotalSegmentator numbering, "
+                         "organ_classes.json) for Task1.convert_dataset --organs")
 
     t2 = sub.add_parser("task2", help="longitudinal CT pairs: <pair>/input/images/..., clicks JSON, "
                                       "truth/followup-tumor-lesion-seg.mha, transform.json")
@@ -54,7 +57,7 @@ def main(argv=None) -> int:
                                   seed=args.seed, dataset_id=args.dataset_id,
                                   dataset_name=args.dataset_name, gc_layout=not args.no_gc,
                                   empty_every=args.empty_every, n_lesions=args.n_lesions,
-                                  progress=True)
+                                  progress=True, organs=args.organs)
     else:
         from .task2 import write_task2_cohort
         root = write_task2_cohort(args.out, n_pairs=args.n_pairs, size=args.size, seed=args.seed,

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..image_io import Geometry, atomic_write_json, write_image, write_mask
+from ..organ_classes import ORGAN_CLASSES_FILE, TOTALSEGMENTATOR_TOTAL
 from ..output_folder import check_folder_name, staged_contents
 from .anatomy import (HOT_ORGANS, ORGANS, Box, body_profile, body_r2, build_anatomy,
                       ellipsoid_q, norm_to_index, norm_to_voxels)
@@ -23,6 +24,19 @@ TRACERS = ("FDG", "PSMA")
 LESION_SUV_RANGE = (3.0, 20.0)
 LESION_RADIUS_MAX_MM = 25.0
 PET_FWHM_MM = 6.5
+
+# Phantom organ -> value in the organ maps the writers save (TotalSegmentator's ``total`` task
+# numbering where it has the structure; 201-204 for the salivary glands of its head task).
+_TOTALSEGMENTATOR_NAME = {"spleen": "spleen", "kidney_right": "kidney_right", "kidney_left": "kidney_left",
+                          "liver": "liver", "bladder": "urinary_bladder", "heart": "heart", "brain": "brain"}
+ORGAN_MAP_CLASSES: dict[int, str] = {
+    **{value: name for value, name in TOTALSEGMENTATOR_TOTAL.items() if name in _TOTALSEGMENTATOR_NAME.values()},
+    201: "parotid_gland_right", 202: "parotid_gland_left", 203: "submandibular_gland_right",
+    204: "submandibular_gland_left"}
+ORGAN_MAP_VALUES: dict[str, int] = {
+    **{phantom: next(v for v, n in TOTALSEGMENTATOR_TOTAL.items() if n == name)
+       for phantom, name in _TOTALSEGMENTATOR_NAME.items()},
+    "parotid_right": 201, "parotid_left": 202, "submandibular_right": 203, "submandibular_left": 204}
 
 
 @dataclass
@@ -54,6 +68,17 @@ class PetCtCase:
     def body_mask(self) -> np.ndarray:
         """Voxels inside the body outline."""
         return body_r2(self.geometry.shape) <= 1.0
+
+    def organ_map(self) -> np.ndarray:
+        """The organs as one uint8 multi-label map in the values of :data:`ORGAN_MAP_CLASSES`
+        (TotalSegmentator's ``total`` numbering, plus the salivary glands), as
+        ``TotalSegmentator --ml`` would write it. Where organs overlap the later one wins."""
+        out = np.zeros(self.geometry.shape, dtype=np.uint8)
+        for name, value in ORGAN_MAP_VALUES.items():
+            if name in self.organ_boxes:
+                box = self.organ_boxes[name]
+                out[box.slices][box.mask] = value
+        return out
 
 
 def _unit_vector(rng: np.random.Generator) -> np.ndarray:
@@ -346,6 +371,19 @@ def _describe_lesions(label, painted, geometry: Geometry) -> list[dict[str, Any]
     return out
 
 
+def write_organ_map(case: PetCtCase, folder, name: str) -> Path:
+    """Write ``folder/<name>.nii.gz`` (the case's :meth:`PetCtCase.organ_map`, uint8) and the
+    folder's ``organ_classes.json`` (value -> TotalSegmentator structure name); the layout
+    ``Task1.convert_dataset --organs`` reads. Returns the map's path."""
+    folder = Path(folder)
+    path = folder / f"{name}.nii.gz"
+    write_image(case.organ_map(), case.geometry, path, dtype=np.uint8)
+    table = folder / ORGAN_CLASSES_FILE
+    if not table.is_file():
+        atomic_write_json(table, {str(v): n for v, n in sorted(ORGAN_MAP_CLASSES.items())})
+    return path
+
+
 def _case_tracers(tracer: str, n_cases: int) -> list[str]:
     t = str(tracer).upper()
     if t == "MIXED":
@@ -358,7 +396,7 @@ def _case_tracers(tracer: str, n_cases: int) -> list[str]:
 def write_task1_cohort(out_dir, n_cases: int = 3, tracer: str = "FDG", size: str = "tiny",
                        seed: int = 0, dataset_id: int | None = None, dataset_name: str | None = None,
                        gc_layout: bool = True, empty_every: int | None = None,
-                       n_lesions: int | None = None, progress: bool = False) -> Path:
+                       n_lesions: int | None = None, progress: bool = False, organs: bool = False) -> Path:
     """Write a Task 1 cohort in nnU-Net raw layout (and Grand Challenge layout); return its folder.
 
     Layout under the returned folder (``out_dir``, or ``out_dir/DatasetXXX_Name`` when
@@ -367,7 +405,8 @@ def write_task1_cohort(out_dir, n_cases: int = 3, tracer: str = "FDG", size: str
     ``dataset.json``, ``lesions.json`` (per-case lesion metadata) and, with ``gc_layout``,
     ``gc/<case>/images/ct/<uuid>.mha`` + ``gc/<case>/images/pet/<uuid>.mha``.
     ``tracer`` may be ``"mixed"`` (FDG, PSMA alternating). With ``empty_every=N`` every N-th
-    case has no lesion. Case ``n`` uses seed ``[seed, n]``.
+    case has no lesion. Case ``n`` uses seed ``[seed, n]``. With ``organs``, ``organsTr/<case>.nii.gz``
+    holds each case's organ map (:func:`write_organ_map`) for ``Task1.convert_dataset --organs``.
     """
     if n_cases < 1:
         raise InputError(f"n_cases must be >= 1, got {n_cases}")
@@ -382,14 +421,15 @@ def write_task1_cohort(out_dir, n_cases: int = 3, tracer: str = "FDG", size: str
         root = root / f"Dataset{int(dataset_id):03d}_{check_folder_name(name, 'dataset name')}"
     # the cohort's entries are built aside and replace the old ones whole: a rerun with fewer
     # cases leaves no stale case next to a dataset.json that counts fewer
-    with staged_contents(root, ("imagesTr", "labelsTr", "gc", "dataset.json", "lesions.json")) as work:
+    with staged_contents(root, ("imagesTr", "labelsTr", "organsTr", "gc", "dataset.json", "lesions.json")) as work:
         _write_task1_cases(work, root.name, n_cases, tracers, size, seed, empty_every, n_lesions, gc_layout,
-                           progress)
+                           progress, organs)
     return root
 
 
 def _write_task1_cases(root: Path, name: str, n_cases: int, tracers: list, size: str, seed: int,
-                       empty_every: int | None, n_lesions: int | None, gc_layout: bool, progress: bool) -> None:
+                       empty_every: int | None, n_lesions: int | None, gc_layout: bool, progress: bool,
+                       organs: bool = False) -> None:
     uuid_rng = make_rng([seed, 987654321])
     meta: dict[str, Any] = {}
     iterator = range(n_cases)
@@ -406,6 +446,8 @@ def _write_task1_cases(root: Path, name: str, n_cases: int, tracers: list, size:
         write_image(ct16, case.geometry, root / "imagesTr" / f"{case_id}_0000.nii.gz")
         write_image(case.pet, case.geometry, root / "imagesTr" / f"{case_id}_0001.nii.gz", dtype=np.float32)
         write_mask(case.label, case.geometry, root / "labelsTr" / f"{case_id}.nii.gz")
+        if organs:
+            write_organ_map(case, root / "organsTr", case_id)
         entry: dict[str, Any] = {"tracer": case_tracer, "seed": [seed, n], "empty": empty,
                                  "geometry": case.geometry.to_dict(), "lesions": case.lesions}
         if gc_layout:

@@ -1,0 +1,333 @@
+"""The winners' recipe as parts (issue 13): organ maps and organ supervision through the stock
+nnU-Net commands, the custom preprocessor, training augmentations (misalignment, mixed clicks),
+the tracer classifier, the post-processing operations, and the submission recipe through
+inference.py and the local challenge."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autopet_common.errors import InputError
+from autopet_common.image_io import read_image
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = REPOSITORY / "models" / "task1_phantom"
+
+
+# ----------------------------------------------------------------------------------- organs
+
+def test_organ_groups_follow_totalsegmentator_numbering():
+    from Task1.organs import group_organ_map, groups_present, merge_lesions_and_organs, organ_labels
+    from autopet_common.organ_classes import TOTALSEGMENTATOR_TOTAL
+
+    organ_map = np.array([[0, 1, 2, 3], [5, 21, 51, 90], [18, 20, 7, 0]])  # 7 = pancreas: no group
+    groups = groups_present(np.unique(organ_map), TOTALSEGMENTATOR_TOTAL)
+    assert groups == ["brain", "heart", "kidneys", "bladder", "liver", "spleen", "bowel"]
+    grouped = group_organ_map(organ_map, TOTALSEGMENTATOR_TOTAL, groups)
+    labels = organ_labels(groups)
+    assert labels["tumor"] == 1 and labels["brain"] == 2
+    expected = [[0, labels["spleen"], labels["kidneys"], labels["kidneys"]],
+                [labels["liver"], labels["bladder"], labels["heart"], labels["brain"]],
+                [labels["bowel"], labels["bowel"], 0, 0]]
+    assert grouped.tolist() == expected and grouped.dtype == np.uint8
+    lesion = np.zeros_like(grouped)
+    lesion[1, 0] = 1  # a liver lesion: the lesion wins
+    merged = merge_lesions_and_organs(lesion, grouped)
+    assert merged[1, 0] == 1 and merged[1, 1] == labels["bladder"]
+
+
+def test_phantom_organ_maps_and_conversion(tmp_path):
+    from autopet_common.phantoms import write_task1_cohort
+    from Task1.convert_dataset import convert_dataset
+    from Task1.organs import ORGANS_DATASET_KEY
+
+    cohort = write_task1_cohort(tmp_path / "cohort", n_cases=2, tracer="mixed", size="tiny", seed=3,
+                                gc_layout=False, organs=True, n_lesions=3)
+    table = json.loads((cohort / "organsTr" / "organ_classes.json").read_text())
+    assert table["51"] == "heart" and table["201"] == "parotid_gland_right"
+    target = convert_dataset(cohort, tmp_path / "raw", 611, organs=cohort / "organsTr", progress=False)
+    meta = json.loads((target / "dataset.json").read_text())
+    assert meta["labels"]["tumor"] == 1 and meta["labels"]["brain"] == 2
+    assert ORGANS_DATASET_KEY in meta and meta[ORGANS_DATASET_KEY]["folder"] == "labelsTr_organs"
+    grouped, _ = read_image(target / "labelsTr_organs" / "PHANTOM_FDG_0000.nii.gz")
+    assert set(np.unique(grouped).tolist()) <= set(meta["labels"].values()) - {1}
+    assert {meta["labels"]["brain"], meta["labels"]["liver"]} <= set(np.unique(grouped).tolist())
+
+    # every case needs its organ map, on its grid; the message names the file
+    (cohort / "organsTr" / "PHANTOM_PSMA_0001.nii.gz").unlink()
+    with pytest.raises(InputError, match="PHANTOM_PSMA_0001.nii.gz not found"):
+        convert_dataset(cohort, tmp_path / "raw2", 612, organs=cohort / "organsTr", progress=False)
+    assert not (tmp_path / "raw2" / "Dataset612_autoPETClicks").exists()
+
+
+def test_organ_pipeline_with_the_stock_commands(tmp_path):
+    """Convert with organs -> nnUNetv2_plan_and_preprocess -preprocessor_name
+    autoPETOrganPreprocessor -> nnUNetv2_train (organ variant) -> Task1Predictor writes lesions only."""
+    import blosc2
+
+    from Task1.predict import Task1Predictor
+    from Task1.train_phantom_model import train_phantom_model
+
+    model = train_phantom_model(tmp_path / "work", None, dataset_id=613, n_cases=5,
+                                trainer="autoPETTrainerClicks_smoke_organs", configuration="3d_fullres",
+                                fixed_grid=True, organs=True)
+    preprocessed = tmp_path / "work" / "nnUNet_preprocessed" / "Dataset613_PhantomClicksOrgans"
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    assert plans["configurations"]["3d_fullres"]["preprocessor_name"] == "autoPETOrganPreprocessor"
+    seg = blosc2.open(str(sorted((preprocessed / "nnUNetPlans_3d_fullres").glob("*_seg.b2nd"))[0]))[:]
+    values = set(np.unique(seg).tolist())
+    assert {0, 1, 2} <= values and max(values) >= 5, values  # lesion and organ classes in the stored target
+
+    predictor = Task1Predictor(model, device="cpu", use_mirroring=False)
+    assert predictor.label_manager.num_segmentation_heads >= 6  # background, lesion, organs
+    ct, geometry = read_image(tmp_path / "work" / "source" / "imagesTr" / "phantom_000_0000.nii.gz", np.float32)
+    pet, _ = read_image(tmp_path / "work" / "source" / "imagesTr" / "phantom_000_0001.nii.gz", np.float32)
+    prepared = predictor.prepare(ct, pet, geometry)
+    mask = predictor.predict_prepared(prepared, {"tumor": [], "background": []})
+    probability = predictor.predict_probability(prepared, {"tumor": [], "background": []})
+    assert set(np.unique(mask).tolist()) <= {0, 1} and mask.shape == geometry.shape
+    assert probability.shape == geometry.shape and 0.0 <= probability.min() <= probability.max() <= 1.0
+
+
+def test_organ_trainer_refuses_a_dataset_without_organs():
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPOSITORY / "Task1" / "trainers"))
+    try:
+        from autoPETClickTrainers import autoPETTrainerClicks_cpu_organs
+    finally:
+        sys.path.remove(str(REPOSITORY / "Task1" / "trainers"))
+    fake = SimpleNamespace(configuration_manager=SimpleNamespace(preprocessor_name="DefaultPreprocessor"),
+                           organ_preprocessor="autoPETOrganPreprocessor", __class__=autoPETTrainerClicks_cpu_organs)
+    with pytest.raises(RuntimeError, match="-preprocessor_name autoPETOrganPreprocessor"):
+        autoPETTrainerClicks_cpu_organs._check_organ_dataset(fake, {"labels": {}})
+
+
+def test_preprocessor_hook_install_check_uninstall(tmp_path, monkeypatch):
+    import Task1.preprocessors as pre
+
+    monkeypatch.setattr(pre, "hook_path", lambda: tmp_path / "autopet_preprocessors.py")
+    assert pre.main(["--check", "--quiet"]) == 1
+    assert pre.main(["--install", "--quiet"]) == 0 and pre.hook_installed()
+    assert "from Task1.preprocessors import" in (tmp_path / "autopet_preprocessors.py").read_text()
+    assert pre.main(["--uninstall", "--quiet"]) == 0 and not pre.hook_installed()
+    assert pre.preprocessor_class("autoPETOrganPreprocessor") is pre.autoPETOrganPreprocessor
+    assert pre.preprocessor_class("DefaultPreprocessor").__name__ == "DefaultPreprocessor"
+    with pytest.raises(InputError, match="NoSuchPreprocessor"):
+        pre.preprocessor_class("NoSuchPreprocessor")
+
+
+# ---------------------------------------------------------------------------- augmentations
+
+def test_misalignment_moves_one_channel_only():
+    import torch
+
+    from Task1.augmentations import MisalignChannelTransform, misalign
+
+    volume = np.zeros((20, 20, 20), np.float32)
+    volume[8:12, 8:12, 8:12] = 1.0
+    shifted = misalign(volume, shift=(2.0, 0.0, 0.0), axis=(0, 0, 1), degrees=0.0)
+    assert np.isclose(shifted[6:10, 8:12, 8:12].mean(), 1.0) and shifted[10:12, 8:12, 8:12].max() == 0.0
+    image = torch.from_numpy(np.stack([volume, volume * 2]))
+    seg = torch.zeros((1, 20, 20, 20))
+    np.random.seed(0)
+    out = MisalignChannelTransform(channel=0, max_shift=3, max_degrees=5, probability=1.0)(
+        image=image.clone(), segmentation=seg.clone())
+    assert not torch.equal(out["image"][0], image[0])          # CT moved
+    assert torch.equal(out["image"][1], image[1])              # PET as it was
+    assert torch.equal(out["segmentation"], seg)               # label as it was
+    np.random.seed(0)
+    again = MisalignChannelTransform(channel=0, max_shift=3, max_degrees=5, probability=1.0)(
+        image=image.clone(), segmentation=seg.clone())
+    assert torch.equal(again["image"], out["image"])           # seeded: repeatable
+
+
+def test_random_click_share_and_lesion_class_only():
+    import torch
+
+    from clicks.simulate import random_patch_clicks
+    from Task1.click_transforms import AppendClickChannelsTransform
+
+    seg = np.zeros((24, 24, 24), np.int16)
+    seg[5:10, 5:10, 5:10] = 1      # lesion
+    seg[14:20, 14:20, 14:20] = 3   # an organ class: never a tumor click
+    seg[:, :, 22:] = -1            # padding: never a click
+    clicks = random_patch_clicks(seg == 1, 6, np.random.default_rng(1), valid=seg >= 0)
+    assert len(clicks["tumor"]) == 6 and all(seg[tuple(p)] == 1 for p in clicks["tumor"])
+    assert len(clicks["background"]) == 6 and all(seg[tuple(p)] in (0, 3) for p in clicks["background"])
+    image = torch.from_numpy(np.random.default_rng(0).random((2, 24, 24, 24), dtype=np.float32))
+    for fraction in (0.0, 1.0):
+        np.random.seed(4)
+        out = AppendClickChannelsTransform(fixed_step=5, random_fraction=fraction)(
+            image=image.clone(), segmentation=torch.from_numpy(seg[None]))
+        tumor_channel = out["image"][2].numpy()
+        assert tumor_channel.max() > 0 and tumor_channel[seg == 3].max() == 0  # no tumor ball on the organ
+
+
+# --------------------------------------------------------------------------------- tracer
+
+@pytest.mark.parametrize("tracer", ["FDG", "PSMA"])
+def test_tracer_classifier_on_unseen_whole_body_phantoms(tracer):
+    from autopet_common.phantoms import PetVariation, make_petct_case
+    from Task1.tracer import classify_tracer
+
+    for n in range(3):
+        rng = np.random.default_rng([41, n])
+        spacing = (float(rng.uniform(3, 6)),) * 2 + (float(rng.uniform(3, 6)),)
+        shape = (int(rng.integers(70, 110)),) * 2 + (int(rng.integers(90, 140)),)
+        case = make_petct_case(tracer=tracer, seed=[41, n], shape=shape, spacing=spacing,
+                               variation=PetVariation.random(rng))
+        call = classify_tracer(case.pet * float(rng.uniform(0.5, 2.0)), spacing)  # calibration does not matter
+        assert call.tracer == tracer, call
+
+
+def test_tracer_classifier_says_unknown_without_a_head():
+    from autopet_common.phantoms import make_petct_case
+    from Task1.tracer import classify_tracer
+
+    case = make_petct_case(tracer="FDG", seed=5, shape=(80, 80, 100), spacing=(5.0, 5.0, 6.0))
+    torso = case.pet[:, :, :60]  # the field of view ends at the chest
+    call = classify_tracer(torso, (5.0, 5.0, 6.0))
+    assert call.tracer is None and "no head" in call.reason
+    flipped = classify_tracer(case.pet[:, :, ::-1], (5.0, 5.0, 6.0), head_at_top=False)
+    assert flipped.tracer == "FDG"
+
+
+# ------------------------------------------------------------------------ post-processing
+
+def test_postprocessing_operations():
+    from Task1.postprocessing import add_candidates, close_gaps, remove_components, suv_floor
+
+    spacing = (2.0, 2.0, 2.0)
+    pet = np.ones((30, 30, 30), np.float32)
+    mask = np.zeros(pet.shape, bool)
+    mask[2:8, 2:8, 2:8] = True
+    pet[2:8, 2:8, 2:8] = 8.0                 # a hot lesion
+    mask[12:13, 12:13, 12:14] = True         # 2 voxels, SUVmax 1: noise
+    mask[20:22, 20:22, 20:22] = True         # 8 voxels, cold, but clicked
+    kept = remove_components(mask, pet, [[21, 21, 21]], spacing, min_voxels=10, min_suvmax=4.0)
+    assert kept[4, 4, 4] and not kept[12, 12, 12] and kept[21, 21, 21]
+    assert suv_floor(mask, pet, 4.0).sum() == 216 and suv_floor(mask, pet, None).sum() == mask.sum()
+
+    two = np.zeros(pet.shape, bool)
+    two[5:10, 5:10, 5:10] = True
+    two[11:16, 5:10, 5:10] = True            # a 1-voxel (2 mm) gap
+    merged = close_gaps(two, pet, spacing, distance_mm=6.0)
+    import cc3d
+    assert cc3d.connected_components(merged.astype(np.uint8)).max() == 1 and (merged >= two).all()
+    assert cc3d.connected_components(close_gaps(two, pet, spacing, distance_mm=6.0, min_suv=5.0)
+                                     .astype(np.uint8)).max() == 2
+
+    probability = np.zeros(pet.shape, np.float32)
+    probability[20:25, 2:7, 2:7] = 0.4       # below 0.5, hot: a candidate
+    pet[20:25, 2:7, 2:7] = 9.0
+    probability[2:7, 20:25, 2:7] = 0.4       # hot too, but a background click lies in it
+    pet[2:7, 20:25, 2:7] = 9.0
+    added = add_candidates(np.zeros(pet.shape, bool), probability, pet, [[4, 22, 4]], spacing,
+                           min_probability=0.3, min_suvmax=6.0)
+    assert added[22, 4, 4] and not added[4, 22, 4]
+
+
+# ------------------------------------------------------------------------------- recipe
+
+def _recipe(folder: Path, content: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "phantom").exists():
+        (folder / "phantom").symlink_to(SHIPPED_MODEL)
+    (folder / "autopet_recipe.json").write_text(json.dumps(content))
+    return folder
+
+
+ROUTED = {"version": 1,
+          "routes": [{"tracer": "FDG", "steps": [0, 0], "models": [{"folder": "phantom"}]},
+                     {"tracer": "any", "steps": [0, 0], "models": [{"folder": "model-free"}]},
+                     {"tracer": "any", "steps": [1, 10],
+                      "models": [{"folder": "phantom", "weight": 2}, {"folder": "model-free"}]}],
+          "postprocessing": [{"op": "click_rules"}, {"op": "suv_floor", "FDG": 1.5, "PSMA": 1.0},
+                             {"op": "remove_components", "min_voxels": {"FDG": 3, "PSMA": 5}}]}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"version": 2}, "version"),
+    ({"extra": 1}, "unknown key"),
+    ({"routes": [{"tracer": "FDG", "models": [{"folder": "phantom"}]}]}, "no route for tracer PSMA"),
+    ({"routes": [{"models": [{"folder": "missing"}]}]}, r"routes\[0\].models\[0\].folder"),
+    ({"routes": [{"steps": [0, 11], "models": [{"folder": "phantom"}]}]}, r"routes\[0\].steps"),
+    ({"postprocessing": [{"op": "explode"}]}, r"postprocessing\[0\]"),
+    ({"postprocessing": [{"op": "suv_floor", "FDG": -1}]}, r"postprocessing\[0\].FDG"),
+    ({"postprocessing": [{"op": "add_candidates", "min_suvmax": 4}]}, "min_probability: required"),
+    ({"test_time_augmentation": {"mirroring": "sometimes"}}, "mirroring"),
+])
+def test_recipe_errors_name_the_file_and_key(tmp_path, change, message):
+    from Task1.recipe import RecipeError, load_recipe
+
+    folder = _recipe(tmp_path / "r", {**ROUTED, **change})
+    with pytest.raises(RecipeError, match=message) as caught:
+        load_recipe(folder / "autopet_recipe.json")
+    assert str(folder / "autopet_recipe.json") in str(caught.value)
+
+
+def test_recipe_routes_by_tracer_and_step(tmp_path):
+    from Task1.recipe import load_recipe
+    from Task1.tracer import TracerCall
+
+    recipe = load_recipe(_recipe(tmp_path / "r", ROUTED) / "autopet_recipe.json")
+    fdg, psma = TracerCall("FDG", "test"), TracerCall("PSMA", "test")
+    assert recipe.plan(fdg, 0)["models"] == [{"folder": "phantom", "folds": "all", "weight": 1.0}]
+    assert recipe.plan(psma, 0)["models"] == [{"folder": "model-free", "folds": None, "weight": 1.0}]
+    assert [m["folder"] for m in recipe.plan(psma, 7)["models"]] == ["phantom", "model-free"]
+    assert recipe.plan(None, 0)["tracer"]["used"] == "unknown"
+    chain = recipe.plan(psma, 3)["postprocessing"]
+    assert chain[1] == {"op": "suv_floor", "floor": 1.0} and chain[2]["min_voxels"] == 5
+    assert recipe.plan(fdg, 3)["postprocessing"][2]["min_voxels"] == 3
+
+
+def test_recipe_drives_inference_and_explain_matches_the_run(tmp_path, capsys, caplog):
+    import logging
+
+    import inference
+
+    folder = _recipe(tmp_path / "r", ROUTED)
+    sample = REPOSITORY / "test" / "input"
+    assert inference.main(["--input", str(sample), "--output", str(tmp_path / "x"), "--model", str(folder),
+                           "--explain", "--quiet"]) == 0
+    explained = capsys.readouterr().out
+    plan_text = explained[explained.index("{"):]
+    explained_plan = json.loads(plan_text)
+    assert explained_plan["tracer"]["used"] == "FDG" and explained_plan["step"] == 10
+    assert not (tmp_path / "x").exists()  # --explain writes nothing
+    with caplog.at_level(logging.INFO, logger="inference"):
+        inference.run_inference(sample, tmp_path / "out", model=str(folder))
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recipe plan: ")]
+    assert len(logged) == 1 and json.loads(logged[0][len("recipe plan: "):]) == explained_plan
+    masks = list((tmp_path / "out").rglob("*.mha"))
+    assert len(masks) == 1
+    mask, _ = read_image(masks[0])
+    assert mask.any() and set(np.unique(mask).tolist()) <= {0, 1}
+
+
+def test_recipe_drives_the_local_challenge(tmp_path):
+    from autopet_common.phantoms import write_task1_cohort
+    from local_challenge.runner import run_local_challenge
+    from Task1.recipe import RecipeRunner
+
+    cohort = write_task1_cohort(tmp_path / "cohort", n_cases=2, tracer="mixed", size="tiny", seed=8,
+                                n_lesions=3)
+    folder = _recipe(tmp_path / "r", ROUTED)
+    result = run_local_challenge(cohort, tmp_path / "run", model=str(folder), n_steps=2, progress=False,
+                                 overlays=False, in_process=True)
+    assert len(result.runs) == 4 and all(r.exit_code == 0 and r.output_ok for r in result.runs)
+    assert result.summary
+    # what ran per case is the plan of each case's tracer: FDG -> phantom model, PSMA -> model-free
+    runner = RecipeRunner(folder, device="cpu")
+    for case, tracer in (("PHANTOM_FDG_0000", "FDG"), ("PHANTOM_PSMA_0001", "PSMA")):
+        pet, geometry = read_image(cohort / "imagesTr" / f"{case}_0001.nii.gz", np.float32)
+        ct, _ = read_image(cohort / "imagesTr" / f"{case}_0000.nii.gz", np.float32)
+        _, report = runner.predict(ct, pet, geometry, {"tumor": [], "background": []})
+        assert report["plan"]["tracer"]["used"] == tracer
+        expected = "phantom" if tracer == "FDG" else "model-free"
+        assert [m["folder"] for m in report["plan"]["models"]] == [expected]
