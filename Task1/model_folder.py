@@ -39,6 +39,12 @@ def find_nnunet_model(folder: str | os.PathLike) -> Path | None:
     return None
 
 
+def _folder_size(folder: Path) -> int:
+    """Bytes of the files under ``folder``, following symbolic links (what a tarball holds)."""
+    return sum(os.path.getsize(os.path.join(root, name))
+               for root, _, files in os.walk(folder, followlinks=True) for name in files)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -49,8 +55,25 @@ def _sha256(path: Path) -> str:
 
 def check_model_folder(folder: str | os.PathLike) -> dict:
     """Load the model as the entrypoint will; :class:`InputError` names what is wrong. Returns
-    what was found (model folder, trainer, configuration, folds, click config version, size)."""
+    what was found (model folder, trainer, configuration, folds, click config version, size).
+    A folder with a submission recipe (``autopet_recipe.json``, :mod:`Task1.recipe`) is checked
+    as a recipe: the file, and every model folder it names."""
     folder = Path(folder)
+    from Task1.recipe import MODEL_FREE, find_recipe, load_recipe
+
+    recipe_path = find_recipe(folder)
+    if recipe_path is not None:
+        recipe = load_recipe(recipe_path)
+        names = sorted({m.folder for r in recipe.routes for m in r.models} - {MODEL_FREE})
+        models = {name: _check_nnunet_folder(folder / name, folder / name) for name in names}
+        size = _folder_size(folder)
+        return {"recipe": str(recipe_path), "routes": len(recipe.routes),
+                **{f"model {name}": f"{m['trainer']} {m['configuration']} folds {m['folds']}"
+                   for name, m in models.items()}, "size_mb": round(size / 2 ** 20, 1)}
+    return _check_nnunet_folder(folder, folder)
+
+
+def _check_nnunet_folder(folder: Path, measured: Path) -> dict:
     model = find_nnunet_model(folder)
     if model is None:
         raise InputError(f"{folder}: no nnU-Net model folder (plans.json, dataset.json, fold_X/) at or up to three "
@@ -65,7 +88,7 @@ def check_model_folder(folder: str | os.PathLike) -> dict:
 
     predictor = Task1Predictor(model, device="cpu")
     described = predictor.describe()
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    size = _folder_size(measured)
     return {"model_dir": str(model), "trainer": described["trainer"], "configuration": described["configuration"],
             "folds": described["folds"], "input_kind": described["input_kind"],
             "click_config_version": described.get("click_config_version"), "size_mb": round(size / 2 ** 20, 1)}
@@ -77,10 +100,15 @@ def write_model_tarball(folder: str | os.PathLike, tar: str | os.PathLike) -> Pa
     if tar.resolve().is_relative_to(folder.resolve()):
         raise InputError(f"write the tarball {tar} outside the model folder {folder}")
     tmp = tar.with_name(f".{tar.name}.tmp")
-    with tarfile.open(tmp, "w:gz") as archive:
-        for item in sorted(folder.rglob("*")):
-            if "__pycache__" not in item.parts:
-                archive.add(item, arcname=item.relative_to(folder).as_posix(), recursive=False)
+    items = []
+    # symbolic links are followed and stored as what they point to (a recipe folder may link its
+    # models): the platform extracts plain files
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        items += [Path(root) / name for name in dirs + sorted(files)]
+    with tarfile.open(tmp, "w:gz", dereference=True) as archive:
+        for item in sorted(items):
+            archive.add(item, arcname=item.relative_to(folder).as_posix(), recursive=False)
     os.replace(tmp, tar)
     return tar
 

@@ -331,3 +331,22 @@ def test_recipe_drives_the_local_challenge(tmp_path):
         assert report["plan"]["tracer"]["used"] == tracer
         expected = "phantom" if tracer == "FDG" else "model-free"
         assert [m["folder"] for m in report["plan"]["models"]] == [expected]
+
+
+def test_recipe_model_folder_check_and_tarball(tmp_path):
+    import tarfile
+
+    from Task1.model_folder import check_model_folder, write_model_tarball
+
+    folder = _recipe(tmp_path / "r", ROUTED)
+    report = check_model_folder(folder)
+    assert report["recipe"].endswith("autopet_recipe.json") and "model phantom" in report
+    assert report["size_mb"] > 1.0  # the linked model counts
+    tar = write_model_tarball(folder, tmp_path / "model.tar.gz")
+    with tarfile.open(tar) as archive:
+        members = {m.name: m for m in archive.getmembers()}
+    assert "autopet_recipe.json" in members and "phantom/fold_0/checkpoint_final.pth" in members
+    assert not any(m.issym() for m in members.values())  # links stored as the files they point to
+    bad = _recipe(tmp_path / "bad", {**ROUTED, "routes": [{"models": [{"folder": "nowhere"}]}]})
+    with pytest.raises(InputError, match="nowhere"):
+        check_model_folder(bad)

@@ -8,7 +8,7 @@ nnU-Net imports every module of that folder as a top-level module, so this file'
 shadows no package, and shared code is imported with absolute imports (the project is
 installed editable).
 
-How the clicks get in (no custom preprocessor, no change to nnU-Net):
+How the clicks get in (no custom preprocessor for clicks, no change to nnU-Net):
 
 - The dataset has the image channels only (CT, PET); for every training sample
   :class:`Task1.click_transforms.AppendClickChannelsTransform` draws a step s in 0..max_step,
@@ -23,6 +23,12 @@ How the clicks get in (no custom preprocessor, no change to nnU-Net):
 - ``-pretrained_weights`` of a checkpoint with 2 fewer input channels: the first layer is
   extended with zero weights for the click channels (see
   :func:`Task1.pretrained.extend_input_channels`), then nnU-Net's own loader runs.
+- Organ supervision (``organ_supervision = True``: ``_organs``, ``_cpu_organs``, ``_smoke_organs``):
+  the target also holds organ classes 2, 3, ... (a dataset from ``Task1.convert_dataset --organs``
+  preprocessed with ``-preprocessor_name autoPETOrganPreprocessor``, checked at start); clicks
+  come from the lesion class (1) only, and the project's predictor writes the lesion class only.
+- Named variants change one attribute: CT/PET misalignment (``misalign_channel``, see
+  :mod:`Task1.augmentations`), a share of uniformly random clicks (``click_random_fraction``).
 - Every checkpoint stores the click configuration (``autopet_click_config``) so a predictor
   builds exactly the same channels; it is also written to ``click_config.json`` next to
   ``plans.json``.
