@@ -37,7 +37,7 @@ STATIC_COLUMNS = ["dice_sc", "false_pos_vol", "false_neg_vol"]
 INTERACTIVE_COLUMNS = ["dice_auc", "fpv_auc", "fnv_auc", "dice_final", "fpv_final", "fnv_final"]
 PER_STEP_COLUMNS = ["gt_name", "step", "dice", "fpv", "fnv"]
 DETECTION_COLUMNS = ["gt_name", "step", "tp", "fn", "fp", "sensitivity", "precision", "f1"]
-LESION_COLUMNS = ["gt_name", "step", "lesion_id", "status", "dice", "truth_ml", "predicted_id"]
+LESION_COLUMNS = ["gt_name", "step", "lesion_id", "status", "dice", "fpv_ml", "fnv_ml", "truth_ml", "predicted_id"]
 PLOT_NAME = "interactive_curves.png"
 TASK2_STEPS = (1, 2)
 
@@ -129,8 +129,10 @@ def evaluate_case(job: CaseJob) -> dict:
 def lesion_tracking(truth: np.ndarray, pred: np.ndarray, voxel_ml: float) -> dict:
     """Task 2 per lesion, by id (voxel values are lesion ids in both label maps).
 
-    Each truth lesion: its Dice against the prediction's voxels of the same id, its volume,
-    the id most of its predicted voxels carry, and a status: ``kept`` (that id is its own),
+    Each truth lesion: its Dice against the prediction's voxels of the same id, its false
+    negative volume (its voxels not predicted with its id) and false positive volume (voxels
+    predicted with its id outside it), its volume, the id most of its predicted voxels carry,
+    and a status: ``kept`` (that id is its own),
     ``swapped`` (another id), ``lost`` (no predicted voxel on it). Predicted ids that are not
     truth ids are ``new`` (they count their volume). ``id_accuracy`` = kept / (kept + swapped).
     """
@@ -149,10 +151,14 @@ def lesion_tracking(truth: np.ndarray, pred: np.ndarray, voxel_ml: float) -> dic
         majority = int(np.bincount(values).argmax()) if values.size else None
         status = "lost" if majority is None else ("kept" if majority == lesion else "swapped")
         lesions.append({"id": lesion, "status": status, "dice": dice, "truth_ml": size * voxel_ml,
-                        "predicted_id": majority})
-    new = [{"id": int(v), "status": "new", "dice": None, "truth_ml": 0.0, "predicted_id": int(v),
-            "predicted_ml": float(np.count_nonzero(pred == v)) * voxel_ml}
-           for v in np.unique(pred) if v > 0 and int(v) not in truth_ids]
+                        "predicted_id": majority, "fpv_ml": (pred_size - overlap) * voxel_ml,
+                        "fnv_ml": (size - overlap) * voxel_ml})
+    new = []
+    for v in np.unique(pred):
+        if v > 0 and int(v) not in truth_ids:
+            volume = float(np.count_nonzero(pred == v)) * voxel_ml
+            new.append({"id": int(v), "status": "new", "dice": None, "truth_ml": 0.0, "predicted_id": int(v),
+                        "predicted_ml": volume, "fpv_ml": volume, "fnv_ml": 0.0})
     matched = sum(entry["status"] in ("kept", "swapped") for entry in lesions)
     kept = sum(entry["status"] == "kept" for entry in lesions)
     return {"lesions": lesions + new, "id_accuracy": kept / matched if matched else float("nan"),
@@ -353,7 +359,7 @@ def _summarise(results: list[dict], mode: str, steps: list, missing: list[str]) 
     if mode == "task2" and results and "lesions" in results[0]["steps"][0]:
         files["lesions.csv"] = _csv_text(
             LESION_COLUMNS, ([r["gt_name"], s["step"], lesion["id"], lesion["status"], lesion["dice"],
-                              lesion["truth_ml"], lesion["predicted_id"]]
+                              lesion["fpv_ml"], lesion["fnv_ml"], lesion["truth_ml"], lesion["predicted_id"]]
                              for r in results for s in r["steps"] for lesion in s["lesions"]))
         summary["tracking"] = [{"step": step, **{key: sum(r["steps"][i][key] for r in results)
                                                  for key in ("n_kept", "n_swapped", "n_lost", "n_new")}}

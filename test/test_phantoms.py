@@ -326,3 +326,25 @@ def test_committed_sample_is_what_make_sample_writes():
     assert dataset["numTraining"] == 2
     tracers = {p.name.split("_")[1] for p in (test_dir / "sample_cohort" / "labelsTr").glob("*.nii.gz")}
     assert tracers == {"FDG", "PSMA"}
+
+
+def test_merging_and_splitting_lesions():
+    """Opt-in events: two baseline lesions (apart, 26-connected) become one follow-up lesion with
+    the larger one's id; one baseline lesion becomes two follow-up lesions, the second with a new
+    id. Without the events the pair is unchanged."""
+    import cc3d
+
+    from autopet_common.phantoms import make_longitudinal_pair
+
+    pair = make_longitudinal_pair(size="small", seed=3, n_merging=1, n_splitting=1)
+    by_status = {lesion["status"]: lesion for lesion in pair.lesions}
+    merged, split = by_status["merged"], by_status["split"]
+    into, parent = merged["merged_into"], split["split_from"]
+    components = lambda mask: int(cc3d.connected_components(mask.astype(np.uint8), connectivity=26).max())
+    assert components(np.isin(pair.baseline_labels, [into, merged["id"]])) == 2
+    assert not (pair.followup_labels == merged["id"]).any() and components(pair.followup_labels == into) == 1
+    assert not (pair.baseline_labels == split["id"]).any() and components(pair.baseline_labels == parent) == 1
+    assert components(np.isin(pair.followup_labels, [parent, split["id"]])) == 2
+    plain = make_longitudinal_pair(size="tiny", seed=4)
+    again = make_longitudinal_pair(size="tiny", seed=4, n_merging=0, n_splitting=0)
+    assert np.array_equal(plain.followup_labels, again.followup_labels) and plain.lesions == again.lesions

@@ -152,3 +152,30 @@ def test_task2_evaluation_tracks_lesions_by_id(tmp_path):
     assert {r["status"] for r in rows} <= {"kept", "swapped", "lost", "new"}
     step2 = [r for r in rows if r["step"] == "2" and r["status"] == "kept"]
     assert step2 and all(r["lesion_id"] == r["predicted_id"] and float(r["dice"]) > 0.3 for r in step2)
+
+
+def test_task2_tracking_with_merging_and_splitting_lesions(tmp_path):
+    """Phantom pairs with two baseline lesions merging into one follow-up lesion and one lesion
+    splitting in two: at step 2 every follow-up lesion found carries its truth id (the merged
+    lesion the larger one's, the split-off part its new id); per-lesion FPV and FNV are in
+    lesions.csv; the merged-away lesion has no truth voxel, so it is not scored."""
+    import csv
+
+    from autopet_common.phantoms import write_task2_cohort
+    from Task2.challenge_run import run_task2_cohort
+
+    cohort = write_task2_cohort(tmp_path / "cohort", n_pairs=1, size="small", seed=3, n_merging=1, n_splitting=1)
+    meta = json.loads(next(cohort.glob("*/transform.json")).read_text())
+    statuses = {lesion["status"] for lesion in meta["lesions"]}
+    assert {"merged", "split"} <= statuses
+    merged = next(lesion for lesion in meta["lesions"] if lesion["status"] == "merged")
+    split = next(lesion for lesion in meta["lesions"] if lesion["status"] == "split")
+    summary = run_task2_cohort(cohort, tmp_path / "run", progress=False)
+    tracking = summary["metrics"]["tracking"]
+    assert tracking[1]["id_accuracy"] >= 0.95 and tracking[1]["n_swapped"] == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics" / "lesions.csv").open()))
+    step2 = {int(r["lesion_id"]): r for r in rows if r["step"] == "2"}
+    assert merged["id"] not in step2 and merged["merged_into"] in step2
+    assert step2[split["id"]]["status"] == "kept" and step2[split["split_from"]]["status"] == "kept"
+    for row in rows:
+        assert float(row["fpv_ml"]) >= 0 and float(row["fnv_ml"]) >= 0

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument("--size", default="tiny", choices=list(PRESETS),
                     help="grid preset (ct_real = 512x512x300 at 0.8x0.8x2.5 mm); default tiny")
     t2.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    t2.add_argument("--n_merging", type=non_negative_int, default=0,
+                    help="per pair: baseline lesion pairs that merge into one follow-up lesion (default 0)")
+    t2.add_argument("--n_splitting", type=non_negative_int, default=0,
+                    help="per pair: baseline lesions that split into two follow-up lesions (default 0)")
     return parser
 
 
@@ -61,6 +65,6 @@ def main(argv=None) -> int:
     else:
         from .task2 import write_task2_cohort
         root = write_task2_cohort(args.out, n_pairs=args.n_pairs, size=args.size, seed=args.seed,
-                                  progress=True)
+                                  progress=True, n_merging=args.n_merging, n_splitting=args.n_splitting)
     print(root)
     return 0

@@ -228,12 +228,20 @@ def _centres_of_gravity(labels: np.ndarray) -> dict[int, tuple[float, float, flo
 
 def make_longitudinal_pair(size: str | None = "tiny", seed: Any = 0, n_lesions: int | None = None,
                            n_new: int | None = None, shape=None, spacing=None,
-                           pair_id: str | None = None) -> LongitudinalPair:
+                           pair_id: str | None = None, *, n_merging: int = 0,
+                           n_splitting: int = 0) -> LongitudinalPair:
     """Make a baseline/follow-up CT pair with a known transform and changing lesions.
 
     Baseline lesions get ids 1..n; each one grows, shrinks, stays or vanishes at follow-up,
-    and ``n_new`` new lesions (default 0..2) appear with ids n+1, ... Lesions never touch each
-    other, so every id is one connected blob. Deterministic for a given ``seed``.
+    and ``n_new`` new lesions (default 0..2) appear with ids n+1, ... These lesions never touch
+    each other, so every id is one connected blob. Deterministic for a given ``seed``.
+
+    ``n_merging`` adds pairs of baseline lesions that lie close together and grow into one
+    follow-up lesion, which keeps the id of the larger one (the other's record says
+    ``"status": "merged", "merged_into": <id>``); ``n_splitting`` adds baseline lesions that
+    split into two follow-up lesions, the first keeping the id and the second getting a new one
+    (``"status": "split", "split_from": <id>``). Both are drawn from their own generator, so
+    pairs without them are unchanged.
     """
     rng = make_rng(seed)
     base_geom = resolve_grid(size, shape, spacing)
@@ -318,6 +326,12 @@ def make_longitudinal_pair(size: str | None = "tiny", seed: Any = 0, n_lesions: 
                         "ct_hu": round(hu, 1)})
         next_id += 1
 
+    if n_merging or n_splitting:
+        events = make_rng([*np.atleast_1d(np.asarray(seed, dtype=np.int64)).tolist(), 7919])
+        next_id = _add_merging_and_splitting(
+            events, int(n_merging), int(n_splitting), next_id, base_ct, base_labels, base_geom, fu_ct, fu_labels,
+            fu_geom, transform, r2, placed, lesions, r_min)
+
     for ct in (base_ct, fu_ct):
         add_ct_noise(ct, rng)
     if pair_id is None:
@@ -330,8 +344,86 @@ def make_longitudinal_pair(size: str | None = "tiny", seed: Any = 0, n_lesions: 
         followup_centres=_centres_of_gravity(fu_labels), pair_id=pair_id)
 
 
+def _add_merging_and_splitting(rng, n_merging: int, n_splitting: int, next_id: int, base_ct, base_labels,
+                               base_geom: Geometry, fu_ct, fu_labels, fu_geom: Geometry, transform: dict, r2,
+                               placed: list, lesions: list, r_min: float) -> int:
+    """Paint merging pairs and splitting lesions (see :func:`make_longitudinal_pair`); returns
+    the next free id. Each event takes a free site at least its own extent away from the others."""
+    spacing = np.asarray(base_geom.spacing, dtype=float)
+    gap = 2.5 * float(spacing.max())  # baseline parts apart: no 26-neighbour contact at any spacing
+
+    def site(extent: float):
+        for _ in range(200):
+            centre = _sample_lesion_site(base_geom.shape, r2, rng)
+            if centre is None:
+                continue
+            centre_mm = base_geom.index_to_physical(centre)
+            margin = 2.0 * float(spacing.max())
+            if all(np.linalg.norm(centre_mm - c) > extent + e + margin for c, e in placed):
+                return centre_mm
+        return None
+
+    def record(lesion_id, status, radii, base_centre, fu_centre, hu, **extra):
+        lesions.append({"id": lesion_id, "status": status, "growth_factor": None,
+                        "radius_mm": round(float(np.mean(radii)), 3), "radii_mm": [round(float(r), 3) for r in radii],
+                        "baseline_centre": None if base_centre is None else [round(float(c), 4) for c in base_centre],
+                        "followup_centre": None if fu_centre is None else [round(float(c), 4) for c in fu_centre],
+                        "ct_hu": round(hu, 1), **extra})
+
+    for event in ["merge"] * n_merging + ["split"] * n_splitting:
+        radius = float(rng.uniform(max(r_min, 6.0), max(12.0, 1.5 * r_min)))
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        hu = float(rng.uniform(20, 70))
+        if event == "merge":
+            small = radius * float(rng.uniform(0.6, 0.85))
+            half = (radius + small + gap) / 2.0
+            centre_mm = site(half + 1.6 * radius)
+            if centre_mm is None:
+                continue
+            parts = [(centre_mm - direction * half, radius), (centre_mm + direction * half, small)]
+            ids = (next_id, next_id + 1)
+            painted = [_paint_lesion(base_ct, base_labels, base_geom.physical_to_index(c), np.full(3, r), spacing,
+                                     i, hu) for (c, r), i in zip(parts, ids)]
+            if 0 in painted:
+                continue
+            # follow-up: both grow until they overlap, painted as the larger one's id
+            grow = (2 * half) / (radius + small) * 1.15
+            fu_centres = [fu_geom.physical_to_index(baseline_to_followup(c, transform)) for c, _ in parts]
+            for (c, r), fu_c in zip(parts, fu_centres):
+                _paint_lesion(fu_ct, fu_labels, fu_c, np.full(3, r * grow), spacing, ids[0], hu)
+            record(ids[0], "grown", np.full(3, radius), base_geom.physical_to_index(parts[0][0]), fu_centres[0], hu)
+            record(ids[1], "merged", np.full(3, small), base_geom.physical_to_index(parts[1][0]), None, hu,
+                   merged_into=ids[0])
+            placed.append((centre_mm, half + 1.6 * radius))
+            next_id += 2
+        else:
+            # an elongated baseline lesion; at follow-up two lesions at its ends, apart
+            length = radius * float(rng.uniform(1.8, 2.4))
+            centre_mm = site(length + radius)
+            if centre_mm is None:
+                continue
+            base_index = base_geom.physical_to_index(centre_mm)
+            semi_mm = radius * np.ones(3) + np.abs(direction) * (length - radius)
+            if _paint_lesion(base_ct, base_labels, base_index, semi_mm, spacing, next_id, hu) == 0:
+                continue
+            child = radius * 0.75
+            offset = length - child
+            ends = [centre_mm - direction * offset, centre_mm + direction * offset]
+            fu_centres = [fu_geom.physical_to_index(baseline_to_followup(e, transform)) for e in ends]
+            ids = (next_id, next_id + 1)
+            sizes = [_paint_lesion(fu_ct, fu_labels, c, np.full(3, child), spacing, i, hu)
+                     for c, i in zip(fu_centres, ids)]
+            record(ids[0], "shrunk" if sizes[0] else "vanished", semi_mm, base_index, fu_centres[0], hu)
+            if sizes[1]:
+                record(ids[1], "split", np.full(3, child), None, fu_centres[1], hu, split_from=ids[0])
+            placed.append((centre_mm, length + radius))
+            next_id += 2
+    return next_id
+
+
 def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int = 0,
-                       progress: bool = False) -> Path:
+                       progress: bool = False, *, n_merging: int = 0, n_splitting: int = 0) -> Path:
     """Write ``n_pairs`` longitudinal pairs in the Grand Challenge Task 2 input layout.
 
     Per pair ``<out>/<pair>/``: ``input/images/primary-baseline-ct/<uuid>.mha`` (int16 HU),
@@ -339,7 +431,8 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
     ``input/images/primary-followup-ct/<uuid>.mha``, ``input/primary-baseline-lesion-clicks.json``,
     ``input/primary-followup-lesion-clicks.json`` (step-2 clicks: one per follow-up lesion),
     ``truth/followup-tumor-lesion-seg.mha`` (lesion ids) and ``transform.json`` (transform,
-    both geometries, per-lesion status). Pair ``n`` uses seed ``[seed, n]``.
+    both geometries, per-lesion status). Pair ``n`` uses seed ``[seed, n]``. ``n_merging`` /
+    ``n_splitting``: merging pairs and splitting lesions per pair (:func:`make_longitudinal_pair`).
     """
 
     if n_pairs < 1:
@@ -350,11 +443,12 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
     if out.is_dir():
         owned |= {p.name for p in out.glob("PHANTOM_CT_*") if p.is_dir()}
     with staged_contents(out, sorted(owned)) as work:
-        _write_task2_pairs(work, n_pairs, size, seed, progress)
+        _write_task2_pairs(work, n_pairs, size, seed, progress, n_merging, n_splitting)
     return out
 
 
-def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: bool) -> None:
+def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: bool, n_merging: int = 0,
+                       n_splitting: int = 0) -> None:
     from ..click_io import write_task2_points
 
     uuid_rng = make_rng([seed, 123456789])
@@ -364,7 +458,8 @@ def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: 
         iterator = tqdm(iterator, desc="task2 phantoms", unit="pair")
     for n in iterator:
         pair_id = f"PHANTOM_CT_{n:04d}"
-        pair = make_longitudinal_pair(size=size, seed=[seed, n], pair_id=pair_id)
+        pair = make_longitudinal_pair(size=size, seed=[seed, n], pair_id=pair_id, n_merging=n_merging,
+                                      n_splitting=n_splitting)
         root = out / pair_id
         inp = root / "input"
         ids = [deterministic_uuid(uuid_rng) for _ in range(3)]
