@@ -183,6 +183,21 @@ def postprocess_task1(mask: np.ndarray, pet: np.ndarray, clicks: Mapping[str, Se
 # and returns a boolean mask; a component that a tumor click holds is never removed, since the
 # click says it is a lesion.
 
+def component_sizes_and_suvmax(mask: np.ndarray, pet: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """26-connected components of ``mask``: (labels, voxels per label, SUVmax per label), the
+    per-label arrays indexed by label (entry 0 is the background)."""
+    import cc3d
+    from scipy.ndimage import maximum
+
+    labels = cc3d.connected_components(np.asarray(mask, dtype=np.uint8), connectivity=26)
+    n = int(labels.max())
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    suvmax = np.full(n + 1, -np.inf)
+    if n:
+        suvmax[1:] = maximum(np.asarray(pet, dtype=np.float64), labels, np.arange(1, n + 1))
+    return labels, sizes, suvmax
+
+
 def suv_floor(mask: np.ndarray, pet: np.ndarray, floor: float | None) -> np.ndarray:
     """Drop predicted voxels with PET below ``floor`` SUV (BIRTH: 1.5 FDG, 1.0 PSMA); None keeps all."""
     mask = np.asarray(mask, dtype=bool)
@@ -193,16 +208,10 @@ def remove_components(mask: np.ndarray, pet: np.ndarray, tumor: Sequence[Sequenc
                       *, min_voxels: int = 0, min_volume_ml: float = 0.0, min_suvmax: float = 0.0) -> np.ndarray:
     """Drop 26-connected components under ``min_voxels`` voxels or ``min_volume_ml`` ml, or whose
     SUVmax is under ``min_suvmax`` (Zhack: 10 voxels, SUVmax 4), unless a tumor click holds them."""
-    import cc3d
-
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return mask.copy()
-    labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
-    n = int(labels.max())
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    suvmax = np.full(n + 1, -np.inf)
-    np.maximum.at(suvmax, labels.ravel(), np.asarray(pet, dtype=np.float64).ravel())
+    labels, sizes, suvmax = component_sizes_and_suvmax(mask, pet)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     drop = (sizes < min_voxels) | (sizes * voxel_ml < min_volume_ml) | (suvmax < min_suvmax)
     drop[0] = False
@@ -235,17 +244,11 @@ def add_candidates(mask: np.ndarray, probability: np.ndarray, pet: np.ndarray,
     """Add the components of ``probability >= min_probability`` (a threshold below the decision
     threshold) whose SUVmax reaches ``min_suvmax`` and volume ``min_volume_ml``, unless a
     background click lies in them: hot, fairly likely lesions that the decision threshold missed."""
-    import cc3d
-
     mask = np.asarray(mask, dtype=bool)
     candidate = np.asarray(probability) >= min_probability
     if not candidate.any():
         return mask.copy()
-    labels = cc3d.connected_components(candidate.astype(np.uint8), connectivity=26)
-    n = int(labels.max())
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    suvmax = np.full(n + 1, -np.inf)
-    np.maximum.at(suvmax, labels.ravel(), np.asarray(pet, dtype=np.float64).ravel())
+    labels, sizes, suvmax = component_sizes_and_suvmax(candidate, pet)
     add = (suvmax >= min_suvmax) & (sizes * float(np.prod(spacing)) / 1000.0 >= min_volume_ml)
     add[0] = False
     for point in background:
