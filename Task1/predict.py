@@ -155,6 +155,16 @@ def resolve_device(device: str):
 
 
 # ------------------------------------------------------------------------------- predictor
+def mirror_axes_within(axes: Sequence[int], seconds_for_passes, remaining: float) -> tuple:
+    """The longest prefix of the mirror ``axes`` whose 2^k forward passes fit in ``remaining``
+    seconds (``seconds_for_passes(n)`` estimates n passes); () when not even 2 passes fit."""
+    axes = tuple(axes)
+    k = len(axes)
+    while k > 0 and seconds_for_passes(2 ** k) > remaining:
+        k -= 1
+    return axes[:k]
+
+
 class Task1Predictor:
     """nnU-Net v2 model folder -> Task 1 masks. See the module docstring for conventions."""
 
@@ -474,9 +484,7 @@ class Task1Predictor:
         if passes > 1 and estimate(len(parameters), passes) > remaining:
             # fewer mirror axes first (BIRTH fitted their number to the budget): 2^k passes for k axes
             axes = tuple(self.mirror_axes)
-            k = len(axes)
-            while k > 0 and estimate(len(parameters), 2 ** k) > remaining:
-                k -= 1
+            k = len(mirror_axes_within(axes, lambda n_passes: estimate(len(parameters), n_passes), remaining))
             if k == 0:
                 predictor.use_mirroring = False
             else:

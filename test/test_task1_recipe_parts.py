@@ -16,6 +16,7 @@ from autopet_common.image_io import read_image
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPOSITORY / "models" / "task1_phantom"
+ORGAN_MODEL = REPOSITORY / "models" / "task1_phantom_organs"
 
 
 # ----------------------------------------------------------------------------------- organs
@@ -236,17 +237,19 @@ def test_postprocessing_operations():
 
 def _recipe(folder: Path, content: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "phantom").exists():
-        (folder / "phantom").symlink_to(SHIPPED_MODEL)
+    for name, target in (("phantom", SHIPPED_MODEL), ("organs", ORGAN_MODEL)):
+        if not (folder / name).exists():
+            (folder / name).symlink_to(target)
     (folder / "autopet_recipe.json").write_text(json.dumps(content))
     return folder
 
 
+# two nnU-Net models routed by tracer (step 0) and by step (1-10: a weighted ensemble)
 ROUTED = {"version": 1,
           "routes": [{"tracer": "FDG", "steps": [0, 0], "models": [{"folder": "phantom"}]},
-                     {"tracer": "any", "steps": [0, 0], "models": [{"folder": "model-free"}]},
+                     {"tracer": "any", "steps": [0, 0], "models": [{"folder": "organs"}]},
                      {"tracer": "any", "steps": [1, 10],
-                      "models": [{"folder": "phantom", "weight": 2}, {"folder": "model-free"}]}],
+                      "models": [{"folder": "phantom", "weight": 2}, {"folder": "organs"}]}],
           "postprocessing": [{"op": "click_rules"}, {"op": "suv_floor", "FDG": 1.5, "PSMA": 1.0},
                              {"op": "remove_components", "min_voxels": {"FDG": 3, "PSMA": 5}}]}
 
@@ -278,8 +281,8 @@ def test_recipe_routes_by_tracer_and_step(tmp_path):
     recipe = load_recipe(_recipe(tmp_path / "r", ROUTED) / "autopet_recipe.json")
     fdg, psma = TracerCall("FDG", "test"), TracerCall("PSMA", "test")
     assert recipe.plan(fdg, 0)["models"] == [{"folder": "phantom", "folds": "all", "weight": 1.0}]
-    assert recipe.plan(psma, 0)["models"] == [{"folder": "model-free", "folds": None, "weight": 1.0}]
-    assert [m["folder"] for m in recipe.plan(psma, 7)["models"]] == ["phantom", "model-free"]
+    assert recipe.plan(psma, 0)["models"] == [{"folder": "organs", "folds": "all", "weight": 1.0}]
+    assert [m["folder"] for m in recipe.plan(psma, 7)["models"]] == ["phantom", "organs"]
     assert recipe.plan(None, 0)["tracer"]["used"] == "unknown"
     chain = recipe.plan(psma, 3)["postprocessing"]
     assert chain[1] == {"op": "suv_floor", "floor": 1.0} and chain[2]["min_voxels"] == 5
@@ -322,14 +325,14 @@ def test_recipe_drives_the_local_challenge(tmp_path):
                                  overlays=False, in_process=True)
     assert len(result.runs) == 4 and all(r.exit_code == 0 and r.output_ok for r in result.runs)
     assert result.summary
-    # what ran per case is the plan of each case's tracer: FDG -> phantom model, PSMA -> model-free
+    # what ran per case is the plan of each case's tracer: FDG -> phantom model, PSMA -> organ model
     runner = RecipeRunner(folder, device="cpu")
     for case, tracer in (("PHANTOM_FDG_0000", "FDG"), ("PHANTOM_PSMA_0001", "PSMA")):
         pet, geometry = read_image(cohort / "imagesTr" / f"{case}_0001.nii.gz", np.float32)
         ct, _ = read_image(cohort / "imagesTr" / f"{case}_0000.nii.gz", np.float32)
         _, report = runner.predict(ct, pet, geometry, {"tumor": [], "background": []})
         assert report["plan"]["tracer"]["used"] == tracer
-        expected = "phantom" if tracer == "FDG" else "model-free"
+        expected = "phantom" if tracer == "FDG" else "organs"
         assert [m["folder"] for m in report["plan"]["models"]] == [expected]
 
 
@@ -340,13 +343,41 @@ def test_recipe_model_folder_check_and_tarball(tmp_path):
 
     folder = _recipe(tmp_path / "r", ROUTED)
     report = check_model_folder(folder)
-    assert report["recipe"].endswith("autopet_recipe.json") and "model phantom" in report
+    assert report["recipe"].endswith("autopet_recipe.json") and "model phantom" in report and "model organs" in report
     assert report["size_mb"] > 1.0  # the linked model counts
     tar = write_model_tarball(folder, tmp_path / "model.tar.gz")
     with tarfile.open(tar) as archive:
         members = {m.name: m for m in archive.getmembers()}
     assert "autopet_recipe.json" in members and "phantom/fold_0/checkpoint_final.pth" in members
+    assert "organs/fold_0/checkpoint_final.pth" in members
     assert not any(m.issym() for m in members.values())  # links stored as the files they point to
     bad = _recipe(tmp_path / "bad", {**ROUTED, "routes": [{"models": [{"folder": "nowhere"}]}]})
     with pytest.raises(InputError, match="nowhere"):
         check_model_folder(bad)
+
+
+def test_mirror_axes_are_fitted_to_the_budget():
+    from Task1.predict import mirror_axes_within
+
+    cost = lambda passes: 10.0 * passes  # 10 s per pass
+    assert mirror_axes_within((0, 1, 2), cost, 100.0) == (0, 1, 2)   # 8 passes = 80 s
+    assert mirror_axes_within((0, 1, 2), cost, 50.0) == (0, 1)       # 4 passes = 40 s
+    assert mirror_axes_within((0, 1, 2), cost, 25.0) == (0,)
+    assert mirror_axes_within((0, 1, 2), cost, 15.0) == ()
+
+
+def test_model_free_route_equals_the_baseline_with_its_click_rules(tmp_path, tiny_case):
+    from Task1.model_free_baseline import segment_model_free
+    from Task1.postprocessing import postprocess_task1
+    from Task1.recipe import RecipeRunner
+
+    folder = _recipe(tmp_path / "r", {"version": 1, "tracer": {"classify": False},
+                                      "routes": [{"models": [{"folder": "model-free"}]}]})
+    from clicks import simulate_clicks
+
+    clicks = simulate_clicks(tiny_case.label, tiny_case.pet)
+    step = {"tumor": clicks["tumor"][:3], "background": clicks["background"][:3]}
+    mask, report = RecipeRunner(folder).predict(tiny_case.ct, tiny_case.pet, tiny_case.geometry, step)
+    expected, _ = postprocess_task1(segment_model_free(tiny_case.pet, step, tiny_case.geometry.spacing),
+                                    tiny_case.pet, step, tiny_case.geometry.spacing)
+    assert np.array_equal(mask, expected) and report["plan"]["tracer"]["used"] == "unknown"
