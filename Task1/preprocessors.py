@@ -97,7 +97,9 @@ def install_hook() -> Path:
 
     text = (f"{HOOK_MARKER}\n# Makes the autoPET preprocessors ({', '.join(__all__)}) visible to nnU-Net's "
             "-preprocessor_name lookup;\n# the code lives in the autoPET toolkit's Task1/preprocessors.py. "
-            "Safe to delete.\nfrom Task1.preprocessors import *  # noqa: F401,F403\n")
+            "Safe to delete.\ntry:\n    from Task1.preprocessors import *  # noqa: F401,F403\n"
+            "except ImportError:  # the toolkit is not importable here: nnU-Net's own preprocessors still work\n"
+            "    pass\n")
     path = hook_path()
     if not path.is_file() or path.read_text() != text:
         atomic_write_bytes(path, text.encode())

@@ -115,6 +115,13 @@ def test_preprocessor_hook_install_check_uninstall(tmp_path, monkeypatch):
     assert pre.main(["--check", "--quiet"]) == 1
     assert pre.main(["--install", "--quiet"]) == 0 and pre.hook_installed()
     assert "from Task1.preprocessors import" in (tmp_path / "autopet_preprocessors.py").read_text()
+    text = (tmp_path / "autopet_preprocessors.py").read_text()
+    namespace: dict = {}
+    exec(compile(text, "hook", "exec"), namespace)  # the hook re-exports the class ...
+    assert namespace["autoPETOrganPreprocessor"] is pre.autoPETOrganPreprocessor
+    monkeypatch.setitem(sys.modules, "Task1.preprocessors", None)
+    exec(compile(text, "hook", "exec"), {})  # ... and never breaks nnU-Net's lookup when the toolkit is gone
+    monkeypatch.delitem(sys.modules, "Task1.preprocessors")
     assert pre.main(["--uninstall", "--quiet"]) == 0 and not pre.hook_installed()
     assert pre.preprocessor_class("autoPETOrganPreprocessor") is pre.autoPETOrganPreprocessor
     assert pre.preprocessor_class("DefaultPreprocessor").__name__ == "DefaultPreprocessor"
