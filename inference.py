@@ -256,7 +256,7 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
             ct = resample_onto(ct, ct_geometry, geometry, default_value=-1024.0)
         clicks = read_task1_clicks(input_dir, geometry.shape)
 
-    from Task1.recipe import RecipeRunner, find_recipe
+    from Task1.recipe import RecipeRunner, find_recipe, warn_if_options_ignored
 
     recipe = find_recipe(model_dir)
     report = None
@@ -267,6 +267,7 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
         with Phase("predict", timings):
             mask = segment_model_free(pet, clicks, geometry.spacing)
     elif recipe is not None:
+        warn_if_options_ignored(postprocess)
         with Phase("load", timings):
             log.info("model: recipe %s", recipe)
             runner = RecipeRunner(recipe, device=device)

@@ -45,12 +45,13 @@ class Task1Method:
     def __post_init__(self) -> None:
         from Task1.postprocessing import PostprocessOptions
 
-        from Task1.recipe import RecipeRunner, find_recipe
+        from Task1.recipe import RecipeRunner, find_recipe, warn_if_options_ignored
 
         self.postprocess = self.postprocess or PostprocessOptions()
         self.predictor = self.recipe = None
         if str(self.model) != MODEL_FREE and find_recipe(self.model) is not None:
             # a submission recipe: its routes, ensembles and post-processing chain (Task1/recipe.py)
+            warn_if_options_ignored(self.postprocess)
             self.recipe = RecipeRunner(self.model, device=self.device)
         elif str(self.model) != MODEL_FREE:
             from Task1.predict import Task1Predictor

@@ -174,9 +174,9 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
     # check every case in full first (headers, voxel data, NaN, label values): a bad case fails
     # before anything is written, and nothing unchecked is linked into the dataset
     for case in tqdm(cases, desc="checking cases", disable=not progress):
-        check_case(source, case)
+        label_geometry = check_case(source, case)
         if organs is not None:
-            organ_values |= check_organ_map(source, organs, case)
+            organ_values |= check_organ_map(organs, case, label_geometry)
     groups: list[str] = []
     if organs is not None:
         from Task1.organs import groups_present
@@ -220,10 +220,10 @@ def convert_dataset(source: str | os.PathLike, nnunet_raw: str | os.PathLike, da
     return target
 
 
-def check_case(source: str | os.PathLike, case: str) -> None:
+def check_case(source: str | os.PathLike, case: str):
     """Read one case in full and check it: CT, PET and label readable (no truncated or corrupt
     data), finite, on one grid, and a label of 0 and 1 only (what ``dataset.json`` declares).
-    Raises :class:`InputError` naming the case and file."""
+    Raises :class:`InputError` naming the case and file. Returns the label's geometry."""
     from autopet_common.image_io import check_same_grid, read_image
 
     source = Path(source)
@@ -240,19 +240,19 @@ def check_case(source: str | os.PathLike, case: str) -> None:
         shown = ", ".join(f"{v:g}" for v in values[:8])
         raise InputError(f"label of case {case} {label_path} has values {{{shown}}}; dataset.json declares "
                          "background 0 and tumor 1 only")
+    return lab_g
 
 
-def check_organ_map(source: str | os.PathLike, organs: str | os.PathLike, case: str) -> set[int]:
-    """Read ``organs/<case>.nii.gz`` in full and check it against the case's label: present, on
-    the same grid, finite, non-negative integer values. Returns the values it holds."""
+def check_organ_map(organs: str | os.PathLike, case: str, label_geometry) -> set[int]:
+    """Read ``organs/<case>.nii.gz`` in full and check it against the case's label geometry:
+    present, on the same grid, finite, non-negative integer values. Returns the values it holds."""
     from autopet_common.image_io import check_same_grid, read_image
 
     path = Path(organs) / f"{case}{FILE_ENDING}"
     if not path.is_file():
         raise InputError(f"case {case}: organ map {path} not found (every case needs one with --organs)")
     organ_map, organ_g = read_image(path, what=f"organ map of case {case}")
-    _, label_g = read_image(Path(source) / "labelsTr" / f"{case}{FILE_ENDING}", what=f"label of case {case}")
-    check_same_grid(label_g, organ_g, f"label of case {case}", f"organ map of case {case}")
+    check_same_grid(label_geometry, organ_g, f"label of case {case}", f"organ map of case {case}")
     if organ_map.size and (organ_map.min() < 0 or not np.array_equal(organ_map, np.round(organ_map))):
         raise InputError(f"organ map of case {case} {path} has negative or non-integer values")
     return {int(v) for v in np.unique(organ_map)}

@@ -276,6 +276,19 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
 # ------------------------------------------------------------------------------------ running
 
+def warn_if_options_ignored(postprocess: Any) -> None:
+    """A recipe brings its own post-processing chain: say so when post-processing options
+    (``inference.py --no_click_rules``, ``--no_protocol_rule``, ``--remove_below_suv``) were set."""
+    import logging
+
+    from Task1.postprocessing import PostprocessOptions
+
+    if postprocess is not None and postprocess != PostprocessOptions():
+        logging.getLogger("Task1.recipe").warning(
+            "a recipe model folder runs its own post-processing chain; the post-processing options %s are ignored",
+            postprocess)
+
+
 def click_step(clicks: Mapping[str, Sequence] | None) -> int:
     """The click step of a click set: clicks of the more numerous kind, at most 10."""
     clicks = clicks or {}

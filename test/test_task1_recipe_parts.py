@@ -388,3 +388,32 @@ def test_model_free_route_equals_the_baseline_with_its_click_rules(tmp_path, tin
     expected, _ = postprocess_task1(segment_model_free(tiny_case.pet, step, tiny_case.geometry.spacing),
                                     tiny_case.pet, step, tiny_case.geometry.spacing)
     assert np.array_equal(mask, expected) and report["plan"]["tracer"]["used"] == "unknown"
+
+
+def test_recipe_says_when_post_processing_options_are_ignored(caplog):
+    import logging
+
+    from Task1.postprocessing import PostprocessOptions
+    from Task1.recipe import warn_if_options_ignored
+
+    with caplog.at_level(logging.WARNING, logger="Task1.recipe"):
+        warn_if_options_ignored(PostprocessOptions())
+        assert not caplog.records
+        warn_if_options_ignored(PostprocessOptions(remove_below_suv=1.0))
+    assert "ignored" in caplog.text and "remove_below_suv=1.0" in caplog.text
+
+
+def test_organ_map_on_another_grid_is_refused(tmp_path):
+    from autopet_common.image_io import Geometry, write_image
+    from autopet_common.phantoms import write_task1_cohort
+    from Task1.convert_dataset import convert_dataset
+
+    cohort = write_task1_cohort(tmp_path / "cohort", n_cases=1, tracer="FDG", size="tiny", seed=2,
+                                gc_layout=False, organs=True, n_lesions=2)
+    path = cohort / "organsTr" / "PHANTOM_FDG_0000.nii.gz"
+    organ_map, geometry = read_image(path)
+    shifted = Geometry(geometry.shape, geometry.spacing, tuple(o + 7.0 for o in geometry.origin), geometry.direction)
+    write_image(organ_map.astype(np.uint8), shifted, path)
+    with pytest.raises(InputError, match="organ map of case PHANTOM_FDG_0000"):
+        convert_dataset(cohort, tmp_path / "raw", 614, organs=cohort / "organsTr", progress=False)
+    assert not (tmp_path / "raw" / "Dataset614_autoPETClicks").exists()
