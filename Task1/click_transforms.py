@@ -20,9 +20,10 @@ import numpy as np
 
 from autopet_common.contract import TASK1_MAX_CLICKS
 from clicks.simulate import ClickDrawSettings, random_patch_clicks, simulate_patch_clicks
+# the tumor class (organ-supervised targets hold organ classes 2, 3, ... besides it)
+from Task1.organs import LESION_LABEL
 
 MAX_INTERACTION_STEP = TASK1_MAX_CLICKS
-LESION_LABEL = 1  # the tumor class; organ-supervised targets hold organ classes 2, 3, ... besides it
 
 
 def click_channels(shape: Sequence[int], clicks: dict[str, list], encoding: str = "edt",

@@ -24,7 +24,7 @@ from autopet_common.organ_classes import ORGAN_CLASSES_FILE, TOTALSEGMENTATOR_TO
 
 ORGANS_DATASET_KEY = "autopet_organs"   # dataset.json entry written by Task1.convert_dataset --organs
 ORGANS_FOLDER = "labelsTr_organs"       # grouped organ maps beside labelsTr in the nnU-Net raw dataset
-LESION_LABEL = 1
+LESION_LABEL = 1                        # the tumor class: click transforms and predictors read it here
 FIRST_ORGAN_LABEL = 2
 
 # Uptake-relevant classes (FDG: brain, heart, kidneys, bladder; PSMA: kidneys, salivary glands,

@@ -48,7 +48,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -93,6 +93,14 @@ class Route:
 
     def matches(self, tracer: str, step: int) -> bool:
         return self.tracer in ("any", tracer) and self.steps[0] <= step <= self.steps[1]
+
+    def ensemble(self, probabilities: Iterable[np.ndarray]) -> np.ndarray:
+        """The weighted mean of the route's models' lesion probabilities, given in model order
+        (an iterable, so only one model's map need be held besides the sum)."""
+        total = None
+        for ref, probability in zip(self.models, probabilities, strict=True):
+            total = probability * ref.weight if total is None else total + probability * ref.weight
+        return total / sum(ref.weight for ref in self.models)
 
 
 @dataclass(frozen=True)
@@ -352,12 +360,14 @@ class RecipeRunner:
         plan = self.recipe.plan(call, click_step(clicks))
         route = self.recipe.route_for(plan["tracer"]["used"], plan["step"])
         prepared = {} if prepared is None else prepared
-        total, weights, described = None, 0.0, []
-        for n, ref in enumerate(route.models):
-            if ref.folder == MODEL_FREE:
-                probability = segment_model_free(pet, clicks, geometry.spacing).astype(np.float32)
-                described.append({"folder": MODEL_FREE})
-            else:
+        described = []
+
+        def probabilities():
+            for n, ref in enumerate(route.models):
+                if ref.folder == MODEL_FREE:
+                    described.append({"folder": MODEL_FREE})
+                    yield segment_model_free(pet, clicks, geometry.spacing).astype(np.float32)
+                    continue
                 predictor = self.predictor(ref)
                 if time_budget is not None:  # what is left, shared among the models still to run
                     left = time_budget - (time.perf_counter() - started)
@@ -366,9 +376,9 @@ class RecipeRunner:
                     prepared[ref] = predictor.prepare(ct, pet, geometry)
                 probability = predictor.predict_probability(prepared[ref], clicks)
                 described.append(predictor.describe())
-            total = probability * ref.weight if total is None else total + probability * ref.weight
-            weights += ref.weight
-        probability = total / weights
+                yield probability
+
+        probability = route.ensemble(probabilities())
         mask, post_report = self.postprocess(probability > self.recipe.threshold, probability, pet, clicks,
                                              geometry.spacing, plan)
         self.last_report = {"plan": plan, "tracer_measurements": getattr(call, "measurements", {}),

@@ -127,8 +127,7 @@ def evaluate(cohort: Path, folders: dict[str, Path], organ_model: Path | None) -
             for name, recipe in recipes.items():
                 plan = recipe.plan(call, step)
                 route = recipe.route_for(plan["tracer"]["used"], step)
-                total = sum(probabilities[m.folder] * m.weight for m in route.models)
-                probability = total / sum(m.weight for m in route.models)
+                probability = route.ensemble(probabilities[m.folder] for m in route.models)
                 masks[name], _ = RecipeRunner.postprocess(probability > recipe.threshold, probability, pet,
                                                           step_clicks, geometry.spacing, plan)
             free = segment_model_free(pet, step_clicks, geometry.spacing)
