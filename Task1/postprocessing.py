@@ -254,3 +254,23 @@ def add_candidates(mask: np.ndarray, probability: np.ndarray, pet: np.ndarray,
     for point in background:
         add[int(labels[tuple(int(c) for c in point)])] = False
     return mask | add[labels]
+
+
+def grow_from_clicks(mask: np.ndarray, probability: np.ndarray, tumor: Sequence[Sequence[int]],
+                     spacing: Sequence[float], *, min_probability: float) -> np.ndarray:
+    """Add the components of ``probability >= min_probability`` that a tumor click holds
+    (hysteresis thresholding seeded by the clicks): a click says "lesion here", so around it a
+    lower probability is enough. Unclicked regions keep the decision threshold, so the mask
+    without clicks (step 0) is unchanged. Run it before ``click_rules``, which then cuts what
+    grew at background clicks. Never removes a voxel."""
+    mask = np.asarray(mask, dtype=bool)
+    candidate = np.asarray(probability) >= min_probability
+    if not tumor or not candidate.any():
+        return mask.copy()
+    import cc3d
+
+    labels = cc3d.connected_components(candidate.astype(np.uint8), connectivity=26)
+    held = set().union(*(clicked_labels(labels, p, spacing) for p in tumor))
+    if not held:
+        return mask.copy()
+    return mask | np.isin(labels, sorted(held))

@@ -15,6 +15,7 @@ top is run by the recipe instead of as one nnU-Net folder. Without the file noth
       "test_time_augmentation": {"mirroring": "fit_budget", "tile_step_size": null},
       "threshold": 0.5,
       "postprocessing": [
+        {"op": "grow_from_clicks", "min_probability": 0.3},
         {"op": "click_rules", "protocol_rule": true},
         {"op": "suv_floor", "FDG": 1.5, "PSMA": 1.0},
         {"op": "remove_components", "min_voxels": 10, "min_suvmax": 4.0},
@@ -71,6 +72,7 @@ OPERATIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "close_gaps": ({"distance_mm": 0.0, "min_suv": 0.0}, ("distance_mm", "min_suv")),
     "add_candidates": ({"min_probability": None, "min_suvmax": None, "min_volume_ml": 0.0},
                        ("min_probability", "min_suvmax", "min_volume_ml")),
+    "grow_from_clicks": ({"min_probability": None}, ("min_probability",)),
 }
 
 
@@ -204,11 +206,13 @@ def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
             for tracer, v in value.items():
                 _number(v, path, f"{here}.{tracer}", high=1.0 if key == "min_probability" else float("inf"))
         else:
-            # None: suv_floor "no floor for this tracer"; add_candidates' required keys are checked below
+            # None: suv_floor "no floor for this tracer"; the required keys of add_candidates and
+            # grow_from_clicks are checked below
             _number(value, path, here, high=1.0 if key == "min_probability" else float("inf"),
-                    allow_none=op in ("suv_floor", "add_candidates"))
-    if op == "add_candidates":
-        for key in ("min_probability", "min_suvmax"):
+                    allow_none=op in ("suv_floor", "add_candidates", "grow_from_clicks"))
+    required = {"add_candidates": ("min_probability", "min_suvmax"), "grow_from_clicks": ("min_probability",)}
+    if op in required:
+        for key in required[op]:
             _expect(params[key] is not None, path, f"{where}.{key}", "required")
     return op, params
 
@@ -407,6 +411,8 @@ class RecipeRunner:
                 mask = pp.close_gaps(mask, pet, spacing, **params)
             elif op == "add_candidates":
                 mask = pp.add_candidates(mask, probability, pet, clicks["background"], spacing, **params)
+            elif op == "grow_from_clicks":
+                mask = pp.grow_from_clicks(mask, probability, clicks["tumor"], spacing, **params)
             report.append({"op": op, "voxels_before": before, "voxels_after": int(mask.sum())})
         return mask.astype(np.uint8), report
 

@@ -240,6 +240,27 @@ def test_postprocessing_operations():
     assert added[22, 4, 4] and not added[4, 22, 4]
 
 
+
+def test_grow_from_clicks_is_hysteresis_seeded_by_tumor_clicks():
+    from Task1.postprocessing import grow_from_clicks
+
+    spacing = (2.0, 2.0, 2.0)
+    probability = np.zeros((30, 30, 30), np.float32)
+    probability[2:12, 2:12, 2:12] = 0.35     # an unsure lesion around a tumor click
+    probability[5:8, 5:8, 5:8] = 0.9         # its confident core
+    probability[20:26, 20:26, 20:26] = 0.35  # unsure and unclicked: stays out
+    mask = probability > 0.5
+    grown = grow_from_clicks(mask, probability, [[6, 6, 6]], spacing, min_probability=0.3)
+    assert grown[2:12, 2:12, 2:12].all() and not grown[20:26, 20:26, 20:26].any()
+    assert (grown >= mask).all()
+    # a click just outside the unsure region still holds it (the click reach of the click rules)
+    near = grow_from_clicks(mask, probability, [[13, 6, 6]], spacing, min_probability=0.3)
+    assert near[2:12, 2:12, 2:12].all()
+    # no tumor click (step 0) or nothing above the threshold: unchanged
+    assert np.array_equal(grow_from_clicks(mask, probability, [], spacing, min_probability=0.3), mask)
+    assert np.array_equal(grow_from_clicks(mask, probability, [[6, 6, 6]], spacing, min_probability=0.95), mask)
+
+
 # ------------------------------------------------------------------------------- recipe
 
 def _recipe(folder: Path, content: dict) -> Path:
@@ -270,6 +291,8 @@ ROUTED = {"version": 1,
     ({"postprocessing": [{"op": "explode"}]}, r"postprocessing\[0\]"),
     ({"postprocessing": [{"op": "suv_floor", "FDG": -1}]}, r"postprocessing\[0\].FDG"),
     ({"postprocessing": [{"op": "add_candidates", "min_suvmax": 4}]}, "min_probability: required"),
+    ({"postprocessing": [{"op": "grow_from_clicks"}]}, r"postprocessing\[0\].min_probability: required"),
+    ({"postprocessing": [{"op": "grow_from_clicks", "min_probability": 1.5}]}, r"postprocessing\[0\].min_probability"),
     ({"test_time_augmentation": {"mirroring": "sometimes"}}, "mirroring"),
 ])
 def test_recipe_errors_name_the_file_and_key(tmp_path, change, message):
@@ -417,3 +440,50 @@ def test_organ_map_on_another_grid_is_refused(tmp_path):
     with pytest.raises(InputError, match="organ map of case PHANTOM_FDG_0000"):
         convert_dataset(cohort, tmp_path / "raw", 614, organs=cohort / "organsTr", progress=False)
     assert not (tmp_path / "raw" / "Dataset614_autoPETClicks").exists()
+
+
+def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tiny_task1_cohort):
+    """The tuning tool on a tiny validation cohort: every setting is scored with the recipe's own
+    chain, best first; --write puts a recipe into the model folder whose masks equal the table's."""
+    import shutil
+
+    from autopet_common.image_io import read_image
+    from clicks import simulate_clicks
+    from evaluation_metrics import compute_metrics_arrays
+    from Task1.batch_predict import Task1Method
+    from Task1.recipe import load_recipe
+    from Task1.tune_recipe import main, objective
+
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL, model)
+    cohort = tmp_path / "validation"  # one case of the tiny cohort (11 forward passes)
+    for sub, names in (("imagesTr", ["PHANTOM_FDG_0000_0000.nii.gz", "PHANTOM_FDG_0000_0001.nii.gz"]),
+                       ("labelsTr", ["PHANTOM_FDG_0000.nii.gz"])):
+        (cohort / sub).mkdir(parents=True)
+        for name in names:
+            (cohort / sub / name).symlink_to(tiny_task1_cohort / sub / name)
+    code = main(["--model", str(model), "--cohort", str(cohort), "--work", str(tmp_path / "work"),
+                 "--thresholds", "0.5", "--grow", "0.2", "--device", "cpu", "--write"])
+    assert code == 0
+    table = json.loads((model / "tuning.json").read_text())
+    assert [r["grow_from_clicks"] for r in sorted(table["rows"], key=lambda r: str(r["grow_from_clicks"]))] == [0.2, None]
+    assert table["rows"][0]["objective"] >= table["rows"][1]["objective"]
+    assert all(abs(r["objective"] - objective(r)) < 1e-12 for r in table["rows"])
+    recipe = load_recipe(model / "autopet_recipe.json")
+    assert recipe.threshold == 0.5 and recipe.routes[0].models[0].folder == "."
+    assert [op for op, _ in recipe.postprocessing][-1] == "click_rules"
+    # the written recipe, run as a model folder, gives the best row's Dice on a case of the cohort
+    case = table["cases"][0]
+    ct, geometry = read_image(cohort / "imagesTr" / f"{case}_0000.nii.gz", np.float32)
+    pet, _ = read_image(cohort / "imagesTr" / f"{case}_0001.nii.gz", np.float32)
+    label, _ = read_image(cohort / "labelsTr" / f"{case}.nii.gz")
+    label = (label > 0).astype(np.uint8)
+    clicks = simulate_clicks(label, pet, dataset_name="FDG-PETCT", case=case)
+    masks = Task1Method(model, device="cpu").predict_steps(ct, pet, geometry, clicks, [10])
+    assert Task1Method(model).recipe is not None
+    dice10 = compute_metrics_arrays(label, masks[10], geometry.voxel_volume_ml)[0]
+    assert dice10 == pytest.approx(table["best"]["per_case"][case]["dice"][10], abs=1e-12)
+    assert json.loads((tmp_path / "work" / "tuning.json").read_text())["best"] == table["best"]
+    with pytest.raises(SystemExit):
+        main(["--model", str(model)])  # a cohort or --make_phantoms is required
+    assert main(["--model", str(model), "--make_phantoms", "1", "--seed", "0", "--work", str(tmp_path / "w0")]) == 2

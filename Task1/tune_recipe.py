@@ -1,0 +1,220 @@
+"""Choose a model's decision threshold and click-seeded growth on validation cases, and write the
+recipe that runs the model with them.
+
+    python -m Task1.tune_recipe --model models/task1_phantom_organs --make_phantoms 8 --seed 2000 \\
+        --work work_dirs/tune --write
+
+nnU-Net picks its post-processing on the validation folds (``nnUNetv2_find_best_configuration``);
+this does the same for the two settings of the Task 1 protocol that a network's training does not
+fix: the lesion-probability ``threshold`` of the mask, and ``grow_from_clicks`` (the components of
+``probability >= min_probability`` that hold a tumor click are added, see
+:func:`Task1.postprocessing.grow_from_clicks`). Each validation case runs the challenge's 11 click
+steps once per network pass; every combination of the grid is then scored on the same
+probabilities, with the recipe's own post-processing code (:meth:`Task1.recipe.RecipeRunner.postprocess`),
+so what is chosen is what the recipe runs. The objective is the challenge's two Dice measures
+with their ranking weights (DSC@10 and AUC-DSC, 0.25 each): ``DSC@10 + AUC-DSC / 10``, mean over
+cases; ties go to the smaller AUC-FPV.
+
+Validation cases must not be the cases the result is reported on. ``--make_phantoms N`` writes N
+cases of the training generator (:func:`Task1.train_phantom_model.varied_phantom`) with a seed
+that training did not use (training uses seed 0); ``--cohort DIR`` takes any raw cohort
+(``imagesTr/<case>_0000|_0001``, ``labelsTr/<case>``). ``--write`` writes ``autopet_recipe.json``
+into the model folder (one route, the folder itself, the chosen threshold, then
+``grow_from_clicks`` and ``click_rules``); the tuning table goes beside it as ``tuning.json``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from autopet_common.cli import ArgumentParser, entrypoint
+from autopet_common.contract import TASK1_MAX_CLICKS
+from autopet_common.errors import InputError
+
+STEPS = tuple(range(TASK1_MAX_CLICKS + 1))
+THRESHOLDS = (0.5, 0.4, 0.3)
+GROW = (None, 0.3, 0.2, 0.1)       # None: no growth
+TUNING_FILE = "tuning.json"
+
+
+@dataclass(frozen=True)
+class Setting:
+    threshold: float
+    grow: float | None
+
+    @property
+    def postprocessing(self) -> list[dict]:
+        chain = [] if self.grow is None else [{"op": "grow_from_clicks", "min_probability": self.grow}]
+        return chain + [{"op": "click_rules", "protocol_rule": True}]
+
+    def label(self) -> str:
+        return f"threshold {self.threshold:g}, " + ("no growth" if self.grow is None else f"grow from clicks >= {self.grow:g}")
+
+
+def objective(summary: dict) -> float:
+    """DSC@10 + AUC-DSC / 10 (the challenge's two Dice measures, equal ranking weights)."""
+    return summary["dice"][-1] + summary["auc_dice"] / 10.0
+
+
+def case_probabilities(predictor, ct: np.ndarray, pet: np.ndarray, geometry, clicks: dict,
+                       steps: Sequence[int] = STEPS) -> dict[int, np.ndarray]:
+    """The model's lesion probability at each step (the case preprocessed once)."""
+    from autopet_common.click_io import clicks_at_step, split_clicks_inside
+
+    prepared = predictor.prepare(ct, pet, geometry)
+    out = {}
+    for step in steps:
+        step_clicks, _ = split_clicks_inside(clicks_at_step(clicks, step), tuple(geometry.shape))
+        out[step] = predictor.predict_probability(prepared, step_clicks)
+    return out
+
+
+def score_settings(label: np.ndarray, pet: np.ndarray, geometry, clicks: dict, probabilities: dict[int, np.ndarray],
+                   settings: Sequence[Setting]) -> dict[Setting, dict[str, list[float]]]:
+    """Dice, FPV and FNV per step of each setting on one case (masks from the recipe's own chain)."""
+    from autopet_common.click_io import clicks_at_step, split_clicks_inside
+    from evaluation_metrics import compute_metrics_arrays
+    from Task1.recipe import RecipeRunner
+
+    out = {s: {"dice": [], "fpv": [], "fnv": []} for s in settings}
+    for step, probability in sorted(probabilities.items()):
+        step_clicks, _ = split_clicks_inside(clicks_at_step(clicks, step), tuple(geometry.shape))
+        step_clicks = {"tumor": list(step_clicks["tumor"]), "background": list(step_clicks["background"])}
+        for setting in settings:
+            mask, _ = RecipeRunner.postprocess(probability > setting.threshold, probability, pet, step_clicks,
+                                               geometry.spacing, {"postprocessing": setting.postprocessing})
+            dice, fpv, fnv = compute_metrics_arrays(label, mask, geometry.voxel_volume_ml)
+            out[setting]["dice"].append(dice)
+            out[setting]["fpv"].append(fpv)
+            out[setting]["fnv"].append(fnv)
+    return out
+
+
+def summarise(per_case: list[dict[str, list[float]]]) -> dict:
+    """Mean over cases of the per-step curves and of the per-case AUCs."""
+    from evaluation_metrics import interactive_auc
+
+    out = {k: [float(np.nanmean([c[k][s] for c in per_case])) for s in range(len(per_case[0][k]))]
+           for k in ("dice", "fpv", "fnv")}
+    for k in ("dice", "fpv", "fnv"):
+        out[f"auc_{k}"] = float(np.nanmean([interactive_auc(c[k]) for c in per_case]))
+    return out
+
+
+def tune_recipe(model: str | os.PathLike, cohort: str | os.PathLike, *, thresholds: Sequence[float] = THRESHOLDS,
+                grow: Sequence[float | None] = GROW, device: str = "auto", progress: bool = True) -> dict:
+    """Score every (threshold, growth) setting on the cohort; returns ``{"rows": [...], "best": {...}}``
+    with rows sorted best first (see the module docstring for the objective). A row holds the mean
+    curves, the mean AUCs and ``per_case`` curves (Dice, FPV, FNV per step)."""
+    from tqdm import tqdm
+
+    from autopet_common.image_io import read_image
+    from clicks import simulate_clicks
+    from Task1.batch_predict import find_case_images
+    from Task1.predict import Task1Predictor
+
+    cohort = Path(cohort)
+    cases = find_case_images(cohort / "imagesTr")
+    if not cases:
+        raise InputError(f"{cohort / 'imagesTr'}: no cases (<case>_0000 / <case>_0001 images)")
+    predictor = Task1Predictor(model, device=device)
+    settings = [Setting(float(t), None if g is None else float(g)) for t in thresholds for g in grow
+                if g is None or g < t]
+    scores: dict[Setting, dict] = {s: {} for s in settings}
+    for case, (ct_path, pet_path) in tqdm(cases.items(), desc="validation cases", unit="case", disable=not progress):
+        ct, geometry = read_image(ct_path, np.float32)
+        pet, _ = read_image(pet_path, np.float32)
+        label, _ = read_image(cohort / "labelsTr" / f"{case}.nii.gz")
+        label = (label > 0).astype(np.uint8)
+        clicks = simulate_clicks(label, pet, dataset_name="FDG-PETCT", case=case)
+        probabilities = case_probabilities(predictor, ct, pet, geometry, clicks)
+        for setting, curves in score_settings(label, pet, geometry, clicks, probabilities, settings).items():
+            scores[setting][case] = curves
+    rows = []
+    for setting, per_case in scores.items():
+        summary = summarise(list(per_case.values()))
+        rows.append({"threshold": setting.threshold, "grow_from_clicks": setting.grow, "setting": setting.label(),
+                     "objective": objective(summary), **summary, "per_case": per_case})
+    rows.sort(key=lambda r: (-r["objective"], r["auc_fpv"]))
+    return {"model": str(model), "cohort": str(cohort), "cases": sorted(cases),
+            "rows": rows, "best": rows[0]}
+
+
+def recipe_for(best: dict, *, description: str) -> dict:
+    """The recipe (version 1) that runs the model folder itself with the chosen setting."""
+    setting = Setting(best["threshold"], best["grow_from_clicks"])
+    return {"version": 1, "description": description, "tracer": {"classify": False},
+            "routes": [{"tracer": "any", "steps": [0, TASK1_MAX_CLICKS], "models": [{"folder": "."}]}],
+            "threshold": setting.threshold, "postprocessing": setting.postprocessing}
+
+
+def format_table(result: dict) -> str:
+    lines = ["| setting | DSC@0 | DSC@10 | AUC-DSC | AUC-FPV | AUC-FNV | objective |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['setting']} | {r['dice'][0]:.3f} | {r['dice'][-1]:.3f} | {r['auc_dice']:.3f} | "
+                     f"{r['auc_fpv']:.2f} | {r['auc_fnv']:.2f} | {r['objective']:.4f} |")
+    return "\n".join(lines)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m Task1.tune_recipe", description=__doc__.split("\n\n")[0],
+                            epilog="See the module docstring (pydoc Task1.tune_recipe) for the objective and "
+                                   "the recipe written.")
+    parser.add_argument("--model", "-m", required=True, help="nnU-Net model folder (plans.json, fold_X/)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cohort", help="raw validation cohort: imagesTr/<case>_0000|_0001, labelsTr/<case>")
+    source.add_argument("--make_phantoms", type=int, metavar="N",
+                        help="write N validation phantoms of the training generator into --work/cohort")
+    parser.add_argument("--seed", type=int, default=2000,
+                        help="phantom seed for --make_phantoms (training uses 0; default 2000)")
+    parser.add_argument("--work", default="work_dirs/tune_recipe", help="folder for phantoms and the table")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    parser.add_argument("--grow", type=float, nargs="+", default=[g for g in GROW if g is not None],
+                        help="grow_from_clicks probabilities to try (no growth is always tried)")
+    parser.add_argument("--write", action="store_true",
+                        help=f"write autopet_recipe.json and {TUNING_FILE} into the model folder")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    return parser
+
+
+@entrypoint("python -m Task1.tune_recipe")
+def main(argv: Sequence[str] | None = None) -> int:
+    from autopet_common.image_io import atomic_write_json
+    from Task1.recipe import RECIPE_FILE, load_recipe
+
+    args = build_parser().parse_args(argv)
+    work = Path(args.work)
+    if args.make_phantoms is not None:
+        from Task1.train_phantom_model import write_training_phantoms
+
+        if args.seed == 0:
+            raise InputError("--seed 0 is the training seed: validation phantoms need another seed")
+        cohort = write_training_phantoms(work / "cohort", args.make_phantoms, seed=args.seed)
+    else:
+        cohort = Path(args.cohort)
+    result = tune_recipe(args.model, cohort, thresholds=args.thresholds, grow=[None, *args.grow], device=args.device)
+    result["seed"] = args.seed if args.make_phantoms is not None else None
+    atomic_write_json(work / TUNING_FILE, result)
+    print(format_table(result))
+    print(f"\nbest: {result['best']['setting']} (table in {work / TUNING_FILE})")
+    if args.write:
+        model = Path(args.model)
+        source = (f"{args.make_phantoms} validation phantoms of the training generator, seed {args.seed}"
+                  if args.make_phantoms is not None else f"the cohort {cohort}")
+        recipe = recipe_for(result["best"], description=f"chosen by python -m Task1.tune_recipe on {source} "
+                                                        f"(objective DSC@10 + AUC-DSC / 10); see {TUNING_FILE}")
+        atomic_write_json(model / TUNING_FILE, result)
+        atomic_write_json(model / RECIPE_FILE, recipe)
+        load_recipe(model / RECIPE_FILE)  # what was written must read back
+        print(f"wrote {model / RECIPE_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
