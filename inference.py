@@ -143,24 +143,34 @@ def find_nnunet_model(folder: Path) -> Path | None:
     return find(folder)
 
 
+def find_model(folder: Path, task: int) -> Path | None:
+    """Task 1: a MONAI or nnU-Net folder (:func:`Task1.model_folder.find_task1_model`); Task 2: nnU-Net."""
+    if task == 1:
+        from Task1.model_folder import find_task1_model
+
+        return find_task1_model(folder)
+    return find_nnunet_model(folder)
+
+
 def model_required() -> bool:
     """True in a submission container (``AUTOPET_REQUIRE_MODEL=1``): Task 1 needs the team's
     model, and neither the phantom demo model nor the model-free baseline stands in silently."""
     return os.environ.get(REQUIRE_MODEL_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def _model_folder(path: Path, what: str) -> Path:
+def _model_folder(path: Path, what: str, task: int) -> Path:
     from autopet_common.errors import InputError
     from Task1.recipe import find_recipe
 
     if not path.exists():
         raise InputError(f"{what} not found: {path}")
-    if find_recipe(path) is not None:  # a submission recipe (Task1/recipe.py) composes the models
+    if task == 1 and find_recipe(path) is not None:  # a submission recipe (Task1/recipe.py) composes the models
         return path
-    found = find_nnunet_model(path)
+    found = find_model(path, task)
     if found is None:
         raise InputError(f"{what} {path} holds no trained nnU-Net folder (plans.json, dataset.json "
-                         "and fold_*/ expected at most three levels down)")
+                         "and fold_*/ expected at most three levels down)"
+                         + (" and no MONAI model folder (monai_model.json)" if task == 1 else ""))
     return found
 
 
@@ -176,21 +186,21 @@ def resolve_model(model: str | os.PathLike | None, task: int = 1) -> Path | None
     from Task1.recipe import find_recipe
 
     if model is not None:
-        return None if str(model) == MODEL_FREE else _model_folder(Path(model), "--model folder")
+        return None if str(model) == MODEL_FREE else _model_folder(Path(model), "--model folder", task)
     if task == 1 and find_recipe(DEFAULT_MODEL_DIR) is not None:
         return DEFAULT_MODEL_DIR
-    found = find_nnunet_model(DEFAULT_MODEL_DIR)
+    found = find_model(DEFAULT_MODEL_DIR, task)
     if found is not None:
         return found
     if os.environ.get(MODEL_DIR_ENV):
-        return _model_folder(Path(os.environ[MODEL_DIR_ENV]), f"${MODEL_DIR_ENV}")
+        return _model_folder(Path(os.environ[MODEL_DIR_ENV]), f"${MODEL_DIR_ENV}", task)
     if task != 1:
         return None  # Task 2's default method is model-free registration (Task2/README.md)
     if model_required():
         raise InputError(f"no Task 1 model: {DEFAULT_MODEL_DIR} holds no trained nnU-Net folder and "
                          f"${MODEL_DIR_ENV} is not set ({REQUIRE_MODEL_ENV}=1: no fallback in a submission; "
                          "upload your model tarball, or pass --model model-free on purpose)")
-    shipped = find_nnunet_model(SHIPPED_MODEL_DIR)
+    shipped = SHIPPED_MODEL_DIR if find_recipe(SHIPPED_MODEL_DIR) is not None else find_model(SHIPPED_MODEL_DIR, 1)
     if shipped is not None:
         print(f"inference: no model given and none in {DEFAULT_MODEL_DIR}: using the phantom demo model "
               f"{shipped} (trained on synthetic phantoms only; --model to choose another)", file=sys.stderr)
@@ -277,11 +287,11 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
         log.info("recipe plan: %s", json.dumps(report["plan"]))
         log.info("recipe run: %s", json.dumps({k: v for k, v in report.items() if k != "plan"}, default=str))
     else:
-        from Task1.predict import Task1Predictor  # lazily: torch is only imported on this path
+        from Task1.model_folder import load_predictor  # lazily: torch is only imported on this path
 
         with Phase("load", timings):
             log.info("model: %s", model_dir)
-            predictor = Task1Predictor(model_dir, device=device, **(predictor_options or {}))
+            predictor = load_predictor(model_dir, device=device, **(predictor_options or {}))
         # The predictor counts its budget from the start of predict(): give it what is left of
         # ours after reading and loading, minus the margin for writing and exit.
         remaining = max(time_budget - margin - (time.perf_counter() - started), 1.0)

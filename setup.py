@@ -42,6 +42,8 @@ setup(
             "autopet-task1-train-phantom-model=Task1.train_phantom_model:main",
             "autopet-task1-model-folder=Task1.model_folder:main",
             "autopet-task1-recipe=Task1.recipe:main",
+            "autopet-task1-tune-recipe=Task1.tune_recipe:main",
+            "autopet-task1-monai-train=Task1.monai_backend.train:main",
             "autopet-task2-inference=Task2.inference:main",
             "autopet-task2-challenge-run=Task2.challenge_run:main",
             "autopet-task2-convert=Task2.convert_dataset:main",

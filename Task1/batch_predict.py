@@ -54,9 +54,9 @@ class Task1Method:
             warn_if_options_ignored(self.postprocess)
             self.recipe = RecipeRunner(self.model, device=self.device)
         elif str(self.model) != MODEL_FREE:
-            from Task1.predict import Task1Predictor
+            from Task1.model_folder import load_predictor
 
-            self.predictor = Task1Predictor(self.model, device=self.device, **self.predictor_options)
+            self.predictor = load_predictor(self.model, device=self.device, **self.predictor_options)
 
     @property
     def name(self) -> str:

@@ -1,10 +1,13 @@
 """A Task 1 model folder: where the entrypoint finds it, and a check to run before uploading it.
 
 Grand Challenge extracts the team's model tarball to ``/opt/ml/model`` (read-only). The
-entrypoint uses the nnU-Net training output folder (``plans.json``, ``dataset.json``,
-``fold_X/checkpoint_final.pth``) found at, or up to three levels below, that folder
-(:func:`find_nnunet_model`), so the tarball may hold the folder itself or nnU-Net's
-``DatasetXXX/Trainer__Plans__Config/`` path.
+entrypoint uses a MONAI model folder there (``monai_model.json`` + ``model.pt``,
+:mod:`Task1.monai_backend`), or the nnU-Net training output folder (``plans.json``,
+``dataset.json``, ``fold_X/checkpoint_final.pth``) found at, or up to three levels below, that
+folder (:func:`find_nnunet_model`), so the tarball may hold the folder itself or nnU-Net's
+``DatasetXXX/Trainer__Plans__Config/`` path (:func:`find_task1_model`; a submission recipe
+folder, ``autopet_recipe.json``, names its models itself). :func:`load_predictor` gives the
+predictor of either kind.
 
     python -m Task1.model_folder DIR [--tar model.tar.gz]
 
@@ -39,6 +42,30 @@ def find_nnunet_model(folder: str | os.PathLike) -> Path | None:
     return None
 
 
+def find_task1_model(folder: str | os.PathLike) -> Path | None:
+    """A Task 1 model at ``folder``: a MONAI model folder (``monai_model.json``,
+    :mod:`Task1.monai_backend`) or else an nnU-Net folder (:func:`find_nnunet_model`); None if neither."""
+    from Task1.monai_backend.config import is_monai_model
+
+    return Path(folder) if is_monai_model(folder) else find_nnunet_model(folder)
+
+
+def load_predictor(model_dir: str | os.PathLike, **options):
+    """The predictor of a Task 1 model folder: :class:`Task1.monai_backend.predict.MonaiPredictor`
+    for a MONAI folder, else :class:`Task1.predict.Task1Predictor` (``options`` are its keyword
+    arguments; a MONAI model takes ``device``, ``time_budget`` and ignores nnU-Net's folds,
+    checkpoint and mirroring). Both have the same prediction interface."""
+    from Task1.monai_backend.config import is_monai_model
+
+    if is_monai_model(model_dir):
+        from Task1.monai_backend.predict import MonaiPredictor
+
+        return MonaiPredictor(model_dir, **options)
+    from Task1.predict import Task1Predictor
+
+    return Task1Predictor(model_dir, **options)
+
+
 def _folder_size(folder: Path) -> int:
     """Bytes of the files under ``folder``, following symbolic links (what a tarball holds)."""
     return sum(os.path.getsize(os.path.join(root, name))
@@ -65,19 +92,29 @@ def check_model_folder(folder: str | os.PathLike) -> dict:
     if recipe_path is not None:
         recipe = load_recipe(recipe_path)
         names = sorted({m.folder for r in recipe.routes for m in r.models} - {MODEL_FREE})
-        models = {name: _check_nnunet_folder(folder / name, folder / name) for name in names}
+        models = {name: _check_model(folder / name, folder / name) for name in names}
         size = _folder_size(folder)
         return {"recipe": str(recipe_path), "routes": len(recipe.routes),
                 **{f"model {name}": f"{m['trainer']} {m['configuration']} folds {m['folds']}"
                    for name, m in models.items()}, "size_mb": round(size / 2 ** 20, 1)}
-    return _check_nnunet_folder(folder, folder)
+    return _check_model(folder, folder)
 
 
-def _check_nnunet_folder(folder: Path, measured: Path) -> dict:
+def _check_model(folder: Path, measured: Path) -> dict:
+    from Task1.monai_backend.config import is_monai_model
+
+    if is_monai_model(folder):
+        from Task1.monai_backend.predict import MonaiPredictor
+
+        described = MonaiPredictor(folder, device="cpu").describe()
+        return {"model_dir": str(folder), "trainer": described["trainer"], "configuration": described["configuration"],
+                "folds": described["folds"], "input_kind": described["input_kind"],
+                "click_config_version": described["click_config_version"],
+                "size_mb": round(_folder_size(measured) / 2 ** 20, 1)}
     model = find_nnunet_model(folder)
     if model is None:
         raise InputError(f"{folder}: no nnU-Net model folder (plans.json, dataset.json, fold_X/) at or up to three "
-                         "levels below it")
+                         "levels below it, and no MONAI model folder (monai_model.json)")
     sums = model / "checkpoint.sha256"
     if sums.is_file():
         for line in sums.read_text().splitlines():

@@ -321,9 +321,9 @@ class RecipeRunner:
 
     def predictor(self, ref: ModelRef):
         if ref not in self._predictors:
-            from Task1.predict import Task1Predictor
+            from Task1.model_folder import load_predictor
 
-            self._predictors[ref] = Task1Predictor(
+            self._predictors[ref] = load_predictor(
                 self.recipe.folder / ref.folder, folds=list(ref.folds) if ref.folds is not None else None,
                 device=self.device, use_mirroring=self.recipe.mirroring != "off",
                 tile_step_size=self.recipe.tile_step_size)

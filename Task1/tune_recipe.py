@@ -116,13 +116,13 @@ def tune_recipe(model: str | os.PathLike, cohort: str | os.PathLike, *, threshol
     from autopet_common.image_io import read_image
     from clicks import simulate_clicks
     from Task1.batch_predict import find_case_images
-    from Task1.predict import Task1Predictor
+    from Task1.model_folder import load_predictor
 
     cohort = Path(cohort)
     cases = find_case_images(cohort / "imagesTr")
     if not cases:
         raise InputError(f"{cohort / 'imagesTr'}: no cases (<case>_0000 / <case>_0001 images)")
-    predictor = Task1Predictor(model, device=device)
+    predictor = load_predictor(model, device=device)
     settings = [Setting(float(t), None if g is None else float(g)) for t in thresholds for g in grow
                 if g is None or g < t]
     scores: dict[Setting, dict] = {s: {} for s in settings}
@@ -166,7 +166,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m Task1.tune_recipe", description=__doc__.split("\n\n")[0],
                             epilog="See the module docstring (pydoc Task1.tune_recipe) for the objective and "
                                    "the recipe written.")
-    parser.add_argument("--model", "-m", required=True, help="nnU-Net model folder (plans.json, fold_X/)")
+    parser.add_argument("--model", "-m", required=True, help="model folder (nnU-Net or MONAI)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--cohort", help="raw validation cohort: imagesTr/<case>_0000|_0001, labelsTr/<case>")
     source.add_argument("--make_phantoms", type=int, metavar="N",

@@ -11,8 +11,10 @@
    clicks per case (:func:`clicks.simulate_clicks`), steps 0..10 with the model loaded once
    (:class:`Task1.batch_predict.Task1Method`, the entrypoint's post-processing), scored with
    the project's metrics. Methods: the shipped click model, the model-free baseline (the
-   reference, always measured), and with ``--noclick_model`` the same network trained without
-   clicks (``python -m Task1.train_phantom_model --trainer autoPETTrainerClicks_cpu_noclicks``).
+   reference, always measured), with ``--noclick_model`` the same network trained without
+   clicks (``python -m Task1.train_phantom_model --trainer autoPETTrainerClicks_cpu_noclicks``),
+   and ``--extra NAME=FOLDER`` rows for any other model folder (MONAI models:
+   ``python -m Task1.monai_backend.train``).
 3. Faithful versus fast: ``--identity_cases`` cases through ``python -m local_challenge`` one
    process per step (as Grand Challenge runs it) and ``--in_process``; the masks must be
    identical; the table reports both wall times.
@@ -167,6 +169,9 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="click,noclick,model-free",
                         help="comma-separated subset of click,noclick,model-free (noclick needs --noclick_model; "
                              "the model-free reference is always measured)")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=FOLDER",
+                        help="another method row: any model folder the entrypoint takes (nnU-Net, MONAI, "
+                             "recipe); repeatable")
     parser.add_argument("--identity_cases", type=int, default=1, help="cases for the process/in-process check")
     parser.add_argument("--json", default=None, help="also write the summaries here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -185,11 +190,16 @@ def main(argv=None) -> int:
             methods["click model (shipped)"] = args.model
         if "noclick" in wanted and args.noclick_model:
             methods["same network, no clicks"] = args.noclick_model
+        for item in args.extra:
+            name, sep, folder = item.partition("=")
+            if not sep or not name.strip() or not Path(folder).is_dir():
+                parser.error(f"--extra {item!r}: expected NAME=FOLDER with an existing folder")
+            methods[name.strip()] = folder
         methods["model-free baseline (reference)"] = "model-free"
         summaries = {}
-        for name, model in methods.items():
+        for n, (name, model) in enumerate(methods.items()):
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            summaries[name] = summarise(run_method(name.split(" ")[0], model, cohort, work))
+            summaries[name] = summarise(run_method(f"method{n}", model, cohort, work))
         print_tables(summaries, "model-free baseline (reference)", args.cases, "varied" if args.varied else "standard")
         identity = None
         if args.identity_cases:

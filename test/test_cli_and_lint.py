@@ -40,6 +40,8 @@ TOOLS = {
     "Task1.train_phantom_model": ["--cases", "0", "--work_dir", "{out}"],
     "Task1.model_folder": ["{missing}", "--tar", "{out}/model.tar.gz"],
     "Task1.recipe": ["{missing}", "--pet", "{missing}.mha"],
+    "Task1.tune_recipe": ["--model", "{missing}", "--cohort", "{missing}", "--work", "{out}"],
+    "Task1.monai_backend.train": ["--family", "dynunet", "--out", "{out}/model", "--source", "{missing}"],
     "Task2.convert_dataset": ["--cohort", "{missing}", "--output", "{out}"],
     "publication_template.fill_paper": ["--task1", "{missing}", "-o", "{out}"],
 }
