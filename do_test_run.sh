@@ -5,8 +5,9 @@
 # /opt/ml/model, the GPU(s). Task 1 runs on the bundled sample (test/input), Task 2 on a phantom
 # pair written by the repository's phantom generator; each mask is compared with a plain run of
 # inference.py on the host (the same masks are expected).
-#   MODEL_DIR   trained nnU-Net folder mounted at /opt/ml/model (default: the phantom demo model
-#               models/task1_phantom; the image holds no model and refuses Task 1 without one)
+#   MODEL_DIR   model folder mounted at /opt/ml/model (default: the phantom demo model
+#               models/task1_phantom_organs with its recipe; the image holds no model and refuses
+#               Task 1 without one)
 #   GPUS        "" on a machine without a GPU (default: all)
 #   CONTAINER_ENGINE / ENGINE_FLAGS / RUN_FLAGS / BUILD_ARGS   e.g. podman, "--storage-driver vfs",
 #               "--runtime runc", "--build-arg BASE_IMAGE=..." (see the README's container section)
@@ -18,7 +19,7 @@ read -r -a engine_flags <<< "${ENGINE_FLAGS:-}"
 read -r -a run_flags <<< "${RUN_FLAGS:-}"
 GPUS="${GPUS-all}"
 PYTHON="${PYTHON:-$SCRIPT_DIR/.venv/bin/python}"
-MODEL_DIR="${MODEL_DIR-$SCRIPT_DIR/models/task1_phantom}"
+MODEL_DIR="${MODEL_DIR-$SCRIPT_DIR/models/task1_phantom_organs}"
 
 read -r -a build_args <<< "${BUILD_ARGS:-}"
 "$SCRIPT_DIR/do_build.sh" "${build_args[@]}"

@@ -14,11 +14,13 @@ If CT and PET grids differ, CT is resampled (linear, -1024 HU outside) onto the 
 log says so; clicks are voxel indices [i, j, k] on that grid. Clicks outside the image are
 skipped with a warning.
 
-Which Task 1 model runs (first match): ``--model DIR`` (a trained nnU-Net folder) or
-``--model model-free`` (the click-guided PET baseline, Task1/model_free_baseline.py); the
-team's model at ``/opt/ml/model``; a model baked into the image at ``$AUTOPET_MODEL_DIR``; then,
-only outside a submission, the phantom demo model shipped in ``models/task1_phantom`` (trained
-on synthetic phantoms, never on patients) and, without it, the model-free baseline. Either
+Which Task 1 model runs (first match): ``--model DIR`` (a trained nnU-Net folder, a MONAI model
+folder of Task1/monai_backend, or a recipe folder) or ``--model model-free`` (the click-guided
+PET baseline, Task1/model_free_baseline.py); the team's model at ``/opt/ml/model``; a model
+baked into the image at ``$AUTOPET_MODEL_DIR``; then, only outside a submission, the phantom
+demo model shipped in ``models/task1_phantom_organs`` (organ-supervised, run through the recipe
+in its folder; trained on synthetic phantoms, never on patients) and, without it, the model-free
+baseline. Either
 fallback is announced on stderr in one line. With ``AUTOPET_REQUIRE_MODEL=1`` (set in the
 Dockerfile) there is no fallback: no model is an error. The nnU-Net predictor runs within
 ``--time_budget``. Every mask is finished by Task1/postprocessing.py (background clicks cut
@@ -53,7 +55,7 @@ from autopet_common.contract import OUTPUT_DIR as DEFAULT_OUTPUT
 from autopet_common.contract import TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_OUTPUT_SUBDIR, TASK1_PET_SUBDIR
 from autopet_common.contract import TIME_BUDGET_SECONDS
 
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "task1_phantom"
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "task1_phantom_organs"
 MODEL_DIR_ENV = "AUTOPET_MODEL_DIR"          # a model baked into the image on purpose
 REQUIRE_MODEL_ENV = "AUTOPET_REQUIRE_MODEL"  # "1" in the container: no fallback model
 MODEL_FREE = "model-free"
@@ -400,9 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="input folder (default /input)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default /output)")
     parser.add_argument("--model", default=None,
-                        help="trained nnU-Net folder, or 'model-free' to force the classical baseline "
-                             "(default: /opt/ml/model, $AUTOPET_MODEL_DIR, then outside a submission the "
-                             "shipped phantom model models/task1_phantom, then model-free)")
+                        help="trained nnU-Net, MONAI or recipe folder, or 'model-free' to force the classical "
+                             "baseline (default: /opt/ml/model, $AUTOPET_MODEL_DIR, then outside a submission "
+                             "the shipped phantom model models/task1_phantom_organs, then model-free)")
     parser.add_argument("--task", default="auto", choices=["auto", "1", "2"],
                         help="challenge task; auto detects it from the input layout (default auto)")
     parser.add_argument("--time_budget", type=positive_float, default=TIME_BUDGET_SECONDS,

@@ -414,8 +414,12 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     log_paths = [logs_dir / f"{r.case}_step{r.step}.log" for r in result.runs if r.output_ok]
     result.run_log = build_run_log(result.runs, model, docker_image, time_budget, log_paths)
     result.run_log["mode"] = "in-process" if in_process else ("docker" if docker_image else "process per step")
-    if method is not None and method.predictor is not None:
-        described = method.predictor.describe()
+    if method is not None and (method.predictor is not None or method.recipe is not None):
+        if method.predictor is not None:
+            described = method.predictor.describe()
+        else:  # a recipe: the models its last run used
+            described = _recipe_models(method.recipe.last_report.get("models_run") or [])
+            result.run_log["recipe"] = method.name
         result.run_log.update({k: described.get(k) for k in ("trainer", "plans", "configuration", "folds", "encoding",
                                                               "device")})
     atomic_write_json(output_dir / "run_log.json", result.run_log)
@@ -497,9 +501,19 @@ def _write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def _recipe_models(models_run: Sequence[dict]) -> dict[str, Any]:
+    """The predictor fields of a recipe run's models, joined with " + " where they differ."""
+    out: dict[str, Any] = {}
+    for key in ("trainer", "plans", "configuration", "folds", "encoding", "device", "model_dir"):
+        values = [str(m.get(key)) for m in models_run if m.get(key) is not None]
+        out[key] = " + ".join(dict.fromkeys(values)) if values else None
+    return out
+
+
 def describe_model_from_logs(log_paths: Sequence[Path], model: str | None) -> dict[str, Any]:
     """What the entrypoint actually ran, read from its logs: the ``predictor: {json}`` line of
-    the nnU-Net path (trainer, plans, configuration, folds, encoding, device) or
+    the nnU-Net path (trainer, plans, configuration, folds, encoding, device), the
+    ``recipe run: {json}`` line of a recipe (its models' fields, joined with " + "), or
     ``model: model-free``. Falls back to ``model`` as given when no log says."""
     info: dict[str, Any] = {"model": str(model) if model else "unknown", "trainer": None, "plans": None,
                             "configuration": None, "folds": None, "encoding": None, "device": "unknown"}
@@ -509,6 +523,8 @@ def describe_model_from_logs(log_paths: Sequence[Path], model: str | None) -> di
         except OSError:
             continue
         for line in lines:
+            if "model: recipe " in line:  # the recipe file; its run line follows
+                info["model"] = line[line.index("model: recipe ") + len("model: recipe "):].strip()
             if "predictor: {" in line:
                 try:
                     described = json.loads(line[line.index("predictor: {") + len("predictor: "):])
@@ -517,6 +533,17 @@ def describe_model_from_logs(log_paths: Sequence[Path], model: str | None) -> di
                 info.update({"model": described.get("model_dir", info["model"]),
                              "device": described.get("device", info["device"]),
                              **{k: described.get(k) for k in ("trainer", "plans", "configuration", "folds", "encoding")}})
+                return info
+            if "recipe run: {" in line:
+                try:
+                    report = json.loads(line[line.index("recipe run: {") + len("recipe run: "):])
+                except json.JSONDecodeError:
+                    continue
+                described = _recipe_models(report.get("models_run") or [])
+                info.update({"recipe": info["model"], "model": info["model"],
+                             "device": described.get("device") or info["device"],
+                             **{k: described.get(k) for k in ("trainer", "plans", "configuration", "folds",
+                                                               "encoding")}})
                 return info
             if "model: model-free" in line:
                 info.update(model="model-free", device="cpu")

@@ -321,6 +321,23 @@ def test_default_model_resolution_chain(tmp_path, monkeypatch, capsys):
     assert inference.resolve_model(None) == folder
 
 
+def test_default_resolution_takes_recipe_and_monai_folders(tmp_path, monkeypatch, capsys):
+    """The shipped folder may carry its own recipe (then the folder itself runs); a MONAI model
+    folder (monai_model.json) at /opt/ml/model is a Task 1 model, never a Task 2 one."""
+    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "opt_ml_model")
+    monkeypatch.setattr(inference, "SHIPPED_MODEL_DIR", tmp_path / "shipped")
+    monkeypatch.delenv("AUTOPET_MODEL_DIR", raising=False)
+    monkeypatch.delenv("AUTOPET_REQUIRE_MODEL", raising=False)
+    _fake_model_folder(tmp_path / "shipped")
+    (tmp_path / "shipped" / "autopet_recipe.json").write_text("{}")
+    assert inference.resolve_model(None) == tmp_path / "shipped"
+    assert "phantom demo model" in capsys.readouterr().err
+    (tmp_path / "opt_ml_model").mkdir()
+    (tmp_path / "opt_ml_model" / "monai_model.json").write_text("{}")
+    assert inference.resolve_model(None) == tmp_path / "opt_ml_model"
+    assert inference.resolve_model(None, task=2) is None
+
+
 def test_required_model_missing_exits_nonzero_without_output(tmp_path, monkeypatch):
     input_dir, _, _ = make_gc_input(tmp_path / "in", gc_clicks([[12, 20, 9]]))
     env = {**__import__("os").environ, "AUTOPET_REQUIRE_MODEL": "1"}

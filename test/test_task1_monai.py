@@ -51,6 +51,11 @@ def test_training_writes_a_small_weights_only_folder_with_its_record(monai_model
         state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
         assert all(isinstance(v, torch.Tensor) for v in state.values())
         assert (folder / "model.pt").stat().st_size <= 10 * 1024 * 1024
+        import hashlib
+
+        card = (folder / "MODEL_CARD.md").read_text()
+        assert hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest() in card
+        assert record["command"] in card
     assert read_model_config(monai_models["segresnetds"]).deep_supervision
     assert read_model_config(monai_models["dynunet"]).clicks.encoding == "gaussian"
 

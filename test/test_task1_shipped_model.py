@@ -1,5 +1,7 @@
-"""The shipped phantom click model (models/task1_phantom): its files and card, the entrypoint
-running it by default on the bundled sample, and batch prediction equal to the entrypoint."""
+"""The shipped phantom click models: the default (models/task1_phantom_organs, organ-supervised,
+run through its tuned recipe) and the plain click model (models/task1_phantom): their files and
+cards, the entrypoint running the default on the bundled sample, and batch prediction equal to
+the entrypoint."""
 import hashlib
 import json
 import shutil
@@ -13,7 +15,8 @@ import pytest
 from autopet_common.image_io import list_images, read_image
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "models" / "task1_phantom"
+MODEL = REPO / "models" / "task1_phantom_organs"   # the entrypoint's default outside a submission
+PLAIN_MODEL = REPO / "models" / "task1_phantom"
 SAMPLE = REPO / "test" / "input"
 SAMPLE_LABEL = REPO / "test" / "sample_cohort" / "test_input_case" / "label.nii.gz"
 
@@ -23,19 +26,38 @@ def _dice(a, b) -> float:
     return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
-def test_model_folder_is_small_weights_only_and_carded():
+@pytest.mark.parametrize("model, trainer", [(MODEL, "autoPETTrainerClicks_cpu_organs"),
+                                            (PLAIN_MODEL, "autoPETTrainerClicks_cpu")])
+def test_model_folder_is_small_weights_only_and_carded(model, trainer):
     import torch
 
-    checkpoint = MODEL / "fold_0" / "checkpoint_final.pth"
+    checkpoint = model / "fold_0" / "checkpoint_final.pth"
     assert checkpoint.stat().st_size <= 10 * 1024 * 1024
     loaded = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    assert "optimizer_state" not in loaded and loaded["trainer_name"] == "autoPETTrainerClicks_cpu"
+    assert "optimizer_state" not in loaded and loaded["trainer_name"] == trainer
     assert loaded["init_args"]["configuration"] == "3d_cpu"
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    assert (MODEL / "checkpoint.sha256").read_text().split()[0] == digest
-    card = (MODEL / "MODEL_CARD.md").read_text()
+    assert (model / "checkpoint.sha256").read_text().split()[0] == digest
+    card = (model / "MODEL_CARD.md").read_text()
     assert digest in card and "python -m Task1.train_phantom_model" in card
     assert "bench_task1_model.py" in card  # where its numbers come from
+
+
+def test_default_model_runs_through_its_tuned_recipe():
+    """The default folder carries the recipe that python -m Task1.tune_recipe chose on validation
+    phantoms (not the benchmark's): the folder itself, its threshold, growth from clicks, click rules."""
+    from Task1.recipe import load_recipe
+
+    recipe = load_recipe(MODEL / "autopet_recipe.json")
+    assert [m.folder for r in recipe.routes for m in r.models] == ["."]
+    assert [op for op, _ in recipe.postprocessing][-1] == "click_rules"
+    tuning = json.loads((MODEL / "tuning.json").read_text())
+    assert tuning["seed"] not in (0, 1000)  # neither the training seed nor the benchmark's
+    best = tuning["rows"][0]
+    assert recipe.threshold == best["threshold"] and best == tuning["best"]
+    grow = dict(recipe.postprocessing).get("grow_from_clicks")
+    assert (grow or {}).get("min_probability") == best["grow_from_clicks"]
+    assert "tune_recipe" in (MODEL / "MODEL_CARD.md").read_text()
 
 
 def _run_entrypoint(input_dir: Path, output: Path) -> np.ndarray:
@@ -68,8 +90,8 @@ def test_entrypoint_runs_the_shipped_model_on_the_bundled_sample(entrypoint_mask
 
 
 def test_clicks_help_on_the_sample_cohort(tmp_path):
-    """README command (a)'s cohort, in process: the shipped model's mean Dice rises with the
-    clicks (0.51 at step 0 to 0.83 at step 10 when measured)."""
+    """README command (a)'s cohort, in process: the default model's mean Dice rises with the
+    clicks (0.42 at step 0 to 0.77 at step 10 when measured)."""
     from local_challenge.runner import run_local_challenge
 
     result = run_local_challenge(REPO / "test" / "sample_cohort", tmp_path / "run", progress=False,
@@ -122,7 +144,8 @@ def test_local_challenge_in_process_equals_one_process_per_step(tmp_path, tiny_t
         out = tmp_path / ("in_process" if mode else "process")
         result = run_local_challenge(tiny_task1_cohort, out, max_cases=1, n_steps=3, progress=False,
                                      overlays=False, in_process=mode)
-        assert result.run_log["n_failed"] == 0 and result.run_log["trainer"] == "autoPETTrainerClicks_cpu"
+        assert result.run_log["n_failed"] == 0 and result.run_log["trainer"] == "autoPETTrainerClicks_cpu_organs"
+        assert result.run_log["recipe"]
         runs[mode] = out / "predictions"
     names = sorted(p.name for p in runs[False].glob("*.mha"))
     assert len(names) == 3
@@ -139,7 +162,12 @@ def test_model_folder_check_and_tarball(tmp_path, capsys):
 
     from Task1.model_folder import main
 
-    shipped = REPO / "models" / "task1_phantom"
+    assert main([str(MODEL), "--tar", str(tmp_path / "default.tar.gz")]) == 0  # a recipe folder naming "."
+    out = capsys.readouterr().out
+    assert "model .: autoPETTrainerClicks_cpu_organs" in out
+    with tarfile.open(tmp_path / "default.tar.gz") as archive:
+        assert {"autopet_recipe.json", "plans.json", "fold_0/checkpoint_final.pth"} <= set(archive.getnames())
+    shipped = PLAIN_MODEL
     assert main([str(shipped), "--tar", str(tmp_path / "model.tar.gz")]) == 0
     out = capsys.readouterr().out
     assert "trainer: autoPETTrainerClicks_cpu" in out and "ok: the entrypoint will load this model" in out

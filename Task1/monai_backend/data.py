@@ -39,8 +39,10 @@ def normalise(ct_pet, config: MonaiModelConfig):
 
     out = []
     for channel, (low, high) in zip(ct_pet, (config.ct_window, config.pet_range)):
-        scale = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
-        out.append(torch.as_tensor(scale(channel[None])[0]))
+        scaled = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(channel[None])[0]
+        # a plain tensor: the model-grid affine travels separately (MetaTensor metadata would
+        # follow the data into the network and the inferer)
+        out.append(scaled.as_tensor() if hasattr(scaled, "as_tensor") else torch.as_tensor(scaled))
     return torch.stack(out).float()
 
 

@@ -77,7 +77,9 @@ class MonaiPredictor:
 
     def describe(self) -> dict[str, Any]:
         return {"model_dir": str(self.model_dir), "framework": "MONAI", "family": self.config.family,
-                "trainer": self.config.clicks.trainer, "configuration": f"{self.config.spacing} mm",
+                "trainer": self.config.clicks.trainer, "plans": None,
+                "configuration": "x".join(f"{s:g}" for s in self.config.spacing) + " mm",
+                "encoding": self.config.clicks.encoding, "encoding_size": self.config.clicks.encoding_size,
                 "folds": ["-"], "input_kind": "clicks", "click_config_version": self.config.clicks.version,
                 "device": str(self.device), "sw_overlap": self.sw_overlap, "dropped": list(self.dropped),
                 **self.last_timings}

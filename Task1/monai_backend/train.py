@@ -32,7 +32,7 @@ from autopet_common.cli import ArgumentParser, entrypoint
 from autopet_common.errors import InputError
 from Task1.monai_backend.config import FAMILIES, MODEL_CONFIG_FILE, WEIGHTS_FILE, MonaiModelConfig
 
-DEFAULT_SCHEDULE = {"dynunet": {"epochs": 40, "iterations": 50}, "segresnetds": {"epochs": 40, "iterations": 50}}
+DEFAULT_SCHEDULE = {"dynunet": {"epochs": 60, "iterations": 50}, "segresnetds": {"epochs": 60, "iterations": 50}}
 
 
 def load_cases(source: Path, config: MonaiModelConfig, *, progress: bool = True) -> dict[str, dict]:
@@ -141,7 +141,48 @@ def train_monai_model(config: MonaiModelConfig, source: str | os.PathLike, out: 
     torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, tmp)
     os.replace(tmp, out / WEIGHTS_FILE)
     atomic_write_json(out / MODEL_CONFIG_FILE, config.to_dict())
+    write_model_card(out, config)
     return config
+
+
+def write_model_card(out: Path, config: MonaiModelConfig) -> Path:
+    """``MODEL_CARD.md`` from the training record (command, data, seed, schedule, time, checksum,
+    validation Dice); held-out results are added by whoever benchmarks the model."""
+    import hashlib
+
+    from autopet_common.image_io import atomic_write_text
+
+    record = config.training
+    digest = hashlib.sha256((out / WEIGHTS_FILE).read_bytes()).hexdigest()
+    size_mb = (out / WEIGHTS_FILE).stat().st_size / 2 ** 20
+    ct, pet = (f"[{a:g}, {b:g}]" for a, b in (config.ct_window, config.pet_range))
+    inferer = f"overlap {config.sw_overlap}" + (" (adaptive inferer)" if config.sw_adaptive else "")
+    text = f"""# Model card: MONAI {config.family} Task 1 click model
+
+**Not for patients** unless trained on patient data by you. Written by `python -m Task1.monai_backend.train`.
+
+| | |
+|---|---|
+| family | `{config.family}` (`Task1/monai_backend`), MONAI {record.get('monai')}, torch {record.get('torch')} |
+| network | `{config.network}` |
+| input | CT {ct} HU and PET {pet} SUV to [0, 1]; tumor and background clicks (`{config.clicks.encoding}`) |
+| grid and patch | {config.spacing} mm, {list(config.patch_size)} voxels; sliding window {inferer} |
+| weights | `{WEIGHTS_FILE}` ({size_mb:.1f} MB, weights only), sha256 `{digest}` |
+
+## How it was made
+
+```bash
+{record.get('command')}
+```
+
+- Data: `{record.get('source')}`, {record.get('cases')} cases; {record.get('training_cases')} for training, validation
+  {', '.join(record.get('validation_cases') or []) or 'none'}.
+- Schedule: {record.get('epochs')} epochs x {record.get('iterations_per_epoch')} iterations, batch {record.get('batch_size')},
+  {record.get('optimizer')} from {record.get('learning_rate')}; loss {record.get('loss')}; seed {record.get('seed')}.
+- Time: {record.get('seconds')} s on {record.get('device')}; last epoch's mean loss {record.get('last_epoch_loss')}.
+- Validation Dice (challenge clicks, mean over the validation cases): {record.get('validation_dice')}.
+"""
+    return atomic_write_text(out / "MODEL_CARD.md", text)
 
 
 def validate(network, config: MonaiModelConfig, source: Path, names: Sequence[str], device) -> dict:
