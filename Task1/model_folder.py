@@ -101,17 +101,9 @@ def check_model_folder(folder: str | os.PathLike) -> dict:
 
 
 def _check_model(folder: Path, measured: Path) -> dict:
-    from Task1.monai_backend.config import is_monai_model
-
-    if is_monai_model(folder):
-        from Task1.monai_backend.predict import MonaiPredictor
-
-        described = MonaiPredictor(folder, device="cpu").describe()
-        return {"model_dir": str(folder), "trainer": described["trainer"], "configuration": described["configuration"],
-                "folds": described["folds"], "input_kind": described["input_kind"],
-                "click_config_version": described["click_config_version"],
-                "size_mb": round(_folder_size(measured) / 2 ** 20, 1)}
-    model = find_nnunet_model(folder)
+    """Find the model at ``folder`` (MONAI or nnU-Net), check ``checkpoint.sha256`` where present,
+    load it with the entrypoint's predictor, and say what it is."""
+    model = find_task1_model(folder)
     if model is None:
         raise InputError(f"{folder}: no nnU-Net model folder (plans.json, dataset.json, fold_X/) at or up to three "
                          "levels below it, and no MONAI model folder (monai_model.json)")
@@ -121,14 +113,11 @@ def _check_model(folder: Path, measured: Path) -> dict:
             expected, _, name = line.partition("  ")
             if name and _sha256(model / name.strip()) != expected.strip():
                 raise InputError(f"{model / name.strip()}: sha256 differs from {sums} (a damaged or replaced file)")
-    from Task1.predict import Task1Predictor
-
-    predictor = Task1Predictor(model, device="cpu")
-    described = predictor.describe()
-    size = _folder_size(measured)
+    described = load_predictor(model, device="cpu").describe()
     return {"model_dir": str(model), "trainer": described["trainer"], "configuration": described["configuration"],
             "folds": described["folds"], "input_kind": described["input_kind"],
-            "click_config_version": described.get("click_config_version"), "size_mb": round(size / 2 ** 20, 1)}
+            "click_config_version": described.get("click_config_version"),
+            "size_mb": round(_folder_size(measured) / 2 ** 20, 1)}
 
 
 def write_model_tarball(folder: str | os.PathLike, tar: str | os.PathLike) -> Path:
