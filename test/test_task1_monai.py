@@ -115,12 +115,11 @@ def test_entrypoint_recipe_batch_and_local_challenge_run_monai_models(monai_mode
     assert run.returncode == 0, run.stderr[-3000:]
     assert '"framework": "MONAI"' in run.stderr
     (mask_path,) = list_images(tmp_path / "out" / "images" / "tumor-lesion-segmentation")
-    mask, geometry = read_image(mask_path)
-    ct, ct_geometry = read_image(list_images(SAMPLE / "images" / "pet")[0])
-    assert mask.shape == ct.shape and set(np.unique(mask)) <= {0, 1}
+    mask, _ = read_image(mask_path)
+    pet, pet_geometry = read_image(list_images(SAMPLE / "images" / "pet")[0], np.float32)
+    assert mask.shape == pet.shape and set(np.unique(mask)) <= {0, 1}  # on the PET grid
 
     # batch prediction over steps equals one prediction per step
-    pet, pet_geometry = read_image(list_images(SAMPLE / "images" / "pet")[0], np.float32)
     ct, _ = read_image(list_images(SAMPLE / "images" / "ct")[0], np.float32)
     clicks = read_clicks_json(SAMPLE / "lesion-clicks.json")
     masks = Task1Method(folder, device="cpu").predict_steps(ct, pet, pet_geometry, clicks, [0, 10])
