@@ -27,33 +27,26 @@ No weights are downloaded.
 """
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, non_negative_int, positive_int
-from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY, ClickConfig
+# The generic steps of a CPU nnU-Net recipe (plans edit, environment, export) have one home,
+# autopet_common/nnunet_recipe.py; Task 2's recipe uses them too.
+from autopet_common.nnunet_recipe import (CHECKPOINT_KEYS, CPU_BATCH_SIZE, CPU_CONFIGURATION,  # noqa: F401
+                                          CPU_FEATURES, CPU_PATCH_SIZE, CPU_SPACING, add_cpu_configuration,
+                                          export_model, nnunet_environment, run_logged, sha256_of,
+                                          torchvision_is_broken, training_environment)
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TRAINERS = REPOSITORY / "Task1" / "trainers"
-COMPAT = REPOSITORY / "Task1" / "compat"
 DEFAULT_SHAPE = (40, 40, 32)
 DEFAULT_SPACING = (6.0, 6.0, 8.0)
-CPU_CONFIGURATION = "3d_cpu"
-CPU_SPACING = (4.0, 4.0, 4.0)
-CPU_PATCH_SIZE = (48, 48, 48)
-CPU_FEATURES = (16, 32, 64, 128)
-CPU_BATCH_SIZE = 2
-# What the exported checkpoint keeps: what nnU-Net's and this project's predictors read.
-CHECKPOINT_KEYS = ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes",
-                   "current_epoch", CLICK_CONFIG_KEY)
 
 
 def _write_case(out: Path, name: str, case, *, organs: bool = False) -> None:
@@ -143,71 +136,6 @@ def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int 
     return out
 
 
-def add_cpu_configuration(plans_file: str | os.PathLike, name: str = CPU_CONFIGURATION, *,
-                          spacing: Sequence[float] = CPU_SPACING, patch_size: Sequence[int] = CPU_PATCH_SIZE,
-                          features: Sequence[int] = CPU_FEATURES, batch_size: int = CPU_BATCH_SIZE) -> dict:
-    """Add a small configuration ``name`` to an nnU-Net plans file, inheriting from 3d_fullres
-    (nnU-Net's documented way to edit plans), with its own spacing (so its own preprocessed
-    data: run ``nnUNetv2_preprocess -c name``), patch size, batch size and a plain U-Net of
-    ``len(features)`` stages, 3x3x3 convolutions, stride 2. Returns the configuration."""
-    plans_file = Path(plans_file)
-    from autopet_common.image_io import read_json
-
-    plans = read_json(plans_file, "nnU-Net plans")
-    base = plans["configurations"]["3d_fullres"]
-    architecture = copy.deepcopy(base["architecture"])
-    n = len(features)
-    architecture["arch_kwargs"].update(
-        n_stages=n, features_per_stage=[int(f) for f in features], kernel_sizes=[[3, 3, 3]] * n,
-        strides=[[1, 1, 1]] + [[2, 2, 2]] * (n - 1), n_conv_per_stage=[2] * n, n_conv_per_stage_decoder=[2] * (n - 1))
-    configuration = {"inherits_from": "3d_fullres", "data_identifier": f"{plans['plans_name']}_{name}",
-                     "spacing": [float(s) for s in spacing], "patch_size": [int(p) for p in patch_size],
-                     "batch_size": int(batch_size), "architecture": architecture}
-    plans["configurations"][name] = configuration
-    from autopet_common.image_io import atomic_write_json
-
-    atomic_write_json(plans_file, plans)
-    return configuration
-
-
-def torchvision_is_broken(python: str = sys.executable) -> bool:
-    """True when ``import torchvision`` fails in a fresh interpreter (a CPU torch with PyPI's CUDA
-    torchvision); see Task1/compat/sitecustomize.py."""
-    probe = subprocess.run([python, "-c", "import torchvision"], capture_output=True, text=True)
-    return probe.returncode != 0
-
-
-def nnunet_environment(work_dir: str | os.PathLike, base: dict | None = None) -> dict:
-    """Environment for the stock nnU-Net commands: folders under ``work_dir``, the click trainers'
-    folder, one preprocessing worker, and the torchvision work-around only when needed. For
-    ``nnUNetv2_train`` use :func:`training_environment` (nnU-Net's planner fails with 0 DA workers)."""
-    work = Path(work_dir)
-    env = dict(os.environ if base is None else base)
-    env.update(nnUNet_raw=str(work / "nnUNet_raw"), nnUNet_preprocessed=str(work / "nnUNet_preprocessed"),
-               nnUNet_results=str(work / "nnUNet_results"), nnUNet_extTrainer=str(TRAINERS),
-               nnUNet_def_n_proc=env.get("nnUNet_def_n_proc", "1"))
-    if torchvision_is_broken():
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(COMPAT), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def training_environment(env: dict) -> dict:
-    """``env`` with data augmentation in the main process (``nnUNet_n_proc_DA=0``) unless set:
-    on a small CPU machine extra worker processes only compete for the cores."""
-    return {**env, "nnUNet_n_proc_DA": os.environ.get("nnUNet_n_proc_DA", "0")}
-
-
-def _run(command: list[str], env: dict, log_file: Path) -> None:
-    print("$", " ".join(command), flush=True)
-    with open(log_file, "a") as log:
-        log.write("$ " + " ".join(command) + "\n")
-        log.flush()
-        done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        tail = log_file.read_text().splitlines()[-25:]
-        raise RuntimeError(f"command failed ({done.returncode}): {' '.join(command)}\n" + "\n".join(tail))
-
-
 def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
                         dataset_id: int = 777, n_cases: int = 60, trainer: str = "autoPETTrainerClicks_cpu",
                         configuration: str = CPU_CONFIGURATION, fold: str = "0", seed: int = 0,
@@ -218,7 +146,7 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
-    env = nnunet_environment(work)
+    env = nnunet_environment(work, trainers=TRAINERS)
     log_file = work / "train_phantom_model.log"
     print(f"nnU-Net output goes to {log_file} (tail -f it to follow the training)", flush=True)
     shutil.rmtree(work / "source", ignore_errors=True)
@@ -227,7 +155,7 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
     else:
         source = write_training_phantoms(work / "source", n_cases, seed, organs=organs)
     name = "PhantomClicksOrgans" if organs else "PhantomClicks"
-    _run([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet_raw", env["nnUNet_raw"],
+    run_logged([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet_raw", env["nnUNet_raw"],
           "-d", str(dataset_id), "--name", name, "--overwrite", "--no_progress",
           "--pet_normalization", "zscore" if fixed_grid else "suv"]
          + (["--organs", str(source / "organsTr")] if organs else []), env, log_file)
@@ -239,15 +167,15 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
         install_hook()  # what setup.sh does: the stock command finds the preprocessor by name
         plan += ["-preprocessor_name", "autoPETOrganPreprocessor"]
     if configuration == "3d_fullres":
-        _run(plan, env, log_file)
+        run_logged(plan, env, log_file)
     else:
-        _run(plan + ["--no_pp"], env, log_file)
+        run_logged(plan + ["--no_pp"], env, log_file)
         plans_file = Path(env["nnUNet_preprocessed"]) / f"Dataset{dataset_id:03d}_{name}" / "nnUNetPlans.json"
         add_cpu_configuration(plans_file, configuration)
-        _run([str(bin_dir / "nnUNetv2_preprocess"), "-d", str(dataset_id), "-c", configuration, "-np", "2"],
+        run_logged([str(bin_dir / "nnUNetv2_preprocess"), "-d", str(dataset_id), "-c", configuration, "-np", "2"],
              env, log_file)
     started = time.perf_counter()
-    _run([str(bin_dir / "nnUNetv2_train"), str(dataset_id), configuration, fold, "-tr", trainer, "-device", "cpu"],
+    run_logged([str(bin_dir / "nnUNetv2_train"), str(dataset_id), configuration, fold, "-tr", trainer, "-device", "cpu"],
          training_environment(env), log_file)
     training_seconds = time.perf_counter() - started
     model = Path(env["nnUNet_results"]) / f"Dataset{dataset_id:03d}_{name}" / f"{trainer}__nnUNetPlans__{configuration}"
@@ -259,47 +187,6 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
     if out is None:
         return model
     return export_model(model, out, fold=fold)
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def export_model(model: str | os.PathLike, out: str | os.PathLike, *, fold: str = "0") -> Path:
-    """Copy a trained model folder to ``out`` with a weights-only checkpoint (the keys in
-    ``CHECKPOINT_KEYS``: no optimizer state, a third of the size); atomic (temp folder, rename).
-    Writes ``checkpoint.sha256``. Returns ``out``."""
-    import torch
-
-    model, out = Path(model), Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / f"fold_{fold}").mkdir(parents=True)
-    for name in ("plans.json", "dataset.json", "dataset_fingerprint.json", CLICK_CONFIG_FILE,
-                 "training_recipe.json"):
-        if (model / name).is_file():
-            shutil.copy2(model / name, tmp / name)
-    if (model / f"fold_{fold}" / "progress.png").is_file():
-        shutil.copy2(model / f"fold_{fold}" / "progress.png", tmp / f"fold_{fold}" / "progress.png")
-    checkpoint = torch.load(model / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    slim = {key: checkpoint[key] for key in CHECKPOINT_KEYS if key in checkpoint}
-    if CLICK_CONFIG_KEY in slim:  # a model that a predictor of this version cannot read is not exported
-        ClickConfig.from_dict(slim[CLICK_CONFIG_KEY], source=f"{model}/fold_{fold}/checkpoint_final.pth")
-    target = tmp / f"fold_{fold}" / "checkpoint_final.pth"
-    torch.save(slim, target)
-    (tmp / "checkpoint.sha256").write_text(f"{sha256_of(target)}  fold_{fold}/checkpoint_final.pth\n")
-    if out.exists():
-        # keep what a person wrote next to the model (the model card), replace the rest
-        for keep in ("MODEL_CARD.md", "README.md"):
-            if (out / keep).is_file():
-                shutil.copy2(out / keep, tmp / keep)
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 
 @entrypoint("python -m Task1.train_phantom_model")

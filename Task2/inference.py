@@ -130,8 +130,8 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
     """Segment every follow-up in ``input_dir``; write one mask per follow-up under
     ``output_dir/images/<prefix>-followup-ct-tumor-lesion-seg/``. Returns the written paths.
 
-    ``model_dir``: a trained nnU-Net folder (see Task2/README.md) or None for the model-free
-    method. Nothing is written unless every follow-up succeeded."""
+    ``model_dir``: a trained nnU-Net folder (see Task2/README.md: the learned lesion-patch model
+    of :mod:`Task2.patch_model`, or a whole-follow-up model) or None for the model-free method. Nothing is written unless every follow-up succeeded."""
     from Task2.pipeline import segment_followup
     from Task2.registration import RegistrationParameters
 
@@ -139,18 +139,25 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
     output_dir = Path(output_dir)
     inputs = read_followup_inputs(input_dir)
     params = RegistrationParameters(deformable=deformable)
-    if model_dir is not None and str(model_dir) not in ("", "model-free"):
+    if model_dir is not None and str(model_dir) in ("", "model-free"):
+        model_dir = None
+    segmenter = None
+    if model_dir is not None:
         from Task2.nnunet_predict import is_task2_model
+        from Task2.patch_model import PatchModelSegmenter, is_patch_model
 
-        if not is_task2_model(model_dir):
+        if is_patch_model(model_dir):  # the learned per-lesion model: loaded once for every follow-up
+            segmenter = PatchModelSegmenter(model_dir, device)
+        elif not is_task2_model(model_dir):
             # E.g. /opt/ml/model holds a Task 1 (PET/CT) model: it cannot read Task 2 inputs.
             log.warning("%s is not a Task 2 nnU-Net model (dataset.json without the 4 Task 2 channels "
-                        "CT, CT, noNorm, noNorm): using the model-free method", model_dir)
+                        "CT, CT, noNorm, noNorm or the 5 lesion-patch channels): using the model-free method",
+                        model_dir)
             model_dir = None
     results = []
     for item in inputs:
         names = (f"{item.prefix} follow-up CT {item.followup_path.name}", f"{item.baseline_prefix} baseline CT")
-        if model_dir is not None and str(model_dir) not in ("", "model-free"):
+        if model_dir is not None and segmenter is None:
             from Task2.nnunet_predict import predict_followup
 
             mask = predict_followup(item, Path(model_dir), params=params, device=device, names=names)
@@ -160,11 +167,13 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
             known = set(item.followup_points) | set(item.baseline_points)
             labels = ids_by_clicks(mask, dict(item.followup_points), start_id=max(known, default=0) + 1)
         else:
-            result = segment_followup(item.baseline_ct, item.baseline_geometry, item.baseline_mask,
-                                      item.followup_ct, item.followup_geometry, item.baseline_points,
-                                      item.followup_points, params, names)
+            segment = segmenter.segment if segmenter is not None else segment_followup
+            result = segment(item.baseline_ct, item.baseline_geometry, item.baseline_mask,
+                             item.followup_ct, item.followup_geometry, item.baseline_points,
+                             item.followup_points, params, names)
             mask, labels, step = result.mask, result.labels, result.step
-            log.info("%s: step %d, body Dice %.3f -> %.3f after registration, %s", item.prefix, step,
+            log.info("%s: step %d (%s), body Dice %.3f -> %.3f after registration, %s", item.prefix, step,
+                     "lesion-patch model" if segmenter is not None else "model-free",
                      result.registration["body_dice_before"], result.registration["body_dice_after"],
                      ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
         results.append((item, labels))

@@ -108,20 +108,39 @@ def split_points_inside(points: Mapping[int, Any], shape, what: str
     return inside, outside
 
 
-def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
-                     baseline_mask: np.ndarray, followup_ct: np.ndarray,
-                     followup_geometry: Geometry, baseline_points: Mapping[int, Any],
-                     followup_points: Mapping[int, Any],
-                     params: RegistrationParameters | None = None,
-                     names: tuple[str, str] = ("follow-up CT", "baseline CT"),
-                     keep_carried: bool = False, local_refinement: bool = True) -> FollowupResult:
-    """Segment the lesions of one follow-up CT (model-free).
+@dataclass
+class CarriedBaseline:
+    """The baseline carried onto one follow-up: what the model-free and the learned
+    (:mod:`Task2.lesion_patches`) methods share. ``lesions`` are keyed by baseline instance
+    label, ``ids`` maps instance label -> lesion id (:mod:`Task2.lesion_ids`)."""
 
-    Step 1 when ``followup_points`` is empty (search around each carried baseline lesion),
-    step 2 otherwise (one lesion per click). Raises
-    :class:`~Task2.registration.RegistrationError` when the CTs cannot be registered and
-    :class:`PointOutsideImageError` when every follow-up click lies outside the follow-up CT.
-    """
+    followup_points: dict  # lesion id -> follow-up index (clicks inside the image)
+    skipped_points: list
+    instances: np.ndarray  # baseline instance labels
+    id_to_label: dict  # baseline point id -> instance label
+    ids: dict  # instance label -> lesion id
+    lesions: dict  # instance label -> CarriedLesion
+    registration: Any  # Task2.registration.RegistrationResult
+    baseline_image: Any  # SimpleITK baseline CT (made once)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def step(self) -> int:
+        return 2 if self.followup_points else 1
+
+    def carried_points(self) -> dict[int, list[float]]:
+        return {self.ids[label]: [float(x) for x in lesion.centre] for label, lesion in self.lesions.items()}
+
+
+def carry_baseline(baseline_ct: np.ndarray, baseline_geometry: Geometry, baseline_mask: np.ndarray,
+                   followup_ct: np.ndarray, followup_geometry: Geometry, baseline_points: Mapping[int, Any],
+                   followup_points: Mapping[int, Any], params: RegistrationParameters | None = None,
+                   names: tuple[str, str] = ("follow-up CT", "baseline CT"),
+                   local_refinement: bool = True) -> CarriedBaseline:
+    """Check the points, register the CTs and carry every baseline lesion onto the follow-up.
+
+    Raises :class:`~Task2.registration.RegistrationError` when the CTs cannot be registered and
+    :class:`PointOutsideImageError` when every follow-up click lies outside the follow-up CT."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     fu_points, outside = split_points_inside(followup_points, followup_geometry.shape,
@@ -146,9 +165,31 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
     lesions = carry_lesions(instances, models, baseline_geometry, followup_geometry, followup_img,
                             baseline_img, reg.transform, local_refinement)
     ids = instance_ids(baseline_mask, instances, id_to_label, reserved=set(fu_points))
-    carried_points = {ids[label]: lesion.centre for label, lesion in lesions.items()}
     timings["carry_s"] = time.perf_counter() - t0
+    return CarriedBaseline(fu_points, outside, instances, id_to_label, ids, lesions, reg, baseline_img, timings)
 
+
+def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
+                     baseline_mask: np.ndarray, followup_ct: np.ndarray,
+                     followup_geometry: Geometry, baseline_points: Mapping[int, Any],
+                     followup_points: Mapping[int, Any],
+                     params: RegistrationParameters | None = None,
+                     names: tuple[str, str] = ("follow-up CT", "baseline CT"),
+                     keep_carried: bool = False, local_refinement: bool = True) -> FollowupResult:
+    """Segment the lesions of one follow-up CT (model-free).
+
+    Step 1 when ``followup_points`` is empty (search around each carried baseline lesion),
+    step 2 otherwise (one lesion per click). Raises
+    :class:`~Task2.registration.RegistrationError` when the CTs cannot be registered and
+    :class:`PointOutsideImageError` when every follow-up click lies outside the follow-up CT.
+    """
+    carried_baseline = carry_baseline(baseline_ct, baseline_geometry, baseline_mask, followup_ct,
+                                      followup_geometry, baseline_points, followup_points, params, names,
+                                      local_refinement)
+    timings = carried_baseline.timings
+    fu_points, lesions, ids = carried_baseline.followup_points, carried_baseline.lesions, carried_baseline.ids
+    id_to_label, instances, reg = carried_baseline.id_to_label, carried_baseline.instances, carried_baseline.registration
+    outside = carried_baseline.skipped_points
     t0 = time.perf_counter()
     spacing = followup_geometry.spacing
     # the smallest type for the ids (a full-size follow-up CT has ~80 M voxels)
@@ -178,7 +219,7 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
         carried = resample_to_followup(instances.astype(np.uint16), baseline_geometry, followup_geometry,
                                        reg.transform, nearest=True).astype(np.int32)
     return FollowupResult(mask=mask, labels=labels, step=step, registration=transform_to_dict(reg),
-                          carried_points={k: [float(x) for x in v] for k, v in carried_points.items()},
+                          carried_points=carried_baseline.carried_points(),
                           skipped_points=outside, timings=timings, carried_labels=carried)
 
 
@@ -224,5 +265,6 @@ def carry_lesions(instances: np.ndarray, models: Mapping[int, Any], baseline_geo
                                lesion_transform, nearest=True).astype(bool)
         if not mask.any():
             continue
-        out[label] = CarriedLesion(label, region, mask, np.asarray(centre, dtype=float), models[label])
+        out[label] = CarriedLesion(label, region, mask, np.asarray(centre, dtype=float), models[label],
+                                   lesion_transform)
     return out

@@ -51,6 +51,7 @@ class RegistrationParameters:
     bspline_iterations: int = 50
     min_body_dice: float = 0.5  # below this after registration the result is rejected
     seed: int = 0
+    identity: bool = False  # no registration: the scanners' coordinates only (an ablation)
 
 
 @dataclass
@@ -175,6 +176,10 @@ def register_ct(followup_ct: Any, baseline_ct: Any,
         if n_body < 64:
             raise RegistrationError(f"{name}: no body found (fewer than 64 voxels above "
                                     f"{BODY_THRESHOLD_HU:g} HU on the working grid); is it a CT in HU?")
+    if params.identity:
+        identity = sitk.Euler3DTransform()
+        overlap = _mask_dice(fixed_mask, moving_mask, identity)
+        return RegistrationResult(identity, overlap, overlap, [{"stage": "identity"}])
 
     try:
         initial = sitk.CenteredTransformInitializer(
@@ -414,8 +419,14 @@ def resample_region(array: np.ndarray, geometry: Geometry, followup_geometry: Ge
                     default: float = 0.0) -> np.ndarray:
     """Like :func:`resample_to_followup`, but only onto the sub-grid ``region`` (slices of the
     follow-up grid): cheap per-lesion carrying at full resolution."""
+    return resample_image_region(to_sitk(array, geometry), followup_geometry, region, transform, nearest, default)
+
+
+def resample_image_region(moving: Any, followup_geometry: Geometry, region: tuple[slice, ...], transform: Any,
+                          nearest: bool = True, default: float = 0.0) -> np.ndarray:
+    """:func:`resample_region` for a SimpleITK image made once (a whole baseline CT is not
+    copied again for every lesion); returns ``[i, j, k]`` in the image's pixel type."""
     sitk = _sitk()
-    moving = to_sitk(array, geometry)
     start = np.array([s.start for s in region], dtype=float)
     shape = [int(s.stop - s.start) for s in region]
     reference = sitk.Image(shape, sitk.sitkUInt8)

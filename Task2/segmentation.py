@@ -24,7 +24,7 @@ Every lesion is segmented inside a box around its point, never on the whole scan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -139,14 +139,16 @@ def _grow(smoothed: np.ndarray, seed: Sequence[int], lesion_hu: float, surround_
 @dataclass
 class CarriedLesion:
     """A baseline lesion carried onto the follow-up grid: a boolean ``mask`` on the follow-up
-    sub-grid ``region`` (tuple of slices), its carried centre (follow-up voxel index) and the
-    baseline intensity model."""
+    sub-grid ``region`` (tuple of slices), its carried centre (follow-up voxel index), the
+    baseline intensity model, and the transform (follow-up -> baseline, SimpleITK) that carried
+    it (the global one, refined around this lesion)."""
 
     label: int
     region: tuple[slice, ...]
     mask: np.ndarray
     centre: np.ndarray
     model: LesionModel
+    transform: Any = None
 
 
 def _scaled_shape(prior: CarriedLesion, box: tuple[slice, ...], centre: np.ndarray,

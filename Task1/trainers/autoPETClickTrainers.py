@@ -43,13 +43,14 @@ import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from autopet_common.nnunet_schedule import autoPETScheduledTrainer
 from clicks.simulate import ClickDrawSettings, simulate_patch_clicks
 from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY, ClickConfig
 from Task1.click_transforms import LESION_LABEL, AppendClickChannelsTransform, MAX_INTERACTION_STEP, click_channels
 
 
 
-class autoPETTrainerClicks(nnUNetTrainer):
+class autoPETTrainerClicks(autoPETScheduledTrainer):
     """CT + PET from the dataset, tumor and background click channels made per sample.
 
     Class attributes are the knobs the named variants below change one at a time.
@@ -82,32 +83,12 @@ class autoPETTrainerClicks(nnUNetTrainer):
     organ_preprocessor = "autoPETOrganPreprocessor"
     pet_channel_name = "PET"
     required_architecture = None    # e.g. "ResidualEncoderUNet" for the ResEnc variant
-    # Schedule (None = nnU-Net's default). nnUNetTrainer sets num_epochs & co. as instance
-    # attributes in its __init__, so the variants name them here and __init__ applies them.
-    epochs = None
-    iterations_per_epoch = None
-    val_iterations_per_epoch = None
-    optimizer_name = "sgd"          # "sgd" (nnU-Net's SGD, Nesterov, momentum 0.99) or "adamw"
-    learning_rate = None            # initial learning rate (None = nnU-Net's 1e-2); poly decay either way
-    training_seed = None            # seeds Python, NumPy and torch once (None = nnU-Net's unseeded runs)
-    run_final_validation = True     # nnU-Net's sliding-window validation of the fold after training
-    inference_mirroring = True      # False: the checkpoint allows no test-time mirroring (CPU speed)
-    inference_tile_step_size = 0.5  # sliding-window step (fraction of the patch) Task1.predict uses by default
+    # Schedule, optimizer, seed and inference knobs: autopet_common.nnunet_schedule
+    # (epochs, iterations_per_epoch, optimizer_name, learning_rate, training_seed, ...).
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        if self.training_seed is not None:
-            import random
-
-            random.seed(self.training_seed)
-            np.random.seed(self.training_seed)
-            torch.manual_seed(self.training_seed)
         super().__init__(plans, configuration, fold, dataset_json, device)
-        for attribute, value in (("num_epochs", self.epochs), ("initial_lr", self.learning_rate),
-                                 ("num_iterations_per_epoch", self.iterations_per_epoch),
-                                 ("num_val_iterations_per_epoch", self.val_iterations_per_epoch)):
-            if value is not None:
-                setattr(self, attribute, value)
         self.pet_channel = self._find_pet_channel(dataset_json)
         if self.organ_supervision:
             self._check_organ_dataset(dataset_json)
@@ -175,25 +156,6 @@ class autoPETTrainerClicks(nnUNetTrainer):
             pet_channel=self.pet_channel, max_step=self.max_interaction_step, encoding=self.click_encoding,
             encoding_size=self.click_encoding_size, settings=self.click_draw_settings(), fixed_step=fixed_step,
             order=self.click_order, random_fraction=self.click_random_fraction)
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        if not self.inference_mirroring:
-            # training still mirrors (augmentation); predictors read this from the checkpoint
-            self.inference_allowed_mirroring_axes = None
-        return configured
-
-    def configure_optimizers(self):
-        if self.optimizer_name == "sgd":
-            return super().configure_optimizers()
-        if self.optimizer_name != "adamw":
-            raise RuntimeError(f"{self.__class__.__name__}: unknown optimizer_name {self.optimizer_name!r}")
-        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-
-        # Adam reaches a usable model in a few thousand iterations, where nnU-Net's SGD needs
-        # its long schedule: the choice for CPU-budget training
-        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
-        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     # ----------------------------------------------------------------- network
     @classmethod
@@ -266,9 +228,7 @@ class autoPETTrainerClicks(nnUNetTrainer):
         """nnU-Net's validation, with click channels simulated on each whole validation case
         (``final_validation_clicks`` clicks per kind, seeded by the case name)."""
         if not self.run_final_validation:
-            self.print_to_log_file(f"{self.__class__.__name__}: final validation skipped (run_final_validation "
-                                   "= False); score the model with benchmarks/bench_task1_model.py")
-            return
+            return super().perform_actual_validation(save_probabilities)  # logs the skip
         stock_dataset_class = self.dataset_class
         self.dataset_class = _dataset_class_with_clicks(stock_dataset_class, self)
         try:

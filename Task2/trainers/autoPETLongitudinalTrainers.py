@@ -13,12 +13,21 @@ around each follow-up click). Task 2 runs twice per case, without clicks (step 1
 them (step 2); so that one network serves both, the trainer blanks the click channel of a
 training sample with probability ``p_no_clicks`` (after augmentation, before nnU-Net removes
 the padding label). Validation keeps the clicks (step 2).
+
+``autoPETTrainerLongitudinalPatches`` trains the learned per-lesion (LongiSeg-style) model on a
+dataset from ``python -m Task2.convert_dataset --patches`` (five channels per lesion patch, see
+:mod:`Task2.lesion_patches`); the dataset already holds a step-1 and a step-2 sample per lesion,
+so nothing is blanked. ``_cpu`` is the schedule of the shipped phantom model
+(``python -m Task2.train_patch_model``); ``_smoke`` a pipeline check. Schedule knobs:
+:mod:`autopet_common.nnunet_schedule`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from autopet_common.nnunet_schedule import autoPETScheduledTrainer
 
 CLICK_CHANNEL = 3
 
@@ -48,7 +57,7 @@ def insert_before_label_removal(composed, transform):
     return composed
 
 
-class autoPETTrainerLongitudinal(nnUNetTrainer):
+class autoPETTrainerLongitudinal(autoPETScheduledTrainer):
     """Follow-up CT + registered baseline CT + registered baseline mask + click map."""
 
     p_no_clicks = 0.5
@@ -61,6 +70,33 @@ class autoPETTrainerLongitudinal(nnUNetTrainer):
 class autoPETTrainerLongitudinal_5epochs(autoPETTrainerLongitudinal):
     """Smoke-test variant: 5 epochs."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.num_epochs = 5
+    epochs = 5
+
+
+class autoPETTrainerLongitudinalPatches(autoPETScheduledTrainer):
+    """Per-lesion patches: follow-up CT, carried baseline CT, carried baseline lesion mask,
+    follow-up point blob, baseline point blob (Task2.lesion_patches); nnU-Net's own pipeline."""
+
+
+class autoPETTrainerLongitudinalPatches_cpu(autoPETTrainerLongitudinalPatches):
+    """The shipped phantom model's schedule (``python -m Task2.train_patch_model``): AdamW from
+    2e-3, seeded, with the small ``3d_cpu`` configuration the recipe adds to the plans; no final
+    validation (``benchmarks/bench_task2_model.py`` scores the model on held-out pairs); no
+    test-time mirroring (CPU time)."""
+
+    epochs = 80
+    iterations_per_epoch = 50
+    val_iterations_per_epoch = 5
+    optimizer_name = "adamw"
+    learning_rate = 2e-3
+    training_seed = 0
+    run_final_validation = False
+    inference_mirroring = False
+
+
+class autoPETTrainerLongitudinalPatches_smoke(autoPETTrainerLongitudinalPatches_cpu):
+    """Pipeline check: 2 epochs of 2 iterations."""
+
+    epochs = 2
+    iterations_per_epoch = 2
+    val_iterations_per_epoch = 1

@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "truth/followup-tumor-lesion-seg.mha, transform.json")
     t2.add_argument("--out", required=True, help="output folder")
     t2.add_argument("--n_pairs", type=positive_int, default=2, help="number of pairs (default 2)")
-    t2.add_argument("--size", default="tiny", choices=list(PRESETS),
-                    help="grid preset (ct_real = 512x512x300 at 0.8x0.8x2.5 mm); default tiny")
+    t2.add_argument("--size", default="tiny", choices=[*PRESETS, "varied"],
+                    help="grid preset (ct_real = 512x512x300 at 0.8x0.8x2.5 mm), or varied (a grid and spacing "
+                         "per pair, see varied_grid); default tiny")
     t2.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     t2.add_argument("--n_merging", type=non_negative_int, default=0,
                     help="per pair: baseline lesion pairs that merge into one follow-up lesion (default 0)")

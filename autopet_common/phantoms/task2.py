@@ -422,6 +422,25 @@ def _add_merging_and_splitting(rng, n_merging: int, n_splitting: int, next_id: i
     return next_id
 
 
+VARIED = "varied"  # write_task2_cohort's size for a grid and spacing of its own per pair
+
+
+def varied_grid(seed: int, n: int, *, max_in_plane: int = 160, max_slices: int = 128
+                ) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Shape and spacing of pair ``n`` of a ``size="varied"`` cohort: in-plane spacing
+    1.5-5 mm, slices 2-6 mm, a 380-520 mm by 300-600 mm field of view (so body size varies), at
+    most ``max_in_plane`` x ``max_in_plane`` x ``max_slices`` voxels (the spacing grows instead).
+    Deterministic in (seed, n)."""
+    rng = make_rng([seed, n, 20261130])
+    spacing = np.array([rng.uniform(1.5, 5.0)] * 2 + [rng.uniform(2.0, 6.0)])
+    fov = np.array([rng.uniform(380.0, 520.0)] * 2 + [rng.uniform(300.0, 600.0)])
+    limit = np.array([max_in_plane, max_in_plane, max_slices])
+    shape = np.round(fov / spacing).astype(int)
+    spacing = np.where(shape > limit, fov / limit, spacing)
+    shape = np.clip(shape, 32, limit)
+    return tuple(int(v) for v in shape), tuple(round(float(v), 3) for v in spacing)
+
+
 def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int = 0,
                        progress: bool = False, *, n_merging: int = 0, n_splitting: int = 0) -> Path:
     """Write ``n_pairs`` longitudinal pairs in the Grand Challenge Task 2 input layout.
@@ -431,7 +450,8 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
     ``input/images/primary-followup-ct/<uuid>.mha``, ``input/primary-baseline-lesion-clicks.json``,
     ``input/primary-followup-lesion-clicks.json`` (step-2 clicks: one per follow-up lesion),
     ``truth/followup-tumor-lesion-seg.mha`` (lesion ids) and ``transform.json`` (transform,
-    both geometries, per-lesion status). Pair ``n`` uses seed ``[seed, n]``. ``n_merging`` /
+    both geometries, per-lesion status). Pair ``n`` uses seed ``[seed, n]``. ``size``: a preset
+    (``PRESETS``) or ``"varied"`` (a grid per pair from :func:`varied_grid`). ``n_merging`` /
     ``n_splitting``: merging pairs and splitting lesions per pair (:func:`make_longitudinal_pair`).
     """
 
@@ -458,8 +478,9 @@ def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: 
         iterator = tqdm(iterator, desc="task2 phantoms", unit="pair")
     for n in iterator:
         pair_id = f"PHANTOM_CT_{n:04d}"
-        pair = make_longitudinal_pair(size=size, seed=[seed, n], pair_id=pair_id, n_merging=n_merging,
-                                      n_splitting=n_splitting)
+        grid = dict(zip(("shape", "spacing"), varied_grid(seed, n))) if size == VARIED else {"size": size}
+        pair = make_longitudinal_pair(seed=[seed, n], pair_id=pair_id, n_merging=n_merging,
+                                      n_splitting=n_splitting, **grid)
         root = out / pair_id
         inp = root / "input"
         ids = [deterministic_uuid(uuid_rng) for _ in range(3)]

@@ -1,0 +1,106 @@
+"""The learned Task 2 model (LongiSeg style): one forward pass per lesion patch, stitched with ids.
+
+A patch model is an nnU-Net folder trained on :mod:`Task2.lesion_patches` samples (its
+dataset.json has the five patch channels, ``PATCH_CHANNEL_NAMES``). Prediction:
+
+1. register and carry the baseline (:func:`Task2.pipeline.carry_baseline`, as the model-free
+   method does: the registration places the patch, the network segments);
+2. one patch per lesion (:meth:`Task2.lesion_patches.PatchMaker.step_patches`), one forward
+   pass each (nnU-Net resamples the patch to the model's spacing and back);
+3. stitching (:func:`stitch_patches`): each voxel goes to the lesion with the highest
+   probability; a lesion keeps the connected part of its voxels that holds its point (else its
+   largest part); voxels under ``threshold`` stay background. The voxel value is the lesion id
+   (:mod:`Task2.lesion_ids`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .lesion_patches import PATCH_CHANNEL_NAMES, LesionPatch
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def is_patch_model(model_dir: str | os.PathLike) -> bool:
+    """True when ``model_dir`` is an nnU-Net folder trained on Task 2 lesion patches."""
+    try:
+        channels = json.loads((Path(model_dir) / "dataset.json").read_text()).get("channel_names", {})
+    except (OSError, ValueError):
+        return False
+    return {str(k): v for k, v in channels.items()} == PATCH_CHANNEL_NAMES
+
+
+def predict_patch(predictor: Any, patch: LesionPatch, spacing: Sequence[float]) -> np.ndarray:
+    """Lesion probability on the patch (float32 ``[i, j, k]``) from an ``nnUNetPredictor``."""
+    # nnU-Net's SimpleITK reader gives (c, z, y, x) and spacing (z, y, x)
+    data = np.ascontiguousarray(patch.channels.transpose(0, 3, 2, 1))
+    _, probabilities = predictor.predict_single_npy_array(data, {"spacing": [float(s) for s in spacing[::-1]]},
+                                                          None, None, True)
+    return np.asarray(probabilities[1], dtype=np.float32).transpose(2, 1, 0)
+
+
+def stitch_patches(shape: Sequence[int], patches: Sequence[LesionPatch], probabilities: Sequence[np.ndarray],
+                   threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Lesion-id label map ``[i, j, k]`` of ``shape`` from per-patch probabilities (see the
+    module docstring). uint16 (ids below 65536)."""
+    import cc3d
+
+    best = np.zeros(shape, dtype=np.float16)
+    labels = np.zeros(shape, dtype=np.uint16)
+    for patch, probability in zip(patches, probabilities):
+        view_best, view_labels = best[patch.region], labels[patch.region]
+        wins = (probability >= threshold) & (probability > view_best)
+        view_best[wins] = probability[wins]
+        view_labels[wins] = patch.lesion_id
+    for patch in patches:  # each lesion keeps the part that holds its point
+        view = labels[patch.region]
+        own = view == patch.lesion_id
+        if not own.any():
+            continue
+        parts, n = cc3d.connected_components(own.astype(np.uint8), connectivity=26, return_N=True)
+        if n <= 1:
+            continue
+        point = tuple(int(np.clip(round(c - s.start), 0, s.stop - s.start - 1))
+                      for c, s in zip(patch.centre, patch.region))
+        keep = parts[point] or int(np.argmax(np.bincount(parts.ravel())[1:]) + 1)
+        view[own & (parts != keep)] = 0
+    return labels
+
+
+class PatchModelSegmenter:
+    """Loads a patch model once; :meth:`segment` runs one follow-up (arrays in, label map out)."""
+
+    def __init__(self, model_dir: str | os.PathLike, device: str = "auto", threshold: float = DEFAULT_THRESHOLD):
+        from .nnunet_predict import load_predictor
+
+        self.model_dir = Path(model_dir)
+        self.predictor = load_predictor(self.model_dir, device)
+        self.threshold = threshold
+
+    def segment(self, baseline_ct, baseline_geometry, baseline_mask, followup_ct, followup_geometry,
+                baseline_points, followup_points, params=None,
+                names: tuple[str, str] = ("follow-up CT", "baseline CT"), *, local_refinement: bool = True):
+        """A :class:`Task2.pipeline.FollowupResult` whose ``labels`` come from the network
+        (arguments as :func:`Task2.pipeline.segment_followup`)."""
+        from .lesion_patches import PatchMaker
+        from .pipeline import FollowupResult, carry_baseline
+        from .registration import transform_to_dict
+
+        carried = carry_baseline(baseline_ct, baseline_geometry, baseline_mask, followup_ct, followup_geometry,
+                                 baseline_points, followup_points, params, names, local_refinement)
+        timings = carried.timings
+        t0 = time.perf_counter()
+        patches = PatchMaker(carried, baseline_geometry, followup_ct, followup_geometry).step_patches()
+        probabilities = [predict_patch(self.predictor, patch, followup_geometry.spacing) for patch in patches]
+        labels = stitch_patches(followup_ct.shape, patches, probabilities, self.threshold)
+        timings["network_s"] = time.perf_counter() - t0
+        return FollowupResult(mask=labels > 0, labels=labels, step=carried.step,
+                              registration=transform_to_dict(carried.registration),
+                              carried_points=carried.carried_points(), skipped_points=carried.skipped_points,
+                              timings=timings)

@@ -1,0 +1,120 @@
+"""Train the learned Task 2 model (per-lesion patches, LongiSeg style) on phantom pairs, on the CPU.
+
+    python -m Task2.train_patch_model --work_dir work_dirs/task2_patch_model --out models/task2_phantom_patches
+
+The recipe of the shipped ``models/task2_phantom_patches`` (see its ``MODEL_CARD.md``); each step
+is a stock command or this package's CLI, run as a subprocess, so what runs is what a user types:
+
+1. ``--pairs`` longitudinal phantom pairs, each on a grid of its own
+   (:func:`autopet_common.phantoms.task2.varied_grid`: 1.5-5 mm in-plane, 2-6 mm slices,
+   varied field of view), seed ``--seed``;
+2. ``python -m Task2.convert_dataset --patches``: registration and carrying once per pair, then
+   a step-1 and a step-2 sample per lesion (:mod:`Task2.lesion_patches`);
+3. ``nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres --no_pp``, then a ``3d_cpu``
+   configuration added to the plans (:func:`autopet_common.nnunet_recipe.add_cpu_configuration`:
+   2 mm isotropic, 48^3 patch = the 96 mm lesion box, 4 stages of 16-128 features, a
+   checkpoint of about 5.6 MB) and ``nnUNetv2_preprocess -c 3d_cpu``;
+4. ``nnUNetv2_train ID 3d_cpu 0 -tr autoPETTrainerLongitudinalPatches_cpu -device cpu`` with
+   ``nnUNet_extTrainer=<repository>/Task2/trainers`` (seeded AdamW);
+5. export of a weights-only model folder to ``--out``.
+
+No weights are downloaded; the data are synthetic.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, non_negative_int, positive_int
+from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, add_cpu_configuration, export_model,
+                                          nnunet_environment, run_logged, training_environment)
+
+TRAINERS = Path(__file__).resolve().parent / "trainers"
+DATASET_NAME = "Task2LesionPatches"
+PATCH_SPACING = (2.0, 2.0, 2.0)
+PATCH_SIZE = (48, 48, 48)  # 96 mm at 2 mm: the lesion box of Task2.lesion_patches
+DEFAULT_TRAINER = "autoPETTrainerLongitudinalPatches_cpu"
+
+
+def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, dataset_id: int = 504,
+                      n_pairs: int = 48, seed: int = 0, trainer: str = DEFAULT_TRAINER, fold: str = "0",
+                      progress: bool = True) -> Path:
+    """Run the steps of the module docstring; returns the model folder (``out`` if given)."""
+    from autopet_common.phantoms import write_task2_cohort
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    env = nnunet_environment(work, trainers=TRAINERS)
+    log_file = work / "train_patch_model.log"
+    print(f"nnU-Net output goes to {log_file} (tail -f it to follow the training)", flush=True)
+    cohort = work / "pairs"
+    shutil.rmtree(cohort, ignore_errors=True)
+    started = time.perf_counter()
+    write_task2_cohort(cohort, n_pairs=n_pairs, size="varied", seed=seed, progress=progress)
+    run_logged([sys.executable, "-m", "Task2.convert_dataset", "--cohort", str(cohort), "--output",
+                env["nnUNet_raw"], "--dataset_id", str(dataset_id), "--name", DATASET_NAME, "--patches",
+                "--no_progress"], env, log_file)
+    data_seconds = time.perf_counter() - started
+    run_logged([str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres",
+                "--verify_dataset_integrity", "-np", "1", "-npfp", "2", "--no_pp"], env, log_file)
+    plans_file = Path(env["nnUNet_preprocessed"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}" / "nnUNetPlans.json"
+    add_cpu_configuration(plans_file, CPU_CONFIGURATION, spacing=PATCH_SPACING, patch_size=PATCH_SIZE)
+    run_logged([str(bin_dir / "nnUNetv2_preprocess"), "-d", str(dataset_id), "-c", CPU_CONFIGURATION, "-np", "2"],
+               env, log_file)
+    started = time.perf_counter()
+    run_logged([str(bin_dir / "nnUNetv2_train"), str(dataset_id), CPU_CONFIGURATION, fold, "-tr", trainer,
+                "-device", "cpu"], training_environment(env), log_file)
+    training_seconds = time.perf_counter() - started
+    model = (Path(env["nnUNet_results"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}"
+             / f"{trainer}__nnUNetPlans__{CPU_CONFIGURATION}")
+    n_samples = len(list((Path(env["nnUNet_raw"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}" / "labelsTr").glob("*")))
+    (model / "training_recipe.json").write_text(json.dumps({
+        "command": "python -m Task2.train_patch_model " + " ".join(sys.argv[1:])
+        if sys.argv[0].endswith("train_patch_model.py") else None,
+        "pairs": n_pairs, "seed": seed, "grid": "varied (autopet_common.phantoms.task2.varied_grid)",
+        "samples": n_samples, "trainer": trainer, "configuration": CPU_CONFIGURATION, "fold": fold,
+        "data_seconds": round(data_seconds, 1), "training_seconds": round(training_seconds, 1)}, indent=2))
+    if out is None:
+        return model
+    return export_model(model, out, fold=fold)
+
+
+@entrypoint("python -m Task2.train_patch_model")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(
+        prog="python -m Task2.train_patch_model",
+        description="Make varied longitudinal phantom pairs, convert them to per-lesion patches, plan (with the "
+                    "small 3d_cpu configuration), preprocess and train the learned Task 2 model with the stock "
+                    "nnU-Net commands on the CPU, and export a weights-only model folder. The defaults reproduce "
+                    "the shipped models/task2_phantom_patches.")
+    parser.add_argument("--work_dir", default="work_dirs/task2_patch_model", help="pairs, nnU-Net folders and the log")
+    parser.add_argument("--out", default="work_dirs/task2_patch_model/model", help="exported model folder")
+    parser.add_argument("--dataset_id", type=nnunet_dataset_id, default=504, help="nnU-Net dataset id (default 504)")
+    parser.add_argument("--pairs", type=positive_int, default=48, help="phantom pairs (default 48; >= 5 for the split)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="phantom seed (pair n uses [seed, n])")
+    parser.add_argument("--trainer", default=DEFAULT_TRAINER,
+                        help=f"{DEFAULT_TRAINER} (the shipped model) or autoPETTrainerLongitudinalPatches_smoke")
+    parser.add_argument("--fold", default="0")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.pairs < 5:
+        parser.error("--pairs must be at least 5 (nnU-Net's 5-fold split)")
+    started = time.perf_counter()
+    try:
+        model = train_patch_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_pairs=args.pairs,
+                                  seed=args.seed, trainer=args.trainer, fold=args.fold,
+                                  progress=not args.no_progress)
+    except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
+        print(f"python -m Task2.train_patch_model: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"model folder: {model} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Task 2 learned model (LongiSeg style): lesion patches, stitching, dataset conversion, the
+trainers, the training recipe, and the shipped phantom model through the entrypoint."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autopet_common.image_io import read_image
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models" / "task2_phantom_patches"
+
+
+@pytest.fixture(scope="module")
+def carried_pair(tiny_longitudinal_pair):
+    from Task2.pipeline import carry_baseline
+
+    pair = tiny_longitudinal_pair
+    carried = carry_baseline(pair.baseline_ct, pair.baseline_geometry, pair.baseline_labels, pair.followup_ct,
+                             pair.followup_geometry, dict(pair.baseline_centres), dict(pair.followup_centres))
+    return pair, carried
+
+
+def test_gaussian_blob_and_patch_region():
+    from Task2.lesion_patches import gaussian_blob, patch_region
+
+    blob = gaussian_blob((11, 9, 7), (5, 4, 3), (1.0, 2.0, 3.0), sigma_mm=4.0)
+    assert blob.dtype == np.float32 and blob.max() == pytest.approx(1.0)
+    assert np.unravel_index(blob.argmax(), blob.shape) == (5, 4, 3)
+    # a step of 4 mm (one sigma) along axis 1 = 2 voxels of 2 mm
+    assert blob[5, 6, 3] == pytest.approx(np.exp(-0.5), rel=1e-5)
+    region = patch_region((2, 50, 99), (2.0, 2.0, 4.0), (100, 100, 100), half_size_mm=10.0)
+    assert region == (slice(0, 8), slice(45, 56), slice(96, 100))  # clipped at both borders
+
+
+def test_patches_carry_the_baseline_lesion_and_the_points(carried_pair):
+    from Task2.lesion_patches import PATCH_CHANNEL_NAMES, PatchMaker
+
+    pair, carried = carried_pair
+    maker = PatchMaker(carried, pair.baseline_geometry, pair.followup_ct, pair.followup_geometry)
+    step1, step2 = maker.step_patches({}), maker.step_patches()
+    assert len(PATCH_CHANNEL_NAMES) == 5
+    assert sorted(p.lesion_id for p in step1) == sorted(carried.ids[label] for label in carried.lesions)
+    assert sorted(p.lesion_id for p in step2) == sorted(pair.followup_centres)
+    statuses = {lesion["id"]: lesion["status"] for lesion in pair.lesions}
+    for patch in step1:
+        assert patch.kind == "carried" and patch.channels.shape == (5, *patch.shape)
+        assert not patch.channels[3].any()  # no follow-up click at step 1
+        # the blob's peak is 1 at the (fractional) point; voxel centres of this 5 x 5 x 8 mm grid
+        # sample it lower
+        assert patch.channels[2].any() and patch.channels[4].max() > 0.3
+    for patch in step2:
+        c = patch.channels
+        assert c[3].max() > 0.3  # the click's blob
+        if statuses[patch.lesion_id] == "new":
+            assert patch.kind == "new" and not c[2].any() and not c[4].any()
+        else:
+            assert patch.kind == "clicked" and c[2].any()
+            # the carried baseline CT lines up with the follow-up CT around the lesion
+            assert np.corrcoef(c[0].ravel(), c[1].ravel())[0, 1] > 0.8
+            truth = pair.followup_labels[patch.region] == patch.lesion_id
+            if statuses[patch.lesion_id] == "stable":
+                dice = 2 * np.sum(truth & (c[2] > 0)) / (truth.sum() + (c[2] > 0).sum())
+                assert dice > 0.5
+
+
+def test_stitching_gives_each_voxel_to_the_surest_lesion_and_drops_strays():
+    from Task2.lesion_patches import LesionPatch
+    from Task2.patch_model import stitch_patches
+
+    shape = (20, 20, 20)
+
+    def patch(lesion_id, region, centre):
+        return LesionPatch(lesion_id, "clicked", region, np.asarray(centre, float),
+                           np.zeros((5, *[s.stop - s.start for s in region]), np.float32))
+
+    a = patch(3, (slice(0, 12), slice(0, 20), slice(0, 20)), (4, 10, 10))
+    b = patch(7, (slice(8, 20), slice(0, 20), slice(0, 20)), (14, 10, 10))
+    pa = np.zeros(a.shape, np.float32)
+    pa[2:11, 8:13, 8:13] = 0.8   # lesion 3, reaching into b's box
+    pa[2:4, 0:2, 0:2] = 0.9      # a stray part of lesion 3, away from its point
+    pb = np.zeros(b.shape, np.float32)
+    pb[1:8, 8:13, 8:13] = 0.6    # lesion 7 (x 9..15): x 9, 10 overlap lesion 3 with less probability
+    pb[5, 0, 0] = 0.4            # under the threshold
+    labels = stitch_patches(shape, [a, b], [pa, pb], threshold=0.5)
+    assert labels.dtype == np.uint16
+    assert set(np.unique(labels)) == {0, 3, 7}
+    assert (labels[9:11, 8:13, 8:13] == 3).all()          # the surer lesion keeps the overlap
+    assert (labels[11:16, 8:13, 8:13] == 7).all()
+    assert not labels[2:4, 0:2, 0:2].any()                  # not connected to lesion 3's point
+    assert labels[13, 0, 0] == 0
+
+
+def test_convert_dataset_patches(tmp_path):
+    from autopet_common.phantoms import write_task2_cohort
+    from Task2.convert_dataset import convert_cohort
+
+    cohort = write_task2_cohort(tmp_path / "pairs", n_pairs=1, size="tiny", seed=3)
+    dataset = convert_cohort(cohort, tmp_path / "raw", dataset_id=504, name="Patches", progress=False, patches=True)
+    meta = json.loads((dataset / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "CT", "1": "CT", "2": "noNorm", "3": "noNorm", "4": "noNorm"}
+    lesions = json.loads((cohort / "PHANTOM_CT_0000" / "transform.json").read_text())["lesions"]
+    cases = sorted(p.name[:-len(".nii.gz")] for p in (dataset / "labelsTr").iterdir())
+    assert meta["numTraining"] == len(cases)
+    # a step-2 sample per follow-up lesion; a step-1 sample per baseline lesion (vanished ones too)
+    assert sorted(c for c in cases if c.endswith("_s2")) == sorted(
+        f"PHANTOM_CT_0000_L{lesion['id']:03d}_s2" for lesion in lesions if lesion["status"] != "vanished")
+    for lesion in lesions:
+        case = f"PHANTOM_CT_0000_L{lesion['id']:03d}_s1"
+        if lesion["status"] == "new":
+            assert case not in cases
+            continue
+        label, geometry = read_image(dataset / "labelsTr" / f"{case}.nii.gz")
+        assert (label.any()) == (lesion["status"] != "vanished")
+        blob, blob_geometry = read_image(dataset / "imagesTr" / f"{case}_0003.nii.gz")
+        assert blob_geometry.shape == geometry.shape and not blob.any()
+
+
+def test_patch_trainers_found_by_nnunet():
+    """The stock lookup (nnUNet_extTrainer) finds the variants; each changes its attributes only."""
+    env = dict(os.environ, nnUNet_extTrainer=str(REPO / "Task2" / "trainers"),
+               PYTHONPATH=os.pathsep.join([str(REPO / "Task1" / "compat"), os.environ.get("PYTHONPATH", "")]))
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
+            "c = f('autoPETTrainerLongitudinalPatches_cpu'); s = f('autoPETTrainerLongitudinalPatches_smoke')\n"
+            "print('FOUND', c.optimizer_name, c.training_seed, c.inference_mirroring, c.run_final_validation, "
+            "s.epochs, s.iterations_per_epoch, f('autoPETTrainerLongitudinal_5epochs').epochs)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "FOUND adamw 0 False False 2 2 5" in done.stdout, done.stderr[-2000:]
+
+
+def test_identity_registration_is_an_ablation(tiny_longitudinal_pair):
+    from autopet_common.image_io import to_sitk
+    from Task2.registration import RegistrationParameters, register_ct
+
+    pair = tiny_longitudinal_pair
+    fixed, moving = to_sitk(pair.followup_ct, pair.followup_geometry), to_sitk(pair.baseline_ct, pair.baseline_geometry)
+    identity = register_ct(fixed, moving, RegistrationParameters(identity=True))
+    registered = register_ct(fixed, moving)
+    assert identity.transform.GetParameters() == (0.0,) * 6
+    assert identity.body_dice_after == identity.body_dice_before
+    assert registered.body_dice_after > identity.body_dice_after
+
+
+def test_training_recipe_smoke(tmp_path):
+    """The whole recipe with the stock commands (5 varied pairs, 2 x 2 iterations), then the
+    exported folder through the entrypoint on a pair it never saw: a mask with lesion ids."""
+    out = tmp_path / "model"
+    done = subprocess.run([sys.executable, "-m", "Task2.train_patch_model", "--work_dir", str(tmp_path / "work"),
+                           "--out", str(out), "--pairs", "5", "--trainer", "autoPETTrainerLongitudinalPatches_smoke",
+                           "--no_progress"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "fold_0" / "checkpoint_final.pth").stat().st_size < 10e6
+    recipe = json.loads((out / "training_recipe.json").read_text())
+    assert recipe["pairs"] == 5 and recipe["samples"] > 10
+    from Task2.patch_model import is_patch_model
+
+    assert is_patch_model(out)
+
+
+def _run_pair(pair_dir: Path, out: Path, model: Path, step: int) -> np.ndarray:
+    input_dir = pair_dir / "input"
+    if step == 1:  # the same pair without follow-up clicks
+        import shutil
+
+        shutil.copytree(input_dir, out / "input1")
+        (out / "input1" / "primary-followup-lesion-clicks.json").write_text(
+            json.dumps({"name": "Points of interest", "type": "Multiple points", "points": [],
+                        "version": {"major": 1, "minor": 0}}))
+        input_dir = out / "input1"
+    done = subprocess.run([sys.executable, str(REPO / "inference.py"), "--input", str(input_dir), "--output",
+                           str(out / f"out{step}"), "--model", str(model), "--device", "cpu"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "AUTOPET_REQUIRE_MODEL": ""})
+    assert done.returncode == 0, done.stderr
+    written = list((out / f"out{step}" / "images" / "primary-followup-ct-tumor-lesion-seg").iterdir())
+    assert len(written) == 1
+    return read_image(written[0])[0]
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no shipped Task 2 model")
+def test_shipped_model_segments_held_out_pair_with_truth_ids(tmp_path):
+    """The shipped lesion-patch model, through inference.py as a process, on a pair of a seed and
+    grid it never trained on: step 2 keeps every follow-up lesion's id and reaches Dice 0.6."""
+    from autopet_common.phantoms import write_task2_cohort
+
+    cohort = write_task2_cohort(tmp_path / "pairs", n_pairs=1, size="small", seed=4242)
+    pair_dir = cohort / "PHANTOM_CT_0000"
+    truth, _ = read_image(pair_dir / "truth" / "followup-tumor-lesion-seg.mha")
+    labels = _run_pair(pair_dir, tmp_path, SHIPPED, 2)
+    truth_ids = {int(v) for v in np.unique(truth) if v}
+    dice = 2 * np.sum((labels > 0) & (truth > 0)) / ((labels > 0).sum() + (truth > 0).sum())
+    assert dice > 0.6
+    for lesion_id in truth_ids:
+        inside = labels[truth == lesion_id]
+        inside = inside[inside > 0]
+        assert inside.size and np.bincount(inside).argmax() == lesion_id
+    step1 = _run_pair(pair_dir, tmp_path, SHIPPED, 1)
+    assert set(np.unique(step1)) - {0} <= truth_ids | {int(v) for v in np.unique(read_image(next(
+        (pair_dir / "input" / "images" / "primary-baseline-ct-tumor-lesion-seg").iterdir()))[0]) if v}
