@@ -47,6 +47,7 @@ setup(
             "autopet-task2-inference=Task2.inference:main",
             "autopet-task2-challenge-run=Task2.challenge_run:main",
             "autopet-task2-convert=Task2.convert_dataset:main",
+            "autopet-task2-train-patch-model=Task2.train_patch_model:main",
             "autopet-fill-paper=publication_template.fill_paper:main",
         ],
     },

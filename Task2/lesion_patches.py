@@ -43,13 +43,15 @@ AIR_HU = -1024.0
 @dataclass
 class LesionPatch:
     """One network input: ``channels`` (5, *patch shape) on ``region`` (slices of the follow-up
-    grid), for lesion ``lesion_id``; ``centre`` is the patch's point (follow-up voxel index)."""
+    grid), for lesion ``lesion_id``; ``centre`` is the patch's point (follow-up voxel index);
+    ``baseline_label`` the carried baseline instance (None for a new lesion)."""
 
     lesion_id: int
     kind: str  # "carried" (step 1), "clicked" (step 2, with a baseline lesion) or "new" (step 2)
     region: tuple[slice, ...]
     centre: np.ndarray
     channels: np.ndarray
+    baseline_label: int | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -127,7 +129,8 @@ class PatchMaker:
         if followup_click:
             channels[3] = gaussian_blob(shape, np.asarray(centre, float) - start, spacing)
         kind = "new" if lesion is None else ("clicked" if followup_click else "carried")
-        return LesionPatch(int(lesion_id), kind, region, np.asarray(centre, float), channels)
+        return LesionPatch(int(lesion_id), kind, region, np.asarray(centre, float), channels,
+                           label if lesion is not None else None)
 
     def step_patches(self, followup_points: Mapping[int, np.ndarray] | None = None) -> list[LesionPatch]:
         """Step 1 (no points): one patch per carried baseline lesion at its carried centre.

@@ -10,7 +10,11 @@ dataset.json has the five patch channels, ``PATCH_CHANNEL_NAMES``). Prediction:
 3. stitching (:func:`stitch_patches`): each voxel goes to the lesion with the highest
    probability; a lesion keeps the connected part of its voxels that holds its point (else its
    largest part); voxels under ``threshold`` stay background. The voxel value is the lesion id
-   (:mod:`Task2.lesion_ids`).
+   (:mod:`Task2.lesion_ids`);
+4. ``click_fallback`` (default on): a step-2 click says a lesion is there, so where the network
+   marks nothing for a clicked lesion, the model-free segmentation of that lesion
+   (:func:`Task2.segmentation.segment_with_prior` / :func:`~Task2.segmentation.segment_new_lesion`)
+   fills in, on voxels no other lesion holds.
 """
 from __future__ import annotations
 
@@ -73,15 +77,35 @@ def stitch_patches(shape: Sequence[int], patches: Sequence[LesionPatch], probabi
     return labels
 
 
+def fill_empty_clicked_lesions(labels: np.ndarray, patches: Sequence[LesionPatch], carried, followup_ct: np.ndarray,
+                               spacing: Sequence[float]) -> list[int]:
+    """Step 2: the model-free segmentation for every clicked lesion the network left empty (in
+    place, on free voxels only); returns the ids filled in."""
+    from .segmentation import segment_new_lesion, segment_with_prior
+
+    filled = []
+    for patch in patches:
+        if np.any(labels[patch.region] == patch.lesion_id):
+            continue
+        lesion = carried.lesions.get(patch.baseline_label) if patch.baseline_label is not None else None
+        region = (segment_with_prior(followup_ct, spacing, lesion, patch.centre) if lesion is not None
+                  else segment_new_lesion(followup_ct, spacing, patch.centre))
+        labels[region & (labels == 0)] = patch.lesion_id
+        filled.append(patch.lesion_id)
+    return filled
+
+
 class PatchModelSegmenter:
     """Loads a patch model once; :meth:`segment` runs one follow-up (arrays in, label map out)."""
 
-    def __init__(self, model_dir: str | os.PathLike, device: str = "auto", threshold: float = DEFAULT_THRESHOLD):
+    def __init__(self, model_dir: str | os.PathLike, device: str = "auto", threshold: float = DEFAULT_THRESHOLD,
+                 *, click_fallback: bool = True):
         from .nnunet_predict import load_predictor
 
         self.model_dir = Path(model_dir)
         self.predictor = load_predictor(self.model_dir, device)
         self.threshold = threshold
+        self.click_fallback = click_fallback
 
     def segment(self, baseline_ct, baseline_geometry, baseline_mask, followup_ct, followup_geometry,
                 baseline_points, followup_points, params=None,
@@ -100,6 +124,8 @@ class PatchModelSegmenter:
         probabilities = [predict_patch(self.predictor, patch, followup_geometry.spacing) for patch in patches]
         labels = stitch_patches(followup_ct.shape, patches, probabilities, self.threshold)
         timings["network_s"] = time.perf_counter() - t0
+        if self.click_fallback and carried.step == 2:
+            fill_empty_clicked_lesions(labels, patches, carried, followup_ct, followup_geometry.spacing)
         return FollowupResult(mask=labels > 0, labels=labels, step=carried.step,
                               registration=transform_to_dict(carried.registration),
                               carried_points=carried.carried_points(), skipped_points=carried.skipped_points,

@@ -16,9 +16,10 @@
      (:class:`Task2.patch_model.PatchModelSegmenter`) with its patches placed and its baseline
      channels carried through the scanners' coordinates only (identity transform, no
      registration);
-   - ``combination``: the same network, with the registration (global + per-lesion refinement)
-     placing each patch and carrying the baseline channels: the registration places, the
-     network segments (what ``--model`` runs).
+   - ``registration places, network segments``: the same network, with the registration
+     (global + per-lesion refinement) placing each patch and carrying the baseline channels;
+   - ``combination``: that, and at step 2 the model-free segmentation of every clicked lesion
+     the network left empty (what ``--model`` runs, ``click_fallback``).
 3. Scores per pair and step with the project's metrics (Dice, FPV and FNV in ml of the binary
    masks; :func:`evaluation_metrics.evaluate.lesion_tracking` for the ids), averaged over pairs;
    ``id acc.`` = kept / (kept + swapped) pooled over pairs; time per step is the median over
@@ -89,13 +90,15 @@ def methods(model: str | None) -> dict:
     if model:
         from Task2.patch_model import PatchModelSegmenter
 
-        segmenter = PatchModelSegmenter(model, "cpu")
+        segmenter = PatchModelSegmenter(model, "cpu", click_fallback=False)
+        combined = PatchModelSegmenter(model, "cpu")
 
         def without_registration(*args):
             return segmenter.segment(*args, RegistrationParameters(identity=True), local_refinement=False)
 
         out["learned model alone"] = without_registration
-        out["combination"] = segmenter.segment
+        out["registration places, network segments"] = segmenter.segment
+        out["combination"] = combined.segment
     return out
 
 
@@ -119,7 +122,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the per-pair rows here")
     args = parser.parse_args(argv)
 
-    runners = methods(args.model or None)
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # nnU-Net's loading chatter stays out of the tables
+        runners = methods(args.model or None)
     rows = []
     for name, pair in heldout_pairs(args.pairs, args.real, args.seed):
         for method, segment in runners.items():

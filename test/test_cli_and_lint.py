@@ -43,6 +43,7 @@ TOOLS = {
     "Task1.tune_recipe": ["--model", "{missing}", "--cohort", "{missing}", "--work", "{out}"],
     "Task1.monai_backend.train": ["--family", "dynunet", "--out", "{out}/model", "--source", "{missing}"],
     "Task2.convert_dataset": ["--cohort", "{missing}", "--output", "{out}"],
+    "Task2.train_patch_model": ["--pairs", "0", "--work_dir", "{out}"],
     "publication_template.fill_paper": ["--task1", "{missing}", "-o", "{out}"],
 }
 
@@ -121,7 +122,8 @@ def test_bad_input_exits_2_naming_it_and_writes_nothing(module_name, tmp_path, c
     err = capsys.readouterr().err
     assert code == cli.EXIT_INPUT_ERROR, (module_name, err)
     assert "Traceback" not in err, err
-    assert "error:" in err and (MISSING in err or str(a_file) in err or "--cases" in err), err
+    assert "error:" in err and (MISSING in err or str(a_file) in err or "--cases" in err
+                            or "--pairs" in err), err
     assert not [p for p in out.rglob("*") if p.is_file()], f"{module_name} wrote {list(out.rglob('*'))}"
 
 
