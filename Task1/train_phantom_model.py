@@ -40,8 +40,8 @@ from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, no
 # autopet_common/nnunet_recipe.py; Task 2's recipe uses them too.
 from autopet_common.nnunet_recipe import (CHECKPOINT_KEYS, CPU_BATCH_SIZE, CPU_CONFIGURATION,  # noqa: F401
                                           CPU_FEATURES, CPU_PATCH_SIZE, CPU_SPACING, add_cpu_configuration,
-                                          export_model, nnunet_environment, run_logged, sha256_of,
-                                          torchvision_is_broken, training_environment)
+                                          export_model, nnunet_environment, plan_preprocess_train, run_logged,
+                                          sha256_of, torchvision_is_broken, training_environment)
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TRAINERS = REPOSITORY / "Task1" / "trainers"
@@ -145,7 +145,6 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
     ``-preprocessor_name autoPETOrganPreprocessor`` (use an organ-supervised trainer)."""
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    bin_dir = Path(sys.executable).parent
     env = nnunet_environment(work, trainers=TRAINERS)
     log_file = work / "train_phantom_model.log"
     print(f"nnU-Net output goes to {log_file} (tail -f it to follow the training)", flush=True)
@@ -156,29 +155,18 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
         source = write_training_phantoms(work / "source", n_cases, seed, organs=organs)
     name = "PhantomClicksOrgans" if organs else "PhantomClicks"
     run_logged([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet_raw", env["nnUNet_raw"],
-          "-d", str(dataset_id), "--name", name, "--overwrite", "--no_progress",
-          "--pet_normalization", "zscore" if fixed_grid else "suv"]
-         + (["--organs", str(source / "organsTr")] if organs else []), env, log_file)
-    plan = [str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres",
-            "--verify_dataset_integrity", "-np", "1", "-npfp", "2"]
+                "-d", str(dataset_id), "--name", name, "--overwrite", "--no_progress",
+                "--pet_normalization", "zscore" if fixed_grid else "suv"]
+               + (["--organs", str(source / "organsTr")] if organs else []), env, log_file)
+    plan_args = []
     if organs:
         from Task1.preprocessors import install_hook
 
         install_hook()  # what setup.sh does: the stock command finds the preprocessor by name
-        plan += ["-preprocessor_name", "autoPETOrganPreprocessor"]
-    if configuration == "3d_fullres":
-        run_logged(plan, env, log_file)
-    else:
-        run_logged(plan + ["--no_pp"], env, log_file)
-        plans_file = Path(env["nnUNet_preprocessed"]) / f"Dataset{dataset_id:03d}_{name}" / "nnUNetPlans.json"
-        add_cpu_configuration(plans_file, configuration)
-        run_logged([str(bin_dir / "nnUNetv2_preprocess"), "-d", str(dataset_id), "-c", configuration, "-np", "2"],
-             env, log_file)
-    started = time.perf_counter()
-    run_logged([str(bin_dir / "nnUNetv2_train"), str(dataset_id), configuration, fold, "-tr", trainer, "-device", "cpu"],
-         training_environment(env), log_file)
-    training_seconds = time.perf_counter() - started
-    model = Path(env["nnUNet_results"]) / f"Dataset{dataset_id:03d}_{name}" / f"{trainer}__nnUNetPlans__{configuration}"
+        plan_args = ["-preprocessor_name", "autoPETOrganPreprocessor"]
+    model, training_seconds = plan_preprocess_train(env, log_file, dataset_id=dataset_id, dataset_name=name,
+                                                    trainer=trainer, configuration=configuration, fold=fold,
+                                                    plan_args=plan_args)
     (model / "training_recipe.json").write_text(json.dumps({
         "command": "python -m Task1.train_phantom_model " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(
             "train_phantom_model.py") else None,

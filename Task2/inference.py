@@ -14,8 +14,9 @@ primary baseline. Every input is read and checked before anything is written; ba
 an :class:`autopet_common.errors.InputError` subclass naming the file.
 
 Model-free by default (registration + intensity model + region growing, see
-:mod:`Task2.segmentation`); ``--model`` runs a trained nnU-Net whose inputs are the follow-up
-CT, the registered baseline CT, the registered baseline mask and the click map
+:mod:`Task2.segmentation`); ``--model`` runs a trained nnU-Net: the learned per-lesion model
+(:mod:`Task2.patch_model`, one patch per lesion) or a whole-follow-up model whose inputs are the
+follow-up CT, the registered baseline CT, the registered baseline mask and the click map
 (:mod:`Task2.nnunet_predict`).
 
 Usage::
@@ -131,7 +132,8 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
     ``output_dir/images/<prefix>-followup-ct-tumor-lesion-seg/``. Returns the written paths.
 
     ``model_dir``: a trained nnU-Net folder (see Task2/README.md: the learned lesion-patch model
-    of :mod:`Task2.patch_model`, or a whole-follow-up model) or None for the model-free method. Nothing is written unless every follow-up succeeded."""
+    of :mod:`Task2.patch_model`, or a whole-follow-up model) or None for the model-free method.
+    Nothing is written unless every follow-up succeeded."""
     from Task2.pipeline import segment_followup
     from Task2.registration import RegistrationParameters
 

@@ -141,6 +141,5 @@ class PatchMaker:
         if not points:
             return [self.patch(carried.ids[label], lesion.centre, label, followup_click=False)
                     for label, lesion in sorted(carried.lesions.items())]
-        label_of = {lesion_id: label for label, lesion_id in carried.ids.items()}
-        return [self.patch(lesion_id, point, label_of.get(int(lesion_id)), followup_click=True)
+        return [self.patch(lesion_id, point, carried.baseline_label(lesion_id), followup_click=True)
                 for lesion_id, point in sorted(points.items())]

@@ -131,6 +131,15 @@ class CarriedBaseline:
     def carried_points(self) -> dict[int, list[float]]:
         return {self.ids[label]: [float(x) for x in lesion.centre] for label, lesion in self.lesions.items()}
 
+    def baseline_label(self, lesion_id: int) -> int | None:
+        """The baseline instance a lesion id names (a step-2 click's id), or None for a new
+        lesion: the one rule both methods use (ids from the mask's values or the baseline points,
+        :func:`Task2.lesion_ids.instance_ids`)."""
+        for label, known in self.ids.items():
+            if known == int(lesion_id):
+                return label
+        return None
+
 
 def carry_baseline(baseline_ct: np.ndarray, baseline_geometry: Geometry, baseline_mask: np.ndarray,
                    followup_ct: np.ndarray, followup_geometry: Geometry, baseline_points: Mapping[int, Any],
@@ -188,7 +197,7 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
                                       local_refinement)
     timings = carried_baseline.timings
     fu_points, lesions, ids = carried_baseline.followup_points, carried_baseline.lesions, carried_baseline.ids
-    id_to_label, instances, reg = carried_baseline.id_to_label, carried_baseline.instances, carried_baseline.registration
+    instances, reg = carried_baseline.instances, carried_baseline.registration
     outside = carried_baseline.skipped_points
     t0 = time.perf_counter()
     spacing = followup_geometry.spacing
@@ -208,7 +217,7 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
     else:
         step = 2  # each lesion takes the id of the click it grows from
         for lesion_id, point in fu_points.items():
-            lesion = lesions.get(id_to_label.get(lesion_id, -1))
+            lesion = lesions.get(carried_baseline.baseline_label(lesion_id))
             if lesion is not None:
                 add(segment_with_prior(followup_ct, spacing, lesion, point), int(lesion_id))
             else:

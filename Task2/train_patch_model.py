@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Sequence
 
 from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, non_negative_int, positive_int
-from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, add_cpu_configuration, export_model,
-                                          nnunet_environment, run_logged, training_environment)
+from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, export_model, nnunet_environment,
+                                          plan_preprocess_train, run_logged)
 
 TRAINERS = Path(__file__).resolve().parent / "trainers"
 DATASET_NAME = "Task2LesionPatches"
@@ -48,7 +48,6 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    bin_dir = Path(sys.executable).parent
     env = nnunet_environment(work, trainers=TRAINERS)
     log_file = work / "train_patch_model.log"
     print(f"nnU-Net output goes to {log_file} (tail -f it to follow the training)", flush=True)
@@ -60,18 +59,9 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
                 env["nnUNet_raw"], "--dataset_id", str(dataset_id), "--name", DATASET_NAME, "--patches",
                 "--no_progress"], env, log_file)
     data_seconds = time.perf_counter() - started
-    run_logged([str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres",
-                "--verify_dataset_integrity", "-np", "1", "-npfp", "2", "--no_pp"], env, log_file)
-    plans_file = Path(env["nnUNet_preprocessed"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}" / "nnUNetPlans.json"
-    add_cpu_configuration(plans_file, CPU_CONFIGURATION, spacing=PATCH_SPACING, patch_size=PATCH_SIZE)
-    run_logged([str(bin_dir / "nnUNetv2_preprocess"), "-d", str(dataset_id), "-c", CPU_CONFIGURATION, "-np", "2"],
-               env, log_file)
-    started = time.perf_counter()
-    run_logged([str(bin_dir / "nnUNetv2_train"), str(dataset_id), CPU_CONFIGURATION, fold, "-tr", trainer,
-                "-device", "cpu"], training_environment(env), log_file)
-    training_seconds = time.perf_counter() - started
-    model = (Path(env["nnUNet_results"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}"
-             / f"{trainer}__nnUNetPlans__{CPU_CONFIGURATION}")
+    model, training_seconds = plan_preprocess_train(env, log_file, dataset_id=dataset_id, dataset_name=DATASET_NAME,
+                                                    trainer=trainer, fold=fold, spacing=PATCH_SPACING,
+                                                    patch_size=PATCH_SIZE)
     n_samples = len(list((Path(env["nnUNet_raw"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}" / "labelsTr").glob("*")))
     (model / "training_recipe.json").write_text(json.dumps({
         "command": "python -m Task2.train_patch_model " + " ".join(sys.argv[1:])

@@ -95,6 +95,36 @@ def run_logged(command: list[str], env: dict, log_file: Path) -> None:
         raise RuntimeError(f"command failed ({done.returncode}): {' '.join(command)}\n" + "\n".join(tail))
 
 
+def plan_preprocess_train(env: dict, log_file: Path, *, dataset_id: int, dataset_name: str, trainer: str,
+                          configuration: str = CPU_CONFIGURATION, fold: str = "0",
+                          spacing: Sequence[float] = CPU_SPACING, patch_size: Sequence[int] = CPU_PATCH_SIZE,
+                          plan_args: Sequence[str] = ()) -> tuple[Path, float]:
+    """The stock commands of a recipe, each logged to ``log_file``: ``nnUNetv2_plan_and_preprocess
+    -c 3d_fullres`` (with ``plan_args``); for any other ``configuration`` first ``--no_pp``, then
+    :func:`add_cpu_configuration` (``spacing``, ``patch_size``) and ``nnUNetv2_preprocess -c
+    configuration``; then ``nnUNetv2_train ... -tr trainer -device cpu``. Returns the training
+    output folder and the seconds ``nnUNetv2_train`` took."""
+    import time
+
+    bin_dir = Path(sys.executable).parent
+    plan = [str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres",
+            "--verify_dataset_integrity", "-np", "1", "-npfp", "2", *plan_args]
+    if configuration == "3d_fullres":
+        run_logged(plan, env, log_file)
+    else:
+        run_logged(plan + ["--no_pp"], env, log_file)
+        plans_file = Path(env["nnUNet_preprocessed"]) / f"Dataset{dataset_id:03d}_{dataset_name}" / "nnUNetPlans.json"
+        add_cpu_configuration(plans_file, configuration, spacing=spacing, patch_size=patch_size)
+        run_logged([str(bin_dir / "nnUNetv2_preprocess"), "-d", str(dataset_id), "-c", configuration, "-np", "2"],
+                   env, log_file)
+    started = time.perf_counter()
+    run_logged([str(bin_dir / "nnUNetv2_train"), str(dataset_id), configuration, str(fold), "-tr", trainer,
+                "-device", "cpu"], training_environment(env), log_file)
+    model = (Path(env["nnUNet_results"]) / f"Dataset{dataset_id:03d}_{dataset_name}"
+             / f"{trainer}__nnUNetPlans__{configuration}")
+    return model, time.perf_counter() - started
+
+
 def sha256_of(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
