@@ -18,7 +18,6 @@ content appears under ``/opt/ml/model``). Nothing is imported at module import t
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Sequence
 
 from autopet_common.cli import ArgumentParser, entrypoint
 from autopet_common.errors import InputError
+from autopet_common.image_io import sha256_of
 
 
 def find_nnunet_model(folder: str | os.PathLike) -> Path | None:
@@ -72,14 +72,6 @@ def _folder_size(folder: Path) -> int:
                for root, _, files in os.walk(folder, followlinks=True) for name in files)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_model_folder(folder: str | os.PathLike) -> dict:
     """Load the model as the entrypoint will; :class:`InputError` names what is wrong. Returns
     what was found (model folder, trainer, configuration, folds, click config version, size).
@@ -111,7 +103,7 @@ def _check_model(folder: Path, measured: Path) -> dict:
     if sums.is_file():
         for line in sums.read_text().splitlines():
             expected, _, name = line.partition("  ")
-            if name and _sha256(model / name.strip()) != expected.strip():
+            if name and sha256_of(model / name.strip()) != expected.strip():
                 raise InputError(f"{model / name.strip()}: sha256 differs from {sums} (a damaged or replaced file)")
     described = load_predictor(model, device="cpu").describe()
     return {"model_dir": str(model), "trainer": described["trainer"], "configuration": described["configuration"],

@@ -49,16 +49,23 @@ from .challenge_run import TRUTH_NAME, find_pairs
 from .inference import read_followup_inputs
 
 
+def read_pair(pair_dir: Path):
+    """The primary follow-up's inputs (:class:`Task2.inference.FollowupInputs`) and its truth
+    label map, checked to share the follow-up grid."""
+    from autopet_common.image_io import check_same_grid
+
+    item = read_followup_inputs(pair_dir / "input")[0]
+    truth, truth_geometry = read_image(pair_dir / TRUTH_NAME, what=f"follow-up truth of {pair_dir.name}")
+    check_same_grid(item.followup_geometry, truth_geometry, f"follow-up CT of {pair_dir.name}",
+                    f"follow-up truth of {pair_dir.name}")
+    return item, truth
+
+
 def convert_pair(pair_dir: Path, images_dir: Path, labels_dir: Path, case_id: str | None = None,
                  params=None) -> str:
     """Write one pair's four channels and label; returns the case id."""
     case_id = case_id or pair_dir.name
-    item = read_followup_inputs(pair_dir / "input")[0]  # the primary follow-up
-    truth, truth_geometry = read_image(pair_dir / TRUTH_NAME, what=f"follow-up truth of {pair_dir.name}")
-    from autopet_common.image_io import check_same_grid
-
-    check_same_grid(item.followup_geometry, truth_geometry, f"follow-up CT of {pair_dir.name}",
-                    f"follow-up truth of {pair_dir.name}")
+    item, truth = read_pair(pair_dir)
     channels = followup_channels(item.baseline_ct, item.baseline_geometry, item.baseline_mask,
                                  item.followup_ct, item.followup_geometry, item.followup_points, params)
     for index, channel in enumerate(channels):
@@ -71,27 +78,19 @@ def convert_pair(pair_dir: Path, images_dir: Path, labels_dir: Path, case_id: st
 def convert_pair_patches(pair_dir: Path, images_dir: Path, labels_dir: Path, params=None) -> list[str]:
     """Write one pair's lesion patch samples (step 1 and step 2, see the module docstring);
     returns their case ids."""
-    from autopet_common.image_io import Geometry, check_same_grid
-
     from .lesion_patches import PatchMaker
     from .pipeline import carry_baseline
 
-    item = read_followup_inputs(pair_dir / "input")[0]
-    truth, truth_geometry = read_image(pair_dir / TRUTH_NAME, what=f"follow-up truth of {pair_dir.name}")
-    check_same_grid(item.followup_geometry, truth_geometry, f"follow-up CT of {pair_dir.name}",
-                    f"follow-up truth of {pair_dir.name}")
+    item, truth = read_pair(pair_dir)
     names = (f"follow-up CT of {pair_dir.name}", f"baseline CT of {pair_dir.name}")
     carried = carry_baseline(item.baseline_ct, item.baseline_geometry, item.baseline_mask, item.followup_ct,
                              item.followup_geometry, item.baseline_points, item.followup_points, params, names)
     maker = PatchMaker(carried, item.baseline_geometry, item.followup_ct, item.followup_geometry)
     cases = []
-    geometry = item.followup_geometry
     for step, patches in ((1, maker.step_patches({})), (2, maker.step_patches())):
         for patch in patches:
             case_id = f"{pair_dir.name}_L{patch.lesion_id:03d}_s{step}"
-            patch_geometry = Geometry(patch.shape, geometry.spacing,
-                                      tuple(geometry.index_to_physical([s.start for s in patch.region])),
-                                      geometry.direction)
+            patch_geometry = item.followup_geometry.sub_grid(patch.region)
             for index, channel in enumerate(patch.channels):
                 write_image(channel, patch_geometry, images_dir / f"{case_id}_{index:04d}.nii.gz",
                             dtype=np.uint8 if index == 2 else np.float32)

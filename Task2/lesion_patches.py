@@ -43,15 +43,13 @@ AIR_HU = -1024.0
 @dataclass
 class LesionPatch:
     """One network input: ``channels`` (5, *patch shape) on ``region`` (slices of the follow-up
-    grid), for lesion ``lesion_id``; ``centre`` is the patch's point (follow-up voxel index);
-    ``baseline_label`` the carried baseline instance (None for a new lesion)."""
+    grid), for lesion ``lesion_id``; ``centre`` is the patch's point (follow-up voxel index)."""
 
     lesion_id: int
     kind: str  # "carried" (step 1), "clicked" (step 2, with a baseline lesion) or "new" (step 2)
     region: tuple[slice, ...]
     centre: np.ndarray
     channels: np.ndarray
-    baseline_label: int | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -100,11 +98,7 @@ class PatchMaker:
 
     def _lesion_mask_image(self, label: int):
         sl = self._objects[label - 1]
-        sub = (self.carried.instances[sl] == label).astype(np.uint8)
-        geometry = Geometry(sub.shape, self.baseline_geometry.spacing,
-                            tuple(self.baseline_geometry.index_to_physical([s.start for s in sl])),
-                            self.baseline_geometry.direction)
-        return to_sitk(sub, geometry)
+        return to_sitk((self.carried.instances[sl] == label).astype(np.uint8), self.baseline_geometry.sub_grid(sl))
 
     def patch(self, lesion_id: int, centre, label: int | None, followup_click: bool) -> LesionPatch:
         """The patch of lesion ``lesion_id`` centred on ``centre``; ``label``: its baseline
@@ -129,8 +123,7 @@ class PatchMaker:
         if followup_click:
             channels[3] = gaussian_blob(shape, np.asarray(centre, float) - start, spacing)
         kind = "new" if lesion is None else ("clicked" if followup_click else "carried")
-        return LesionPatch(int(lesion_id), kind, region, np.asarray(centre, float), channels,
-                           label if lesion is not None else None)
+        return LesionPatch(int(lesion_id), kind, region, np.asarray(centre, float), channels)
 
     def step_patches(self, followup_points: Mapping[int, np.ndarray] | None = None) -> list[LesionPatch]:
         """Step 1 (no points): one patch per carried baseline lesion at its carried centre.

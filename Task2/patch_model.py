@@ -79,17 +79,16 @@ def stitch_patches(shape: Sequence[int], patches: Sequence[LesionPatch], probabi
 
 def fill_empty_clicked_lesions(labels: np.ndarray, patches: Sequence[LesionPatch], carried, followup_ct: np.ndarray,
                                spacing: Sequence[float]) -> list[int]:
-    """Step 2: the model-free segmentation for every clicked lesion the network left empty (in
-    place, on free voxels only); returns the ids filled in."""
-    from .segmentation import segment_new_lesion, segment_with_prior
+    """Step 2: the model-free segmentation (:func:`Task2.pipeline.segment_clicked_lesion`) for
+    every clicked lesion the network left empty (in place, on free voxels only); returns the ids
+    filled in."""
+    from .pipeline import segment_clicked_lesion
 
     filled = []
     for patch in patches:
         if np.any(labels[patch.region] == patch.lesion_id):
             continue
-        lesion = carried.lesions.get(patch.baseline_label) if patch.baseline_label is not None else None
-        region = (segment_with_prior(followup_ct, spacing, lesion, patch.centre) if lesion is not None
-                  else segment_new_lesion(followup_ct, spacing, patch.centre))
+        region = segment_clicked_lesion(followup_ct, spacing, carried, patch.lesion_id, patch.centre)
         labels[region & (labels == 0)] = patch.lesion_id
         filled.append(patch.lesion_id)
     return filled

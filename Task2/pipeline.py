@@ -217,11 +217,7 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
     else:
         step = 2  # each lesion takes the id of the click it grows from
         for lesion_id, point in fu_points.items():
-            lesion = lesions.get(carried_baseline.baseline_label(lesion_id))
-            if lesion is not None:
-                add(segment_with_prior(followup_ct, spacing, lesion, point), int(lesion_id))
-            else:
-                add(segment_new_lesion(followup_ct, spacing, point), int(lesion_id))
+            add(segment_clicked_lesion(followup_ct, spacing, carried_baseline, lesion_id, point), int(lesion_id))
     timings["segmentation_s"] = time.perf_counter() - t0
     carried = None
     if keep_carried:
@@ -230,6 +226,17 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
     return FollowupResult(mask=mask, labels=labels, step=step, registration=transform_to_dict(reg),
                           carried_points=carried_baseline.carried_points(),
                           skipped_points=outside, timings=timings, carried_labels=carried)
+
+
+def segment_clicked_lesion(followup_ct: np.ndarray, spacing, carried: CarriedBaseline, lesion_id: int,
+                           point) -> np.ndarray:
+    """Step 2, model-free: the lesion a follow-up click names, from its carried baseline lesion
+    when there is one (:func:`~Task2.segmentation.segment_with_prior`), else as a new lesion
+    (:func:`~Task2.segmentation.segment_new_lesion`). A boolean mask on the follow-up grid."""
+    lesion = carried.lesions.get(carried.baseline_label(lesion_id))
+    if lesion is not None:
+        return segment_with_prior(followup_ct, spacing, lesion, point)
+    return segment_new_lesion(followup_ct, spacing, point)
 
 
 def carry_lesions(instances: np.ndarray, models: Mapping[int, Any], baseline_geometry: Geometry,
@@ -267,10 +274,7 @@ def carry_lesions(instances: np.ndarray, models: Mapping[int, Any], baseline_geo
         if any(s.stop - s.start < 1 for s in region):
             continue
         sub = instances[sl] == label
-        sub_geom = Geometry(sub.shape, baseline_geometry.spacing,
-                            tuple(baseline_geometry.index_to_physical([s.start for s in sl])),
-                            baseline_geometry.direction)
-        mask = resample_region(sub.astype(np.uint8), sub_geom, followup_geometry, region,
+        mask = resample_region(sub.astype(np.uint8), baseline_geometry.sub_grid(sl), followup_geometry, region,
                                lesion_transform, nearest=True).astype(bool)
         if not mask.any():
             continue

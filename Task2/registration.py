@@ -427,11 +427,9 @@ def resample_image_region(moving: Any, followup_geometry: Geometry, region: tupl
     """:func:`resample_region` for a SimpleITK image made once (a whole baseline CT is not
     copied again for every lesion); returns ``[i, j, k]`` in the image's pixel type."""
     sitk = _sitk()
-    start = np.array([s.start for s in region], dtype=float)
-    shape = [int(s.stop - s.start) for s in region]
-    reference = sitk.Image(shape, sitk.sitkUInt8)
-    followup_geometry.with_shape(shape).apply_to_sitk(reference)
-    reference.SetOrigin(tuple(float(v) for v in followup_geometry.index_to_physical(start)))
+    grid = followup_geometry.sub_grid(region)
+    reference = sitk.Image(list(grid.shape), sitk.sitkUInt8)
+    grid.apply_to_sitk(reference)
     interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
     out = sitk.Resample(moving, reference, transform, interpolator, float(default), moving.GetPixelID())
     return sitk.GetArrayFromImage(out).transpose(2, 1, 0)

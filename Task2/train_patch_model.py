@@ -45,6 +45,7 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
                       progress: bool = True) -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given)."""
     from autopet_common.phantoms import write_task2_cohort
+    from autopet_common.phantoms.task2 import VARIED
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
     cohort = work / "pairs"
     shutil.rmtree(cohort, ignore_errors=True)
     started = time.perf_counter()
-    write_task2_cohort(cohort, n_pairs=n_pairs, size="varied", seed=seed, progress=progress)
+    write_task2_cohort(cohort, n_pairs=n_pairs, size=VARIED, seed=seed, progress=progress)
     run_logged([sys.executable, "-m", "Task2.convert_dataset", "--cohort", str(cohort), "--output",
                 env["nnUNet_raw"], "--dataset_id", str(dataset_id), "--name", DATASET_NAME, "--patches",
                 "--no_progress"], env, log_file)

@@ -13,6 +13,7 @@ Conventions (see ``../shared/challenge-facts.md``):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -82,6 +83,12 @@ class Geometry:
 
     def with_shape(self, shape: Sequence[int]) -> "Geometry":
         return Geometry(tuple(shape), self.spacing, self.origin, self.direction)
+
+    def sub_grid(self, region: Sequence[slice]) -> "Geometry":
+        """The grid of ``array[region]`` (slices with explicit start and stop): same spacing and
+        direction, origin at the region's first voxel."""
+        return Geometry(tuple(s.stop - s.start for s in region), self.spacing,
+                        tuple(self.index_to_physical([s.start for s in region])), self.direction)
 
     def to_dict(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "spacing": list(self.spacing),
@@ -372,6 +379,15 @@ def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike,
 def write_mask(mask: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> Path:
     """Write a binary mask (anything > 0 is foreground) as uint8 0/1 with ``geometry``."""
     return write_image((np.asarray(mask) > 0).astype(np.uint8), geometry, path)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MB blocks (checkpoint checksums)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -6,7 +6,6 @@ its output in a log, and exporting a weights-only model folder.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from autopet_common.image_io import sha256_of
 # a click checkpoint's record is exported with the weights (Task1/click_config.py: no torch there)
 from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY, ClickConfig
 
@@ -123,14 +123,6 @@ def plan_preprocess_train(env: dict, log_file: Path, *, dataset_id: int, dataset
     model = (Path(env["nnUNet_results"]) / f"Dataset{dataset_id:03d}_{dataset_name}"
              / f"{trainer}__nnUNetPlans__{configuration}")
     return model, time.perf_counter() - started
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_model(model: str | os.PathLike, out: str | os.PathLike, *, fold: str = "0") -> Path:

@@ -148,12 +148,10 @@ def train_monai_model(config: MonaiModelConfig, source: str | os.PathLike, out: 
 def write_model_card(out: Path, config: MonaiModelConfig) -> Path:
     """``MODEL_CARD.md`` from the training record (command, data, seed, schedule, time, checksum,
     validation Dice); held-out results are added by whoever benchmarks the model."""
-    import hashlib
-
-    from autopet_common.image_io import atomic_write_text
+    from autopet_common.image_io import atomic_write_text, sha256_of
 
     record = config.training
-    digest = hashlib.sha256((out / WEIGHTS_FILE).read_bytes()).hexdigest()
+    digest = sha256_of(out / WEIGHTS_FILE)
     size_mb = (out / WEIGHTS_FILE).stat().st_size / 2 ** 20
     ct, pet = (f"[{a:g}, {b:g}]" for a, b in (config.ct_window, config.pet_range))
     inferer = f"overlap {config.sw_overlap}" + (" (adaptive inferer)" if config.sw_adaptive else "")

@@ -5,6 +5,7 @@ import argparse
 
 from ..cli import ArgumentParser, entrypoint, non_negative_int, positive_int
 from .common import PRESETS
+from .task2 import VARIED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "truth/followup-tumor-lesion-seg.mha, transform.json")
     t2.add_argument("--out", required=True, help="output folder")
     t2.add_argument("--n_pairs", type=positive_int, default=2, help="number of pairs (default 2)")
-    t2.add_argument("--size", default="tiny", choices=[*PRESETS, "varied"],
+    t2.add_argument("--size", default="tiny", choices=[*PRESETS, VARIED],
                     help="grid preset (ct_real = 512x512x300 at 0.8x0.8x2.5 mm), or varied (a grid and spacing "
                          "per pair, see varied_grid); default tiny")
     t2.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
