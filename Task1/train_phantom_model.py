@@ -27,7 +27,6 @@ No weights are downloaded.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -40,8 +39,8 @@ from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, no
 # autopet_common/nnunet_recipe.py; Task 2's recipe uses them too.
 from autopet_common.nnunet_recipe import (CHECKPOINT_KEYS, CPU_BATCH_SIZE, CPU_CONFIGURATION,  # noqa: F401
                                           CPU_FEATURES, CPU_PATCH_SIZE, CPU_SPACING, add_cpu_configuration,
-                                          export_model, nnunet_environment, plan_preprocess_train, run_logged,
-                                          sha256_of, torchvision_is_broken, training_environment)
+                                          export_model, finish_recipe, nnunet_environment, plan_preprocess_train,
+                                          run_logged, sha256_of, torchvision_is_broken, training_environment)
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TRAINERS = REPOSITORY / "Task1" / "trainers"
@@ -167,14 +166,9 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
     model, training_seconds = plan_preprocess_train(env, log_file, dataset_id=dataset_id, dataset_name=name,
                                                     trainer=trainer, configuration=configuration, fold=fold,
                                                     plan_args=plan_args)
-    (model / "training_recipe.json").write_text(json.dumps({
-        "command": "python -m Task1.train_phantom_model " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(
-            "train_phantom_model.py") else None,
+    return finish_recipe(model, out, module="Task1.train_phantom_model", fold=fold, record={
         "cases": n_cases, "seed": seed, "trainer": trainer, "configuration": configuration, "fold": fold,
-        "fixed_grid": fixed_grid, "organs": organs, "training_seconds": round(training_seconds, 1)}, indent=2))
-    if out is None:
-        return model
-    return export_model(model, out, fold=fold)
+        "fixed_grid": fixed_grid, "organs": organs, "training_seconds": round(training_seconds, 1)})
 
 
 @entrypoint("python -m Task1.train_phantom_model")

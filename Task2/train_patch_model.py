@@ -22,7 +22,6 @@ No weights are downloaded; the data are synthetic.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, non_negative_int, positive_int
-from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, export_model, nnunet_environment,
+from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, finish_recipe, nnunet_environment,
                                           plan_preprocess_train, run_logged)
 
 TRAINERS = Path(__file__).resolve().parent / "trainers"
@@ -64,15 +63,10 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
                                                     trainer=trainer, fold=fold, spacing=PATCH_SPACING,
                                                     patch_size=PATCH_SIZE)
     n_samples = len(list((Path(env["nnUNet_raw"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}" / "labelsTr").glob("*")))
-    (model / "training_recipe.json").write_text(json.dumps({
-        "command": "python -m Task2.train_patch_model " + " ".join(sys.argv[1:])
-        if sys.argv[0].endswith("train_patch_model.py") else None,
+    return finish_recipe(model, out, module="Task2.train_patch_model", fold=fold, record={
         "pairs": n_pairs, "seed": seed, "grid": "varied (autopet_common.phantoms.task2.varied_grid)",
         "samples": n_samples, "trainer": trainer, "configuration": CPU_CONFIGURATION, "fold": fold,
-        "data_seconds": round(data_seconds, 1), "training_seconds": round(training_seconds, 1)}, indent=2))
-    if out is None:
-        return model
-    return export_model(model, out, fold=fold)
+        "data_seconds": round(data_seconds, 1), "training_seconds": round(training_seconds, 1)})
 
 
 @entrypoint("python -m Task2.train_patch_model")

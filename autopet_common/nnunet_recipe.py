@@ -125,6 +125,20 @@ def plan_preprocess_train(env: dict, log_file: Path, *, dataset_id: int, dataset
     return model, time.perf_counter() - started
 
 
+def finish_recipe(model: Path, out: str | os.PathLike | None, *, module: str, record: dict, fold: str = "0") -> Path:
+    """Write ``training_recipe.json`` into the training output ``model`` (``record`` and the
+    command line, when ``python -m module`` ran), then export it to ``out`` (None: return
+    ``model`` as it is)."""
+    from autopet_common.image_io import atomic_write_json
+
+    script = module.rsplit(".", 1)[-1] + ".py"
+    command = f"python -m {module} " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(script) else None
+    atomic_write_json(Path(model) / "training_recipe.json", {"command": command, **record})
+    if out is None:
+        return Path(model)
+    return export_model(model, out, fold=fold)
+
+
 def export_model(model: str | os.PathLike, out: str | os.PathLike, *, fold: str = "0") -> Path:
     """Copy a trained model folder to ``out`` with a weights-only checkpoint (the keys in
     ``CHECKPOINT_KEYS``: no optimizer state, a third of the size); atomic (temp folder, rename).

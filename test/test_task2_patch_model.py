@@ -173,6 +173,7 @@ def test_training_recipe_smoke(tmp_path):
     assert (out / "fold_0" / "checkpoint_final.pth").stat().st_size < 10e6
     recipe = json.loads((out / "training_recipe.json").read_text())
     assert recipe["pairs"] == 5 and recipe["samples"] > 10
+    assert recipe["command"].startswith("python -m Task2.train_patch_model --work_dir ")
     from Task2.patch_model import is_patch_model
 
     assert is_patch_model(out)
