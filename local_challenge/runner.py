@@ -43,6 +43,8 @@ from autopet_common.contract import (TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_N
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENTRYPOINT = REPO_ROOT / "inference.py"
 N_STEPS = TASK1_N_STEPS  # steps 0..10
+# What a run log says about the model that ran (from a predictor's describe())
+MODEL_FIELDS = ("trainer", "plans", "configuration", "folds", "encoding")
 DOCKER_FLAGS = ("--network", "none", "--cap-drop", "ALL", "--shm-size", "2g", "--gpus", "all")
 
 
@@ -420,8 +422,7 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         else:  # a recipe: the models its last run used
             described = _recipe_models(method.recipe.last_report.get("models_run") or [])
             result.run_log["recipe"] = method.name
-        result.run_log.update({k: described.get(k) for k in ("trainer", "plans", "configuration", "folds", "encoding",
-                                                              "device")})
+        result.run_log.update({k: described.get(k) for k in (*MODEL_FIELDS, "device")})
     atomic_write_json(output_dir / "run_log.json", result.run_log)
     result.summary = score(gt_dir, pred_dir, output_dir, steps, progress)
     return result
@@ -504,7 +505,7 @@ def _write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
 def _recipe_models(models_run: Sequence[dict]) -> dict[str, Any]:
     """The predictor fields of a recipe run's models, joined with " + " where they differ."""
     out: dict[str, Any] = {}
-    for key in ("trainer", "plans", "configuration", "folds", "encoding", "device", "model_dir"):
+    for key in (*MODEL_FIELDS, "device", "model_dir"):
         values = [str(m.get(key)) for m in models_run if m.get(key) is not None]
         out[key] = " + ".join(dict.fromkeys(values)) if values else None
     return out
@@ -532,7 +533,7 @@ def describe_model_from_logs(log_paths: Sequence[Path], model: str | None) -> di
                     continue
                 info.update({"model": described.get("model_dir", info["model"]),
                              "device": described.get("device", info["device"]),
-                             **{k: described.get(k) for k in ("trainer", "plans", "configuration", "folds", "encoding")}})
+                             **{k: described.get(k) for k in MODEL_FIELDS}})
                 return info
             if "recipe run: {" in line:
                 try:
@@ -542,8 +543,7 @@ def describe_model_from_logs(log_paths: Sequence[Path], model: str | None) -> di
                 described = _recipe_models(report.get("models_run") or [])
                 info.update({"recipe": info["model"], "model": info["model"],
                              "device": described.get("device") or info["device"],
-                             **{k: described.get(k) for k in ("trainer", "plans", "configuration", "folds",
-                                                               "encoding")}})
+                             **{k: described.get(k) for k in MODEL_FIELDS}})
                 return info
             if "model: model-free" in line:
                 info.update(model="model-free", device="cpu")
