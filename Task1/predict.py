@@ -435,13 +435,13 @@ class Task1Predictor:
         return np.ascontiguousarray(lesion)
 
     def _nnunet_predictor(self, data_numel: int):
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+        from autopet_common.nnunet_predictor import make_nnunet_predictor
 
         on_device = self.device.type == "cuda" and \
             data_numel * 4 * (1 + self.label_manager.num_segmentation_heads) < DEVICE_MEMORY_LIMIT_BYTES
-        predictor = nnUNetPredictor(tile_step_size=self.tile_step_size, use_gaussian=True,
-                                    use_mirroring=self.use_mirroring, perform_everything_on_device=on_device,
-                                    device=self.device, verbose=False, allow_tqdm=self.verbose)
+        predictor = make_nnunet_predictor(self.device, tile_step_size=self.tile_step_size, use_gaussian=True,
+                                          use_mirroring=self.use_mirroring, perform_everything_on_device=on_device,
+                                          verbose=False, allow_tqdm=self.verbose)
         predictor.manual_initialization(self.network, self.plans_manager, self.configuration_manager,
                                         self.parameters, self.dataset_json, self.trainer_name, self.mirror_axes)
         return predictor

@@ -21,6 +21,10 @@ types is what runs:
 7. :func:`export_model`: plans.json, dataset.json, click_config.json and a weights-only
    ``fold_0/checkpoint_final.pth`` (no optimizer state; nnU-Net loads it) to ``--out``.
 
+``--organs`` adds the phantoms' organ maps as targets (``Task1.convert_dataset --organs``,
+``-preprocessor_name autoPETOrganPreprocessor``) and trains ``autoPETTrainerClicks_cpu_organs_lesionpatches``:
+the recipe of the default model ``models/task1_phantom_organs`` (about 34 minutes on 2 cores).
+
 ``--configuration 3d_fullres --trainer autoPETTrainerClicks_tiny --fixed_grid`` is the old
 minutes-long demonstration on identical tiny phantoms (a pipeline check, not a segmenter).
 No weights are downloaded.
@@ -44,6 +48,8 @@ from autopet_common.nnunet_recipe import (CHECKPOINT_KEYS, CPU_BATCH_SIZE, CPU_C
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TRAINERS = REPOSITORY / "Task1" / "trainers"
+# --organs without --trainer: the trainer of the default model models/task1_phantom_organs
+ORGAN_TRAINER = "autoPETTrainerClicks_cpu_organs_lesionpatches"
 DEFAULT_SHAPE = (40, 40, 32)
 DEFAULT_SPACING = (6.0, 6.0, 8.0)
 
@@ -185,8 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset_id", type=nnunet_dataset_id, default=777, help="nnU-Net dataset id (default 777)")
     parser.add_argument("--cases", type=positive_int, default=60, help="number of training phantoms (>= 5 for the split)")
     parser.add_argument("--trainer", default=None,
-                        help="autoPETTrainerClicks_cpu (the shipped model; _cpu_organs with --organs), _tiny or "
-                             "_smoke (pipeline checks)")
+                        help="autoPETTrainerClicks_cpu (models/task1_phantom; with --organs _cpu_organs_lesionpatches, "
+                             "models/task1_phantom_organs), _tiny or _smoke (pipeline checks)")
     parser.add_argument("--configuration", default=CPU_CONFIGURATION,
                         help=f"{CPU_CONFIGURATION} (added to the plans, see --help of the module) or 3d_fullres")
     parser.add_argument("--fold", default="0")
@@ -194,13 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--organs", action="store_true",
                         help="organ supervision: write the phantoms' organ maps, convert with --organs, preprocess "
                              "with -preprocessor_name autoPETOrganPreprocessor (default trainer "
-                             "autoPETTrainerClicks_cpu_organs)")
+                             "autoPETTrainerClicks_cpu_organs_lesionpatches, the default model's)")
     parser.add_argument("--fixed_grid", action="store_true",
                         help="identical tiny 40x40x32 phantoms instead of the varied set (pipeline checks)")
     args = parser.parse_args(argv)
     if args.cases < 5:
         parser.error("--cases must be at least 5 (nnU-Net's 5-fold split)")
-    trainer = args.trainer or ("autoPETTrainerClicks_cpu_organs" if args.organs else "autoPETTrainerClicks_cpu")
+    trainer = args.trainer or (ORGAN_TRAINER if args.organs else "autoPETTrainerClicks_cpu")
     started = time.perf_counter()
     try:
         model = train_phantom_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_cases=args.cases,

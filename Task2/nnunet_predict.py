@@ -45,15 +45,15 @@ def _device(device: str):
 def load_predictor(model_dir: Path, device: str = "auto", checkpoint: str = "checkpoint_final.pth"):
     """An initialised ``nnUNetPredictor`` for ``model_dir`` (all folds present)."""
     os.environ.setdefault("nnUNet_extTrainer", str(TRAINERS_DIR))
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from autopet_common.nnunet_predictor import make_nnunet_predictor
 
     model_dir = Path(model_dir)
     folds = sorted(p.name.split("_", 1)[1] for p in model_dir.glob("fold_*") if (p / checkpoint).is_file())
     if not folds:
         raise InputError(f"Task 2 model folder {model_dir} has no fold_*/{checkpoint}")
     dev = _device(device)
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_mirroring=True, perform_everything_on_device=dev.type == "cuda",
-                                device=dev, verbose=False, allow_tqdm=False)
+    predictor = make_nnunet_predictor(dev, tile_step_size=0.5, use_mirroring=True,
+                                      perform_everything_on_device=dev.type == "cuda", verbose=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(model_dir), tuple(int(f) if f.isdigit() else f for f in folds),
                                                    checkpoint)
     return predictor

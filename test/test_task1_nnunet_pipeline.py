@@ -83,7 +83,7 @@ def test_seeded_training_repeats_itself(trained, tmp_path):
         assert torch.equal(value, second["network_weights"][key]), key
 
 
-def test_predictor_returns_mask_on_input_grid(trained):
+def test_predictor_returns_mask_on_input_grid(trained, capsys):
     from Task1.predict import Task1Predictor
 
     ct, geometry = read_image(trained["source"] / "imagesTr" / "phantom_000_0000.nii.gz", np.float32)
@@ -95,6 +95,8 @@ def test_predictor_returns_mask_on_input_grid(trained):
     mask = predictor.predict(ct, pet, geometry, clicks)
     assert mask.shape == geometry.shape and mask.dtype == np.uint8
     assert set(np.unique(mask)) <= {0, 1}
+    # nnU-Net's untrue CPU line ("perform_everything_on_device=True is only supported ...") is not printed
+    assert "perform_everything_on_device" not in capsys.readouterr().out
     info = predictor.describe()
     assert info["trainer"] == TRAINER and info["input_kind"] == "clicks" and info["folds"] == [0]
     assert info["encoding"] == "edt" and info["device"] == "cpu"

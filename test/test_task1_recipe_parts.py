@@ -108,6 +108,47 @@ def test_organ_trainer_refuses_a_dataset_without_organs():
         autoPETTrainerClicks_cpu_organs._check_organ_dataset(fake, {"labels": {}})
 
 
+def test_lesion_patch_variant_centres_forced_patches_on_lesions():
+    """``foreground_sampling_classes``: the dataset hands nnU-Net's data loader only the lesion
+    class's locations when the case has a lesion (so every forced-foreground patch holds one), and
+    all classes when it has none; nnU-Net's own get_bbox does the sampling."""
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+
+    sys.path.insert(0, str(REPOSITORY / "Task1" / "trainers"))
+    try:
+        from autoPETClickTrainers import (_dataset_class_sampling, autoPETTrainerClicks_cpu_organs,
+                                          autoPETTrainerClicks_cpu_organs_lesionpatches)
+    finally:
+        sys.path.remove(str(REPOSITORY / "Task1" / "trainers"))
+    assert autoPETTrainerClicks_cpu_organs.foreground_sampling_classes is None  # nnU-Net's rule
+    assert autoPETTrainerClicks_cpu_organs_lesionpatches.foreground_sampling_classes == (1,)
+
+    lesion = np.array([[0, 5, 5, 5]])
+    organs = {c: np.array([[0, 30 + c, 30, 30]]) for c in range(2, 9)}
+
+    class Cases:
+        def __init__(self, with_lesion):
+            self.with_lesion = with_lesion
+
+        def load_case(self, identifier):
+            locations = {1: lesion if self.with_lesion else np.zeros((0, 4), int), **organs}
+            return None, None, None, {"class_locations": locations, "shape": (64, 64, 64)}
+
+    sampling = _dataset_class_sampling(Cases, (1,))
+    assert _dataset_class_sampling(sampling, (1,)) is sampling  # wrapping twice changes nothing
+    properties = sampling(True).load_case("a")[3]
+    assert list(properties["class_locations"]) == [1]
+    assert set(sampling(False).load_case("b")[3]["class_locations"]) == {1, *organs}  # no lesion: all kept
+    assert set(Cases(True).load_case("c")[3]["class_locations"]) == {1, *organs}      # the base is untouched
+
+    loader = nnUNetDataLoader.__new__(nnUNetDataLoader)  # only get_bbox's attributes are needed
+    loader.patch_size, loader.need_to_pad, loader.has_ignore = (8, 8, 8), np.zeros(3, int), False
+    np.random.seed(0)
+    for _ in range(20):
+        lo, hi = loader.get_bbox(np.array((64, 64, 64)), True, properties["class_locations"])
+        assert all(l <= c < h for l, c, h in zip(lo, lesion[0, 1:], hi))  # every forced patch holds the lesion
+
+
 def test_preprocessor_hook_install_check_uninstall(tmp_path, monkeypatch):
     import Task1.preprocessors as pre
 

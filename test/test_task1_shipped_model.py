@@ -26,7 +26,7 @@ def _dice(a, b) -> float:
     return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
-@pytest.mark.parametrize("model, trainer", [(MODEL, "autoPETTrainerClicks_cpu_organs"),
+@pytest.mark.parametrize("model, trainer", [(MODEL, "autoPETTrainerClicks_cpu_organs_lesionpatches"),
                                             (PLAIN_MODEL, "autoPETTrainerClicks_cpu")])
 def test_model_folder_is_small_weights_only_and_carded(model, trainer):
     import torch
@@ -81,26 +81,24 @@ def entrypoint_masks(tmp_path_factory):
 
 
 def test_entrypoint_runs_the_shipped_model_on_the_bundled_sample(entrypoint_masks):
-    """Measured with the default (organ-supervised) model: Dice 0.572 at step 0 (one lesion
-    missed, FNV 4.4 ml) and 0.797 at step 10. Issue 12 asks for 0.8 here; this model misses it by
-    0.003 on this one sample (the plain model task1_phantom reached 0.95 at step 0), while it is
-    ahead on the 8 held-out phantoms of the benchmark. The asserts guard what holds: the clicks
-    help by more than 0.1, and step 10 stays above a 0.75 floor."""
+    """Issue 12, point 7: the default model through inference.py, Dice at step 10 at least 0.8
+    and above step 0. Measured: 0.746 at step 0, 0.919 at step 10 (the first organ model, before
+    lesion-centred sampling: 0.572 and 0.797)."""
     label, _ = read_image(SAMPLE_LABEL)
     dice0, dice10 = _dice(label, entrypoint_masks[0]), _dice(label, entrypoint_masks[10])
-    assert dice10 >= 0.75, (dice0, dice10)
+    assert dice10 >= 0.8, (dice0, dice10)
     assert dice10 >= dice0 + 0.1, (dice0, dice10)
 
 
 def test_clicks_help_on_the_sample_cohort(tmp_path):
     """README command (a)'s cohort, in process: the default model's mean Dice rises with the
-    clicks (0.42 at step 0 to 0.77 at step 10 when measured)."""
+    clicks (0.54 at step 0 to 0.86 at step 10 when measured)."""
     from local_challenge.runner import run_local_challenge
 
     result = run_local_challenge(REPO / "test" / "sample_cohort", tmp_path / "run", progress=False,
                                  overlays=False, in_process=True)
     dice = result.summary["per_step_means"]["dice"]
-    assert len(dice) == 11 and dice[10] >= 0.75 and dice[10] - dice[0] >= 0.1, dice
+    assert len(dice) == 11 and dice[10] >= 0.8 and dice[10] - dice[0] >= 0.1, dice
 
 
 def test_batch_prediction_equals_the_entrypoint(entrypoint_masks):
@@ -147,7 +145,7 @@ def test_local_challenge_in_process_equals_one_process_per_step(tmp_path, tiny_t
         out = tmp_path / ("in_process" if mode else "process")
         result = run_local_challenge(tiny_task1_cohort, out, max_cases=1, n_steps=3, progress=False,
                                      overlays=False, in_process=mode)
-        assert result.run_log["n_failed"] == 0 and result.run_log["trainer"] == "autoPETTrainerClicks_cpu_organs"
+        assert result.run_log["n_failed"] == 0 and result.run_log["trainer"] == "autoPETTrainerClicks_cpu_organs_lesionpatches"
         assert result.run_log["recipe"]
         runs[mode] = out / "predictions"
     names = sorted(p.name for p in runs[False].glob("*.mha"))
@@ -167,7 +165,7 @@ def test_model_folder_check_and_tarball(tmp_path, capsys):
 
     assert main([str(MODEL), "--tar", str(tmp_path / "default.tar.gz")]) == 0  # a recipe folder naming "."
     out = capsys.readouterr().out
-    assert "model .: autoPETTrainerClicks_cpu_organs" in out
+    assert "model .: autoPETTrainerClicks_cpu_organs_lesionpatches" in out
     with tarfile.open(tmp_path / "default.tar.gz") as archive:
         assert {"autopet_recipe.json", "plans.json", "fold_0/checkpoint_final.pth"} <= set(archive.getnames())
     shipped = PLAIN_MODEL

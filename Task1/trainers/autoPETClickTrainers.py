@@ -81,6 +81,11 @@ class autoPETTrainerClicks(autoPETScheduledTrainer):
     # always drawn from the lesion class and predictors write the lesion class only
     organ_supervision = False
     organ_preprocessor = "autoPETOrganPreprocessor"
+    # Classes nnU-Net's forced-foreground patches are centred on. None: nnU-Net's rule (a class
+    # drawn uniformly among those present in the case). With organ targets that rule centres only
+    # 1 in 8 forced patches on a lesion (7 organ classes compete), so lesions and their clicks
+    # become rare in training; (LESION_LABEL,) centres them on lesions whenever the case has one.
+    foreground_sampling_classes = None
     pet_channel_name = "PET"
     required_architecture = None    # e.g. "ResidualEncoderUNet" for the ResEnc variant
     # Schedule, optimizer, seed and inference knobs: autopet_common.nnunet_schedule
@@ -223,6 +228,15 @@ class autoPETTrainerClicks(autoPETScheduledTrainer):
             torch.save(checkpoint, tmp)
             os.replace(tmp, filename)
 
+    def get_tr_and_val_datasets(self):
+        if self.foreground_sampling_classes is not None:
+            if self.dataset_class is None:
+                from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+                self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+            self.dataset_class = _dataset_class_sampling(self.dataset_class, self.foreground_sampling_classes)
+        return super().get_tr_and_val_datasets()
+
     # ----------------------------------------------------------------- final validation
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnU-Net's validation, with click channels simulated on each whole validation case
@@ -235,6 +249,28 @@ class autoPETTrainerClicks(autoPETScheduledTrainer):
             super().perform_actual_validation(save_probabilities)
         finally:
             self.dataset_class = stock_dataset_class
+
+
+def _dataset_class_sampling(base, classes: tuple[int, ...]):
+    """A subclass of nnU-Net's dataset class whose cases offer only ``classes`` to the data
+    loader's forced-foreground sampling (``properties['class_locations']``), when the case holds any
+    of them; a case without them keeps all its classes. Nothing else changes."""
+    if getattr(base, "foreground_sampling_classes", None) == tuple(classes):
+        return base
+
+    class _Sampling(base):
+        foreground_sampling_classes = tuple(classes)
+
+        def load_case(self, identifier):
+            data, seg, seg_prev, properties = super().load_case(identifier)
+            locations = properties.get("class_locations") or {}
+            wanted = {c: v for c, v in locations.items() if c in self.foreground_sampling_classes and len(v)}
+            if wanted:
+                properties = {**properties, "class_locations": wanted}
+            return data, seg, seg_prev, properties
+
+    _Sampling.__name__ = f"{base.__name__}Sampling{'_'.join(str(c) for c in classes)}"
+    return _Sampling
 
 
 def _dataset_class_with_clicks(base, trainer: autoPETTrainerClicks):
@@ -316,6 +352,14 @@ class autoPETTrainerClicks_cpu_organs(autoPETTrainerClicks_cpu):
     ``-preprocessor_name autoPETOrganPreprocessor``)."""
 
     organ_supervision = True
+
+
+class autoPETTrainerClicks_cpu_organs_lesionpatches(autoPETTrainerClicks_cpu_organs):
+    """``_cpu_organs`` whose forced-foreground patches are centred on lesions (when the case has
+    one) instead of on a class drawn among lesion and 7 organs: as many lesion patches, and so
+    as many click samples, as the plain click model sees, with the organ targets kept."""
+
+    foreground_sampling_classes = (LESION_LABEL,)
 
 
 class autoPETTrainerClicks_organs(autoPETTrainerClicks):
