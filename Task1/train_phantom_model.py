@@ -142,12 +142,14 @@ def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int 
 
 
 def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
-                        dataset_id: int = 777, n_cases: int = 60, trainer: str = "autoPETTrainerClicks_cpu",
+                        dataset_id: int = 777, n_cases: int = 60, trainer: str | None = None,
                         configuration: str = CPU_CONFIGURATION, fold: str = "0", seed: int = 0,
                         fixed_grid: bool = False, organs: bool = False) -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given).
     With ``organs``: the phantoms' organ maps go through ``convert_dataset --organs`` and
-    ``-preprocessor_name autoPETOrganPreprocessor`` (use an organ-supervised trainer)."""
+    ``-preprocessor_name autoPETOrganPreprocessor`` (use an organ-supervised trainer). ``trainer``
+    None: ``ORGAN_TRAINER`` with ``organs``, else ``autoPETTrainerClicks_cpu`` (the two shipped models')."""
+    trainer = trainer or (ORGAN_TRAINER if organs else "autoPETTrainerClicks_cpu")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     env = nnunet_environment(work, trainers=TRAINERS)
@@ -206,11 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cases < 5:
         parser.error("--cases must be at least 5 (nnU-Net's 5-fold split)")
-    trainer = args.trainer or (ORGAN_TRAINER if args.organs else "autoPETTrainerClicks_cpu")
     started = time.perf_counter()
     try:
         model = train_phantom_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_cases=args.cases,
-                                    trainer=trainer, configuration=args.configuration, fold=args.fold,
+                                    trainer=args.trainer, configuration=args.configuration, fold=args.fold,
                                     seed=args.seed, fixed_grid=args.fixed_grid, organs=args.organs)
     except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
         print(f"python -m Task1.train_phantom_model: error: {exc}", file=sys.stderr)
