@@ -117,7 +117,6 @@ class CarriedBaseline:
     followup_points: dict  # lesion id -> follow-up index (clicks inside the image)
     skipped_points: list
     instances: np.ndarray  # baseline instance labels
-    id_to_label: dict  # baseline point id -> instance label
     ids: dict  # instance label -> lesion id
     lesions: dict  # instance label -> CarriedLesion
     registration: Any  # Task2.registration.RegistrationResult
@@ -175,7 +174,7 @@ def carry_baseline(baseline_ct: np.ndarray, baseline_geometry: Geometry, baselin
                             baseline_img, reg.transform, local_refinement)
     ids = instance_ids(baseline_mask, instances, id_to_label, reserved=set(fu_points))
     timings["carry_s"] = time.perf_counter() - t0
-    return CarriedBaseline(fu_points, outside, instances, id_to_label, ids, lesions, reg, baseline_img, timings)
+    return CarriedBaseline(fu_points, outside, instances, ids, lesions, reg, baseline_img, timings)
 
 
 def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
