@@ -19,7 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from autopet_common.contract import TASK1_MAX_CLICKS
-from clicks.simulate import ClickDrawSettings, random_patch_clicks, simulate_patch_clicks
+from clicks.simulate import (ClickDrawSettings, case_share_of_tumor_clicks, random_patch_clicks,
+                             simulate_patch_clicks)
 # the tumor class (organ-supervised targets hold organ classes 2, 3, ... besides it)
 from Task1.organs import LESION_LABEL
 
@@ -54,7 +55,7 @@ class AppendClickChannelsTransform:
     def __init__(self, pet_channel: int = 1, max_step: int = MAX_INTERACTION_STEP, encoding: str = "edt",
                  encoding_size: float | None = None, *, settings: ClickDrawSettings | None = None,
                  fixed_step: int | None = None, order: Sequence[str] = ("tumor", "background"),
-                 random_fraction: float = 0.0):
+                 random_fraction: float = 0.0, case_extra_lesions: int = 0):
         self.pet_channel = pet_channel
         self.max_step = max_step
         self.encoding = encoding
@@ -64,6 +65,23 @@ class AppendClickChannelsTransform:
         self.order = tuple(order)
         # share of samples whose clicks are drawn uniformly at random (clicks.simulate.random_patch_clicks)
         self.random_fraction = float(random_fraction)
+        # 0: the patch's lesions get all of the step's tumor clicks, as if they were the whole
+        # case. n > 0: the patch stands in a case with 0..n further lesions (drawn per sample),
+        # and its lesions get their share of the step's tumor clicks
+        # (clicks.simulate.case_share_of_tumor_clicks); background clicks are unchanged.
+        self.case_extra_lesions = int(case_extra_lesions)
+        if self.case_extra_lesions < 0:
+            raise ValueError(f"case_extra_lesions must be >= 0, got {case_extra_lesions!r}")
+
+    def tumor_clicks_for(self, lesion: np.ndarray, step: int, rng) -> int | None:
+        """The patch's tumor clicks at ``step`` (None: ``step``, the patch is the whole case)."""
+        if not self.case_extra_lesions or step <= 0 or not lesion.any():
+            return None
+        import cc3d
+
+        n_patch = int(cc3d.connected_components(lesion, connectivity=26, return_N=True)[1])
+        n_case = n_patch + int(rng.integers(0, self.case_extra_lesions + 1))
+        return case_share_of_tumor_clicks(n_patch, n_case, step, rng)
 
     def __call__(self, **data_dict):
         import torch
@@ -80,7 +98,8 @@ class AppendClickChannelsTransform:
         if self.random_fraction and rng.random() < self.random_fraction:
             clicks = random_patch_clicks(lesion, step, rng, valid=seg0 >= 0)
         else:
-            clicks = simulate_patch_clicks(lesion, pet, step, rng, valid=seg0 >= 0, settings=self.settings)
+            clicks = simulate_patch_clicks(lesion, pet, step, rng, valid=seg0 >= 0, settings=self.settings,
+                                           tumor_clicks=self.tumor_clicks_for(lesion, step, rng))
         maps = click_channels(seg0.shape, clicks, self.encoding, self.encoding_size, self.order)
         n = image.shape[0]
         if isinstance(image, torch.Tensor):
@@ -97,4 +116,4 @@ class AppendClickChannelsTransform:
     def __repr__(self) -> str:
         return (f"AppendClickChannelsTransform(pet_channel={self.pet_channel}, max_step={self.max_step}, "
                 f"encoding={self.encoding!r}, encoding_size={self.encoding_size}, settings={self.settings}, "
-                f"random_fraction={self.random_fraction})")
+                f"random_fraction={self.random_fraction}, case_extra_lesions={self.case_extra_lesions})")

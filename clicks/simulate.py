@@ -332,7 +332,8 @@ class ClickDrawSettings:
 
 def draw_clicks(tumor: np.ndarray, pet: np.ndarray | None, budget: int, rng: Any, *,
                 perturb_rng: Any = None, settings: ClickDrawSettings = ClickDrawSettings(),
-                valid: np.ndarray | None = None, strict: bool = True, case: str = "case") -> dict[str, list]:
+                valid: np.ndarray | None = None, strict: bool = True, case: str = "case",
+                tumor_budget: int | None = None) -> dict[str, list]:
     """The challenge's click rules on checked arrays: the one definition that the simulator
     (:func:`simulate_clicks`) and the training-time patch clicks
     (:func:`simulate_patch_clicks`) share.
@@ -345,20 +346,24 @@ def draw_clicks(tumor: np.ndarray, pet: np.ndarray | None, budget: int, rng: Any
     ``valid``: voxels that belong to the image (a training patch's non-padding voxels):
     background clicks, their percentile and moved clicks stay in it. ``strict``: an empty
     background region raises :class:`EmptyRegionError` (the simulator) instead of giving no
-    background clicks (a patch). Returns ``{"tumor": [[i, j, k], ...], "background": [...]}``.
+    background clicks (a patch). ``tumor_budget``: tumor clicks when they differ from the
+    background clicks' ``budget`` (a training patch's share of a case's clicks,
+    :func:`case_share_of_tumor_clicks`); None: ``budget``.
+    Returns ``{"tumor": [[i, j, k], ...], "background": [...]}``.
     """
     perturb_rng = rng if perturb_rng is None else perturb_rng
+    tumor_budget = budget if tumor_budget is None else int(tumor_budget)
     clicks = empty_clicks()
 
     def move(click: list[int], offset: int | None, on_tumor: bool) -> list[int]:
         return _perturb(click, offset, tumor, perturb_rng, on_tumor, settings.symmetric_offsets, valid)
 
-    if budget > 0 and tumor.any():
+    if tumor_budget > 0 and tumor.any():
         def surface_pick(comp: _Component) -> list[int]:
             surface = comp.surface_voxels()
             return comp.to_volume(surface[rng.choice(surface.shape[0])])
 
-        clicks["tumor"] = _component_clicks(tumor, budget, rng, settings, lambda c, o: move(c, o, True),
+        clicks["tumor"] = _component_clicks(tumor, tumor_budget, rng, settings, lambda c, o: move(c, o, True),
                                             surface_pick)
 
     if pet is None or budget <= 0:
@@ -468,8 +473,8 @@ def simulate_clicks(label: np.ndarray, pet: np.ndarray | None = None, dataset_na
 
 def simulate_patch_clicks(label: np.ndarray, pet: np.ndarray, n_clicks: int, rng: Any, *,
                           valid: np.ndarray | None = None, perturb_rng: Any = None,
-                          settings: ClickDrawSettings = ClickDrawSettings(symmetric_offsets=True)
-                          ) -> dict[str, list[list[int]]]:
+                          settings: ClickDrawSettings = ClickDrawSettings(symmetric_offsets=True),
+                          tumor_clicks: int | None = None) -> dict[str, list[list[int]]]:
     """``n_clicks`` tumor and ``n_clicks`` background clicks on one training patch, by the
     challenge's rules (:func:`draw_clicks`).
 
@@ -479,8 +484,9 @@ def simulate_patch_clicks(label: np.ndarray, pet: np.ndarray, n_clicks: int, rng
     ``rng``: a ``np.random.Generator`` (or ``RandomState``) for every draw unless
     ``perturb_rng`` is given. ``settings``: symmetric offsets by default (see
     :class:`ClickDrawSettings`); offsets are off unless set. Components are numbered in the
-    patch's memory order. Returns voxel indices of the patch; fewer clicks than asked when the
-    patch has no tumor or no high-uptake region. With a Fortran-ordered whole image,
+    patch's memory order. ``tumor_clicks``: tumor clicks when they differ from ``n_clicks``
+    (see :func:`case_share_of_tumor_clicks`). Returns voxel indices of the patch; fewer clicks
+    than asked when the patch has no tumor or no high-uptake region. With a Fortran-ordered whole image,
     ``RandomState(42)`` and the challenge's settings, the clicks equal :func:`simulate_clicks`.
     """
     tumor = np.asarray(label) > 0
@@ -492,7 +498,32 @@ def simulate_patch_clicks(label: np.ndarray, pet: np.ndarray, n_clicks: int, rng
         if valid.shape != tumor.shape:
             raise ValueError(f"label shape {tumor.shape} and valid-voxel mask shape {valid.shape} differ")
     return draw_clicks(tumor, pet, int(n_clicks), rng, perturb_rng=perturb_rng, settings=settings,
-                       valid=valid, strict=False, case="patch")
+                       valid=valid, strict=False, case="patch", tumor_budget=tumor_clicks)
+
+
+def case_share_of_tumor_clicks(n_patch_lesions: int, n_case_lesions: int, n_clicks: int, rng: Any) -> int:
+    """How many of a case's ``n_clicks`` tumor clicks land on ``n_patch_lesions`` of its
+    ``n_case_lesions`` lesions, by the published sampling (:func:`_component_clicks`):
+    ``min(n_clicks, n_case_lesions)`` lesions drawn without replacement get a centre click, then
+    fill-up clicks cycle over them in the drawn order.
+
+    Why: a training patch holds one or two lesions of a case. Drawing a step's clicks on the
+    patch alone gives those lesions every click (at step 10: a centre and 9 surface clicks),
+    while in a whole-body case the same step spreads its clicks over all lesions (with 8 lesions:
+    one centre click each and 2 fill-ups). A network trained on the first learns to wait for
+    surface clicks and under-segments a lesion that has only its centre click.
+    ``rng``: a ``np.random.Generator``. ``n_case_lesions`` below ``n_patch_lesions`` counts as
+    ``n_patch_lesions`` (the patch's lesions are the whole case)."""
+    n_patch = int(n_patch_lesions)
+    n_case = max(int(n_case_lesions), n_patch)
+    n = int(n_clicks)
+    if n_patch <= 0 or n <= 0:
+        return 0
+    # the patch's lesions are lesions 0 .. n_patch - 1 of the case (the draw is symmetric)
+    drawn = rng.choice(n_case, size=min(n, n_case), replace=False)
+    on_patch = drawn < n_patch
+    full_rounds, rest = divmod(n, drawn.size)
+    return int(full_rounds * np.count_nonzero(on_patch) + np.count_nonzero(on_patch[:rest]))
 
 
 def random_patch_clicks(label: np.ndarray, n_clicks: int, rng: Any, *,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from clicks.simulate import ClickDrawSettings, simulate_clicks, simulate_patch_clicks
+from clicks.simulate import ClickDrawSettings, case_share_of_tumor_clicks, simulate_clicks, simulate_patch_clicks
 from Task1.click_transforms import AppendClickChannelsTransform
 
 
@@ -152,6 +152,58 @@ def test_random_step_covers_zero_to_ten():
         out = transform(image=image, segmentation=seg)
         n_peaks.add(int((out["image"][2] == 1.0).sum() > 0))
     assert n_peaks == {0, 1}  # some samples have step 0 (no tumor click), others have clicks
+
+
+def _share_by_simulation(n_patch, n_case, n_clicks, seed):
+    """The patch's share counted on a real case: n_case one-voxel-apart lesions, the published
+    sampling on all of them, clicks counted on the first n_patch."""
+    label = np.zeros((4 * n_case, 5, 5), bool)
+    for c in range(n_case):
+        label[4 * c:4 * c + 3, 1:4, 1:4] = True   # 3x3x3 cubes, separated by a slice
+    clicks = simulate_patch_clicks(label, np.ones(label.shape, np.float32), n_clicks,
+                                   np.random.default_rng(seed))
+    return sum(1 for p in clicks["tumor"] if p[0] < 4 * n_patch)
+
+
+@pytest.mark.parametrize("n_patch,n_case", [(1, 1), (1, 4), (2, 5), (1, 12), (3, 3)])
+def test_case_share_of_tumor_clicks_matches_the_published_sampling(n_patch, n_case):
+    """Counted directly (the patch's lesions among a case's) and by the rule, the share has the
+    same distribution; without further lesions the patch gets every click."""
+    for n_clicks in (0, 1, 3, 10):
+        rule = [case_share_of_tumor_clicks(n_patch, n_case, n_clicks, np.random.default_rng(s)) for s in range(300)]
+        counted = [_share_by_simulation(n_patch, n_case, n_clicks, s) for s in range(300)]
+        assert min(rule) >= 0 and max(rule) <= n_clicks
+        assert np.mean(rule) == pytest.approx(np.mean(counted), abs=0.25)
+        assert np.mean(rule) == pytest.approx(n_clicks * n_patch / n_case, abs=0.25)
+        if n_case == n_patch:
+            assert set(rule) == {n_clicks}
+    # 10 clicks over 8 lesions: each has its centre click, 2 of 8 a fill-up click too
+    shares = [case_share_of_tumor_clicks(1, 8, 10, np.random.default_rng(s)) for s in range(200)]
+    assert set(shares) == {1, 2} and np.mean(shares) == pytest.approx(10 / 8, abs=0.1)
+
+
+def test_transform_with_case_extra_lesions_gives_fewer_tumor_clicks_and_the_same_background():
+    import torch
+
+    label, pet = _patch()
+    image = torch.from_numpy(np.stack([np.zeros_like(pet), pet]))
+    seg = torch.from_numpy(label[None].astype(np.int16))
+    counts = {}
+    for extra in (0, 11):
+        transform = AppendClickChannelsTransform(pet_channel=1, fixed_step=10, case_extra_lesions=extra)
+        np.random.seed(5)
+        tumor, background = [], []
+        for _ in range(30):
+            out = transform(image=image, segmentation=seg)
+            tumor.append(int((out["image"][2] == 1.0).sum()))
+            background.append(int((out["image"][3] == 1.0).sum()))
+        counts[extra] = (tumor, background)
+    assert min(counts[0][0]) >= 3           # the patch is the case: 10 clicks on its 3 lesions
+    assert np.mean(counts[11][0]) < np.mean(counts[0][0])
+    assert min(counts[11][0]) < 3           # some lesions of the patch get no click
+    assert np.mean(counts[11][1]) == pytest.approx(np.mean(counts[0][1]), abs=1.0)
+    with pytest.raises(ValueError, match="case_extra_lesions"):
+        AppendClickChannelsTransform(case_extra_lesions=-1)
 
 
 def test_pretrained_weights_extended_for_click_channels(tmp_path):

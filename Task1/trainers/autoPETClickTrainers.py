@@ -69,6 +69,9 @@ class autoPETTrainerClicks(autoPETScheduledTrainer):
     click_symmetric_offsets = True  # offsets in [-n, n]; the challenge's simulator uses [0, n]
     click_background_in_component = False  # False: the challenge's background fill-up quirk
     click_random_fraction = 0.0     # share of samples with uniformly random clicks instead of the challenge's
+    # 0: a patch's lesions get all of a step's tumor clicks; n: the patch stands in a case with
+    # 0..n further lesions and gets its share (Task1.click_transforms, clicks.simulate)
+    click_case_extra_lesions = 0
     final_validation_clicks = MAX_INTERACTION_STEP  # clicks per kind in the final validation
     # CT/PET misalignment augmentation (Task1.augmentations): None = off, or "CT" / "PET", the
     # channel moved against the other and the label
@@ -160,7 +163,8 @@ class autoPETTrainerClicks(autoPETScheduledTrainer):
         return AppendClickChannelsTransform(
             pet_channel=self.pet_channel, max_step=self.max_interaction_step, encoding=self.click_encoding,
             encoding_size=self.click_encoding_size, settings=self.click_draw_settings(), fixed_step=fixed_step,
-            order=self.click_order, random_fraction=self.click_random_fraction)
+            order=self.click_order, random_fraction=self.click_random_fraction,
+            case_extra_lesions=self.click_case_extra_lesions)
 
     # ----------------------------------------------------------------- network
     @classmethod
@@ -360,6 +364,15 @@ class autoPETTrainerClicks_cpu_organs_lesionpatches(autoPETTrainerClicks_cpu_org
     as many click samples, as the plain click model sees, with the organ targets kept."""
 
     foreground_sampling_classes = (LESION_LABEL,)
+
+
+class autoPETTrainerClicks_cpu_organs_caseclicks(autoPETTrainerClicks_cpu_organs_lesionpatches):
+    """``_cpu_organs_lesionpatches`` whose patches get a whole case's share of each step's tumor
+    clicks: the patch stands in a case with 0 to 11 further lesions (the training phantoms have
+    1 to 12), so a lesion often has only its centre click, or none, as at prediction time,
+    instead of a centre and up to 9 surface clicks."""
+
+    click_case_extra_lesions = 11
 
 
 class autoPETTrainerClicks_organs(autoPETTrainerClicks):
