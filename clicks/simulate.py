@@ -510,8 +510,9 @@ def case_share_of_tumor_clicks(n_patch_lesions: int, n_case_lesions: int, n_clic
     Why: a training patch holds one or two lesions of a case. Drawing a step's clicks on the
     patch alone gives those lesions every click (at step 10: a centre and 9 surface clicks),
     while in a whole-body case the same step spreads its clicks over all lesions (with 8 lesions:
-    one centre click each and 2 fill-ups). A network trained on the first learns to wait for
-    surface clicks and under-segments a lesion that has only its centre click.
+    one centre click each and 2 fill-ups). The share gives training the prediction-time mix;
+    whether a network gains from it is measured per model (on the phantoms it did not:
+    ``models/task1_phantom_organs/MODEL_CARD.md``).
     ``rng``: a ``np.random.Generator``. ``n_case_lesions`` below ``n_patch_lesions`` counts as
     ``n_patch_lesions`` (the patch's lesions are the whole case)."""
     n_patch = int(n_patch_lesions)

@@ -370,7 +370,8 @@ class autoPETTrainerClicks_cpu_organs_caseclicks(autoPETTrainerClicks_cpu_organs
     """``_cpu_organs_lesionpatches`` whose patches get a whole case's share of each step's tumor
     clicks: the patch stands in a case with 0 to 11 further lesions (the training phantoms have
     1 to 12), so a lesion often has only its centre click, or none, as at prediction time,
-    instead of a centre and up to 9 surface clicks."""
+    instead of a centre and up to 9 surface clicks. Same recipe, on the phantoms: validation
+    DSC@10 0.841 against the default model's 0.870, so it is not the default (model card)."""
 
     click_case_extra_lesions = 11
 
