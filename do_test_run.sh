@@ -3,8 +3,9 @@
 # no network, no capabilities, no new privileges, 2 GB shared memory, 16 GiB of memory (the
 # platform's T4 instance), /input read-only, /tmp a fresh volume, the model read-only at
 # /opt/ml/model, the GPU(s). Task 1 runs on the bundled sample (test/input), Task 2 on a phantom
-# pair written by the repository's phantom generator; each mask is compared with a plain run of
-# inference.py on the host (the same masks are expected).
+# pair written by the repository's phantom generator, each with the inputs.json the platform
+# writes (today's "socket" shape); each mask is compared with a plain run of inference.py on the
+# host without inputs.json (the same masks are expected).
 #   MODEL_DIR   model folder mounted at /opt/ml/model (default: the phantom demo model
 #               models/task1_phantom_organs with its recipe; the image holds no model and refuses
 #               Task 1 without one)
@@ -40,8 +41,15 @@ fi
 
 status=0
 for task in 1 2; do
-    input="$SCRIPT_DIR/test/input"
-    [ "$task" = 2 ] && input="$TASK2_INPUT"
+    plain_input="$SCRIPT_DIR/test/input"
+    [ "$task" = 2 ] && plain_input="$TASK2_INPUT"
+    # the container gets the job as the platform writes it: the inputs plus inputs.json (today's
+    # "socket" shape); the plain run reads the folder without it, so equal masks also say that
+    # the platform's inputs.json is read right
+    input="$WORK/input_task$task"
+    cp -r "$plain_input" "$input"
+    chmod -R a+rX "$input"
+    (cd "$SCRIPT_DIR" && "$PYTHON" -m autopet_common.socket_values "$input" > /dev/null)
     out="$WORK/container_task$task" plain="$WORK/plain_task$task"
     mkdir -p "$out" "$WORK/tmp_task$task"
     chmod 777 "$out" "$WORK/tmp_task$task"  # the container's non-root user writes here
@@ -60,7 +68,7 @@ for task in 1 2; do
         "$DOCKER_IMAGE_TAG"
     model_arg=()
     if [ -n "$MODEL_DIR" ]; then model_arg=(--model "$MODEL_DIR"); fi
-    (cd "$SCRIPT_DIR" && "$PYTHON" inference.py --input "$input" --output "$plain" "${model_arg[@]}" --quiet)
+    (cd "$SCRIPT_DIR" && "$PYTHON" inference.py --input "$plain_input" --output "$plain" "${model_arg[@]}" --quiet)
     if "$PYTHON" - "$out" "$plain" <<'PY'
 import sys
 from pathlib import Path

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from autopet_common.cli import ArgumentParser, configure_logging, entrypoint, int_list, non_negative_float, positive_float
+from autopet_common.cli import ArgumentParser, configure_logging, device_name, entrypoint, int_list, non_negative_float, positive_float
 # The contract's paths have one home, autopet_common/contract.py (a constant module: no work).
 from autopet_common.contract import INPUT_DIR as DEFAULT_INPUT
 from autopet_common.contract import MODEL_DIR as DEFAULT_MODEL_DIR
@@ -110,20 +110,25 @@ def detect_task(input_dir: Path) -> int:
     sorted tuple of its socket slugs, as the platform's template keys it), else from the folder
     layout (the rules of :mod:`autopet_common.contract`); the log says which.
     :class:`InputError` when it is neither, or the interface is unknown."""
-    from autopet_common.contract import INPUTS_FILE, is_task1_input, is_task2_input, socket_slugs, task_of_interface
+    from autopet_common.contract import (INPUTS_FILE, TASK1_SOCKETS, TASK2_SOCKETS, is_task1_input, is_task2_input,
+                                         task_of_interface)
     from autopet_common.errors import InputError
 
-    if (input_dir / INPUTS_FILE).is_file():
-        from autopet_common.image_io import read_json
+    if (input_dir / INPUTS_FILE).exists():  # a folder there is refused by the reader, naming it
+        from autopet_common.socket_values import mismatched_relative_paths, read_inputs_json, slugs_of
 
-        slugs = socket_slugs(read_json(input_dir / INPUTS_FILE, "inputs.json"))
-        if slugs is None:
-            raise InputError(f"{input_dir / INPUTS_FILE}: expected a list of socket values with interface.slug")
+        values = read_inputs_json(input_dir / INPUTS_FILE)
+        slugs = slugs_of(values)
         task = task_of_interface(slugs)
         if task is None:
-            raise InputError(f"{input_dir / INPUTS_FILE}: unknown interface {sorted(slugs)} (see "
+            raise InputError(f"{input_dir / INPUTS_FILE}: unknown interface {list(slugs)} (see "
                              "autopet_common/contract.py INTERFACES)")
-        log.info("task %d from %s (interface %s)", task, INPUTS_FILE, ", ".join(sorted(slugs)))
+        shape = "legacy 'interface'" if any(v.descriptor_key == "interface" for v in values) else "'socket'"
+        log.info("task %d from %s (%s shape; interface %s)", task, INPUTS_FILE, shape, ", ".join(slugs))
+        # the inputs are read where the contract puts them; a platform that says otherwise is named
+        for text in mismatched_relative_paths(values, TASK1_SOCKETS if task == 1 else TASK2_SOCKETS):
+            log.warning("%s gives another place for socket %s; this entrypoint reads the contract's path",
+                        INPUTS_FILE, text)
         return task
     if not input_dir.is_dir():
         raise InputError(f"input folder not found: {input_dir}")
@@ -249,8 +254,8 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
               postprocess: Any = None, predictor_options: dict[str, Any] | None = None) -> Path:
     import numpy as np
     from Task1.postprocessing import PostprocessOptions, postprocess_task1
-    from autopet_common.image_io import find_single_image, read_image, same_grid, write_mask
-    from autopet_common.output_folder import remove_stale_files
+    from autopet_common.image_io import degenerate_image_problem, find_single_image, read_image, same_grid, write_mask
+    from autopet_common.output_folder import check_inside, remove_stale_files
 
     with Phase("read", timings):
         ct_path = find_single_image(input_dir / TASK1_CT_SUBDIR, "CT")
@@ -259,9 +264,10 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
         ct, ct_geometry = read_image(ct_path, dtype=np.float32, check_finite=True, what="CT image")
         log.info("CT  %s shape %s spacing %s", ct_path.name, ct_geometry.shape, _fmt(ct_geometry.spacing))
         log.info("PET %s shape %s spacing %s", pet_path.name, geometry.shape, _fmt(geometry.spacing))
-        for name, array in (("PET", pet), ("CT", ct)):
-            if not np.any(array):
-                log.warning("the %s image is all zero: a wrong or empty input? The mask will say little", name)
+        for name, array, path in (("PET", pet, pet_path), ("CT", ct, ct_path)):
+            problem = degenerate_image_problem(array, name)
+            if problem:
+                log.warning("the %s image %s %s", name, path.name, problem)
         if not same_grid(ct_geometry, geometry):
             log.warning("CT and PET grids differ: resampling CT (linear, -1024 HU outside) onto the "
                         "PET grid %s; the mask is written on the PET grid", geometry.shape)
@@ -319,6 +325,7 @@ def run_task1(input_dir: Path, output_dir: Path, model_dir: Path | None, *, time
 
     out_path = output_dir / TASK1_OUTPUT_SUBDIR / f"{strip_image_suffix(ct_path)}.mha"
     with Phase("write", timings):
+        check_inside(output_dir, out_path.relative_to(output_dir))  # a link planted during the run, too
         write_mask(mask, geometry, out_path)
         # the mask folder is the entrypoint's: an older mask under another name would make two
         remove_stale_files(out_path.parent, keep=[out_path])
@@ -347,11 +354,18 @@ def run_inference(input_dir: str | os.PathLike = DEFAULT_INPUT, output_dir: str 
     data-centric baseline used 1.0); ``click_rules`` / ``protocol_rule``: see
     Task1/postprocessing.py. ``binary``: Task 2 writes 0/1 instead of lesion ids. Returns the
     written file(s). Raises
-    :class:`autopet_common.errors.InputError` on bad input, before writing anything.
+    :class:`autopet_common.errors.InputError` on bad input, before writing anything; masks an
+    earlier run left in the output's mask folders are removed first, so a failed run leaves none.
     """
+    from autopet_common.contract import OUTPUT_FOLDERS
+    from autopet_common.output_folder import clear_owned_folders
+
     started = time.perf_counter()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     timings: dict[str, float] = {}
+    # before anything can fail: no mask of an earlier run stays to read as this run's, and no
+    # output folder that is a link out of the output is written through
+    clear_owned_folders(output_dir, OUTPUT_FOLDERS)
     task_number = detect_task(input_dir) if str(task) == "auto" else int(task)
     if task_number not in (1, 2):
         raise ValueError(f"task must be 'auto', 1 or 2, got {task!r}")
@@ -411,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds for the whole run; the challenge allows 300 (default 300)")
     parser.add_argument("--margin", type=non_negative_float, default=DEFAULT_MARGIN_SECONDS,
                         help=f"seconds kept back from the budget for writing and exit (default {DEFAULT_MARGIN_SECONDS:g})")
-    parser.add_argument("--device", default="auto", help="auto, cuda or cpu (nnU-Net path only)")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps (model paths only)")
     parser.add_argument("--folds", type=_folds, default=None,
                         help="comma-separated folds of the nnU-Net model (default: all, trimmed to the budget)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="nnU-Net checkpoint file name")

@@ -36,6 +36,7 @@ setup(
             "autopet-ground-truth=evaluation_metrics.ground_truth:main",
             "autopet-simulate-predictions=evaluation_metrics.simulate_predictions:main",
             "autopet-phantoms=autopet_common.phantoms.cli:main",
+            "autopet-inputs-json=autopet_common.socket_values:main",
             "autopet-task1-convert=Task1.convert_dataset:main",
             "autopet-task1-predict=Task1.predict:main",
             "autopet-task1-batch-predict=Task1.batch_predict:main",

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from autopet_common.cli import ArgumentParser, entrypoint, non_negative_float
+from autopet_common.cli import ArgumentParser, device_name, entrypoint, non_negative_float
 from autopet_common.errors import InputError
 
 MODEL_FREE = "model-free"
@@ -142,13 +142,21 @@ def read_case_clicks(clicks_dir: Path | None, case: str, steps: Sequence[int]) -
 def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, output_folder: str | os.PathLike,
                    *, clicks_dir: str | os.PathLike | None = None, steps: Sequence[int] = range(11),
                    device: str = "auto", postprocess: Any = None, predictor_options: dict | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Predict every case of ``input_folder`` at every step; see the module docstring.
-    Returns timings: load seconds, per-case seconds, number of masks written."""
+
+    Resuming (:mod:`autopet_common.resume`): a rerun into the same ``output_folder`` with the
+    same model, code and options skips a case whose masks of these steps are intact (sha256)
+    and whose images and clicks are unchanged; ``overwrite`` predicts every case again.
+    Returns timings: load seconds, per-case seconds, number of masks written, resumed cases."""
+    from dataclasses import asdict
+
     from tqdm import tqdm
 
+    from autopet_common.click_io import clicks_at_step
     from autopet_common.image_io import check_same_grid, read_image, write_mask
     from autopet_common.output_folder import check_output_folder
+    from autopet_common.resume import Ledger, code_fingerprint, files_fingerprint, folder_fingerprint
 
     steps = list(steps)
     cases = find_case_images(input_folder)
@@ -157,18 +165,37 @@ def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, ou
         raise InputError(f"click folder not found: {clicks_dir}")
     case_clicks = {case: read_case_clicks(clicks_dir, case, steps) for case in cases}  # fail before work
     out = check_output_folder(output_folder, "prediction output folder")
+    from Task1.postprocessing import PostprocessOptions
+
+    ledger = Ledger(out, {"tool": "batch_predict", "model": str(model),
+                          "model_files": folder_fingerprint(model) if str(model) != MODEL_FREE else None,
+                          "code": code_fingerprint(Path(__file__).resolve().parents[1] / "inference.py"),
+                          "device": device, "postprocess": asdict(postprocess or PostprocessOptions()),
+                          "predictor_options": predictor_options or {}}, overwrite=overwrite)
+    inputs = {case: files_fingerprint(paths) for case, paths in cases.items()}
+    checks = {case: {"inputs": inputs[case], "steps": steps,
+                     "clicks": [clicks_at_step(case_clicks[case], s) for s in steps]} for case in cases}
+    todo = {case: paths for case, paths in cases.items() if ledger.finished(case, checks[case]) is None}
+    timings: dict[str, Any] = {"load_s": 0.0, "cases": {}, "resumed": sorted(set(cases) - set(todo))}
+    if timings["resumed"]:
+        print(f"batch predict: {len(timings['resumed'])} of {len(cases)} case(s) finished by an earlier run into "
+              f"{out} (masks checked by sha256): not predicted again (--overwrite redoes them)", file=sys.stderr)
+    if not todo:
+        timings["n_masks"] = 0
+        return timings
     started = time.perf_counter()
     method = Task1Method(model, device=device, postprocess=postprocess, predictor_options=predictor_options or {})
-    timings: dict[str, Any] = {"load_s": time.perf_counter() - started, "cases": {}}
-    for case, (ct_path, pet_path) in tqdm(cases.items(), desc="batch predict", unit="case", disable=not progress):
+    timings["load_s"] = time.perf_counter() - started
+    for case, (ct_path, pet_path) in tqdm(todo.items(), desc="batch predict", unit="case", disable=not progress):
         t = time.perf_counter()
         pet, geometry = read_image(pet_path, np.float32, check_finite=True, what=f"PET of case {case}")
         ct, ct_geometry = read_image(ct_path, np.float32, check_finite=True, what=f"CT of case {case}")
         check_same_grid(ct_geometry, geometry, f"CT {ct_path}", f"PET {pet_path}")
-        for step, mask in method.predict_steps(ct, pet, geometry, case_clicks[case], steps).items():
-            write_mask(mask, geometry, out / f"{case}_pred{step}.nii.gz")
+        written = [write_mask(mask, geometry, out / f"{case}_pred{step}.nii.gz")
+                   for step, mask in method.predict_steps(ct, pet, geometry, case_clicks[case], steps).items()]
+        ledger.record(case, written, checks[case])
         timings["cases"][case] = time.perf_counter() - t
-    timings["n_masks"] = len(cases) * len(steps)
+    timings["n_masks"] = len(todo) * len(steps)
     return timings
 
 
@@ -185,10 +212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clicks_dir", default=None,
                         help="<case>.json or <case>_clicks.json per case (needed for steps above 0)")
     parser.add_argument("--steps", default="0-10", help="steps to predict: 0-10 (default), or a list 0,5,10")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps (model paths only)")
     parser.add_argument("--no_click_rules", action="store_true", help="as inference.py --no_click_rules")
     parser.add_argument("--no_protocol_rule", action="store_true", help="as inference.py --no_protocol_rule")
     parser.add_argument("--remove_below_suv", type=non_negative_float, default=None, help="as inference.py --remove_below_suv")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="predict every case again; by default a rerun into the same output skips the cases an "
+                             "earlier run finished with the same model, code and options (masks checked by sha256)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     from Task1.postprocessing import PostprocessOptions
@@ -198,10 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              postprocess=PostprocessOptions(click_rules=not args.no_click_rules,
                                                             protocol_rule=not args.no_protocol_rule,
                                                             remove_below_suv=args.remove_below_suv),
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, overwrite=args.overwrite)
     per_case = list(timings["cases"].values())
-    print(f"wrote {timings['n_masks']} mask(s) to {args.output}; model load {timings['load_s']:.1f} s, "
-          f"median {np.median(per_case):.1f} s per case")
+    print(f"wrote {timings['n_masks']} mask(s) to {args.output}"
+          + (f"; model load {timings['load_s']:.1f} s, median {np.median(per_case):.1f} s per case" if per_case else "")
+          + (f"; {len(timings['resumed'])} case(s) resumed" if timings["resumed"] else ""))
     return 0
 
 

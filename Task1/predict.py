@@ -44,7 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from autopet_common.cli import ArgumentParser, entrypoint, non_negative_int, positive_float
+from autopet_common.cli import ArgumentParser, device_name, entrypoint, non_negative_int, positive_float
 from autopet_common.errors import InputError
 from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY, ClickConfig
 
@@ -122,7 +122,28 @@ def to_nnunet_input(channels: Sequence[np.ndarray], geometry) -> tuple[np.ndarra
     return data, properties
 
 
-def find_trainer_class(trainer_name: str):
+def check_checkpoint(ckpt: Any, path: Path, plans: dict) -> None:
+    """The fields of an nnU-Net checkpoint this predictor reads, each checked, with
+    :class:`ModelFolderError` naming the file and the field: ``network_weights`` (a state
+    dict), ``trainer_name`` (a class name), ``init_args.configuration`` (one of ``plans``)."""
+    if not isinstance(ckpt, dict):
+        raise ModelFolderError(f"checkpoint {path}: expected nnU-Net's checkpoint dictionary, got {type(ckpt).__name__}")
+    weights = ckpt.get("network_weights")
+    if not isinstance(weights, dict) or not weights:
+        raise ModelFolderError(f"checkpoint {path}: field 'network_weights' must be the network's state dict, "
+                               f"got {type(weights).__name__}")
+    trainer = ckpt.get("trainer_name")
+    if not isinstance(trainer, str) or not trainer.isidentifier():
+        raise ModelFolderError(f"checkpoint {path}: field 'trainer_name' must name a trainer class, got {trainer!r:.80}")
+    init_args = ckpt.get("init_args")
+    configuration = init_args.get("configuration") if isinstance(init_args, dict) else None
+    known = sorted((plans.get("configurations") or {}))
+    if not isinstance(configuration, str) or configuration not in known:
+        raise ModelFolderError(f"checkpoint {path}: field 'init_args.configuration' must be one of the plans' "
+                               f"configurations {known}, got {configuration!r:.80}")
+
+
+def find_trainer_class(trainer_name: str, source: str = "the checkpoint"):
     """The trainer class a checkpoint names, as nnU-Net's own predictor finds it: this project's
     click trainers first (importable without ``nnUNet_extTrainer``), then nnU-Net's search of
     its package and of ``nnUNet_extTrainer``. Raises :class:`ModelFolderError` when unknown."""
@@ -136,7 +157,7 @@ def find_trainer_class(trainer_name: str):
     try:
         return recursive_find_trainer_class_by_name(trainer_name)
     except RuntimeError as exc:
-        raise ModelFolderError(f"the checkpoint was trained with {trainer_name!r}, which is neither one of "
+        raise ModelFolderError(f"{source}: field 'trainer_name' names {trainer_name!r}, which is neither one of "
                                "Task1/trainers nor found by nnU-Net: put its folder in nnUNet_extTrainer "
                                f"({str(exc).splitlines()[0][:200]})") from None
 
@@ -147,10 +168,12 @@ def resolve_device(device: str):
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda", "mps"):
-        raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but no CUDA device is available")
+    try:
+        device_name(str(device))
+    except argparse.ArgumentTypeError as exc:
+        raise InputError(f"--device: {exc}") from None
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device is available here")
     return torch.device(device)
 
 
@@ -209,10 +232,11 @@ class Task1Predictor:
                 ckpt = torch.load(path, map_location="cpu", weights_only=False)
             except Exception as exc:  # torch raises several types for corrupt files
                 raise ModelFolderError(f"cannot load checkpoint {path}: {exc}") from None
+            check_checkpoint(ckpt, path, self.plans)
             if first is None:
                 first = ckpt
             self.parameters.append(ckpt["network_weights"])
-        self.trainer_name = first.get("trainer_name", "?")
+        self.trainer_name = first["trainer_name"]
         self.configuration_name = first["init_args"]["configuration"]
         self.mirror_axes = first.get("inference_allowed_mirroring_axes")
         self.configuration_manager = self.plans_manager.get_configuration(self.configuration_name)
@@ -221,7 +245,8 @@ class Task1Predictor:
         self.n_dataset_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
         # The network is built by the trainer class the checkpoint names (as nnU-Net's predictor
         # does), so the number and order of click channels have one definition: the trainer's.
-        self.trainer_class = find_trainer_class(self.trainer_name)
+        self.trainer_class = find_trainer_class(self.trainer_name,
+                                                f"checkpoint {self.model_dir / f'fold_{self.folds[0]}' / checkpoint}")
         n_click_channels = int(getattr(self.trainer_class, "n_click_channels", 0))
         self.click_config = None
         if n_click_channels:
@@ -558,7 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output mask (.nii.gz or .mha)")
     parser.add_argument("--folds", nargs="+", default=None, help="folds to use (default: all found)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pth")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps (model paths only)")
     parser.add_argument("--disable_mirroring", action="store_true", help="no test-time mirroring (faster)")
     parser.add_argument("--time_budget", type=positive_float, default=None,
                         help="seconds: drop mirroring, then folds, to finish within this time")

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, non_negative_int, positive_int
+from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, positive_int, seed
 # The generic steps of a CPU nnU-Net recipe (plans edit, environment, export) have one home,
 # autopet_common/nnunet_recipe.py; Task 2's recipe uses them too.
 from autopet_common.nnunet_recipe import (CHECKPOINT_KEYS, CPU_BATCH_SIZE, CPU_CONFIGURATION,  # noqa: F401
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--configuration", default=CPU_CONFIGURATION,
                         help=f"{CPU_CONFIGURATION} (added to the plans, see --help of the module) or 3d_fullres")
     parser.add_argument("--fold", default="0")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="phantom seed (case n uses [seed, n])")
+    parser.add_argument("--seed", type=seed, default=0, help="phantom seed (case n uses [seed, n])")
     parser.add_argument("--organs", action="store_true",
                         help="organ supervision: write the phantoms' organ maps, convert with --organs, preprocess "
                              "with -preprocessor_name autoPETOrganPreprocessor (default trainer "

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from autopet_common.cli import ArgumentParser, entrypoint
+from autopet_common.cli import ArgumentParser, device_name, entrypoint, seed
 from autopet_common.contract import TASK1_MAX_CLICKS
 from autopet_common.errors import InputError
 
@@ -171,7 +171,7 @@ def build_parser() -> ArgumentParser:
     source.add_argument("--cohort", help="raw validation cohort: imagesTr/<case>_0000|_0001, labelsTr/<case>")
     source.add_argument("--make_phantoms", type=int, metavar="N",
                         help="write N validation phantoms of the training generator into --work/cohort")
-    parser.add_argument("--seed", type=int, default=2000,
+    parser.add_argument("--seed", type=seed, default=2000,
                         help="phantom seed for --make_phantoms (training uses 0; default 2000)")
     parser.add_argument("--work", default="work_dirs/tune_recipe", help="folder for phantoms and the table")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
@@ -179,7 +179,8 @@ def build_parser() -> ArgumentParser:
                         help="grow_from_clicks probabilities to try (no growth is always tried)")
     parser.add_argument("--write", action="store_true",
                         help=f"write autopet_recipe.json and {TUNING_FILE} into the model folder")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps (model paths only)")
     return parser
 
 

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from autopet_common.cli import ArgumentParser, entrypoint, non_negative_int, positive_float, positive_int
+from autopet_common.cli import ArgumentParser, entrypoint, positive_float, positive_int, seed
 from autopet_common.contract import TASK2_PREFIXES, TIME_BUDGET_SECONDS, task2_output_subdir, task2_points_file
 from autopet_common.errors import InputError
 from autopet_common.image_io import atomic_write_json, atomic_write_text, find_single_image, read_image, write_image
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="first write N phantom pairs to OUTPUT/cohort and run on them")
     parser.add_argument("--phantom_size", default="small", choices=["tiny", "small", "medium", "full", "ct_real"],
                         help="phantom size for --make_phantoms (default small)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="phantom seed (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="phantom seed (default 0)")
     parser.add_argument("--time_budget", type=positive_float, default=TIME_BUDGET_SECONDS, help="seconds per run (default 300)")
     parser.add_argument("--entrypoint", type=Path, default=None, help="entrypoint script (default: inference.py)")
     parser.add_argument("--keep_work", action="store_true", help="keep the per-step input/output folders")

@@ -36,12 +36,12 @@ from typing import Sequence
 
 import numpy as np
 
-from autopet_common.cli import ArgumentParser, configure_logging, entrypoint, positive_float
+from autopet_common.cli import ArgumentParser, configure_logging, device_name, entrypoint, positive_float
 from autopet_common.contract import (INPUT_DIR, OUTPUT_DIR, TASK2_BASELINE_SEG_FOLDERS, TASK2_PREFIXES, TIME_BUDGET_SECONDS,
                                      is_task2_input, task2_baseline_ct_subdir, task2_followup_ct_subdir,
                                      task2_output_subdir, task2_points_file)
 from autopet_common.errors import InputError
-from autopet_common.output_folder import remove_stale_files
+from autopet_common.output_folder import check_inside, remove_stale_files
 from Task2.lesion_ids import label_dtype
 from autopet_common.image_io import (Geometry, check_same_grid, find_single_image, read_image,
                                      strip_image_suffix, write_image, write_mask)
@@ -81,12 +81,20 @@ def _seg_folder(images: Path, prefix: str) -> Path:
 def _read_points(path: Path, required: bool) -> dict:
     from autopet_common.click_io import read_task2_points
 
-    if not path.is_file():
+    if not path.exists():  # a folder (or anything else) under the name is the reader's error
         if required:
             raise InputError(f"point file not found: {path}")
         log.warning("%s not found: treated as an empty point list", path)
         return {}
     return read_task2_points(path)
+
+
+def _warn_if_degenerate(ct: np.ndarray, name: str) -> None:
+    from autopet_common.image_io import degenerate_image_problem
+
+    problem = degenerate_image_problem(ct, "CT")
+    if problem:
+        log.warning("the %s %s", name, problem)
 
 
 def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
@@ -109,6 +117,7 @@ def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
             ct_path = find_single_image(input_dir / task2_baseline_ct_subdir(base_prefix), f"{base_prefix} baseline CT")
             seg_path = find_single_image(_seg_folder(images, base_prefix), f"{base_prefix} baseline lesion mask")
             ct, ct_geom = read_image(ct_path, check_finite=True, what=f"{base_prefix} baseline CT")
+            _warn_if_degenerate(ct, f"{base_prefix} baseline CT {ct_path}")
             seg, seg_geom = read_image(seg_path, what=f"{base_prefix} baseline lesion mask")
             check_same_grid(ct_geom, seg_geom, f"{base_prefix} baseline CT {ct_path.name}",
                             f"{base_prefix} baseline lesion mask {seg_path.name}")
@@ -116,8 +125,7 @@ def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
             baselines[base_prefix] = (ct, ct_geom, np.asarray(seg), points)
         fu_path = find_single_image(input_dir / task2_followup_ct_subdir(prefix), f"{prefix} follow-up CT")
         fu_ct, fu_geom = read_image(fu_path, check_finite=True, what=f"{prefix} follow-up CT")
-        if not np.any(fu_ct):
-            log.warning("%s follow-up CT %s is all zero: a wrong or empty input?", prefix, fu_path)
+        _warn_if_degenerate(fu_ct, f"{prefix} follow-up CT {fu_path}")
         fu_points = _read_points(input_dir / task2_points_file(prefix, "followup"), required=False)
         ct, ct_geom, seg, points = baselines[base_prefix]
         out.append(FollowupInputs(prefix, base_prefix, fu_path, ct, ct_geom, seg, fu_ct, fu_geom,
@@ -137,8 +145,12 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
     from Task2.pipeline import segment_followup
     from Task2.registration import RegistrationParameters
 
+    from autopet_common.contract import TASK2_OUTPUT_FOLDERS
+    from autopet_common.output_folder import clear_owned_folders
+
     started = time.perf_counter()
     output_dir = Path(output_dir)
+    clear_owned_folders(output_dir, TASK2_OUTPUT_FOLDERS)  # no earlier mask outlives a failed run
     inputs = read_followup_inputs(input_dir)
     params = RegistrationParameters(deformable=deformable)
     if model_dir is not None and str(model_dir) in ("", "model-free"):
@@ -181,7 +193,7 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
         results.append((item, labels))
     written = []
     for item, labels in results:
-        path = output_dir / task2_output_subdir(item.prefix) / item.output_name
+        path = check_inside(output_dir, task2_output_subdir(item.prefix) / item.output_name)
         if binary:
             written.append(write_mask(labels > 0, item.followup_geometry, path))
         else:  # voxel values are lesion ids (Task2.lesion_ids)
@@ -207,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=OUTPUT_DIR, help="output folder (default /output)")
     parser.add_argument("--model", default=None,
                         help="trained Task 2 nnU-Net folder (see Task2/README.md); default: model-free")
-    parser.add_argument("--device", default="auto", help="auto, cuda or cpu (nnU-Net path only)")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps (model paths only)")
     parser.add_argument("--deformable", action="store_true",
                         help="add a BSpline refinement after the affine registration (slower)")
     parser.add_argument("--time_budget", type=positive_float, default=TIME_BUDGET_SECONDS, help="seconds; only warns when exceeded")

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, non_negative_int, positive_int
+from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, positive_int, seed
 from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, finish_recipe, nnunet_environment,
                                           plan_preprocess_train, run_logged)
 
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="work_dirs/task2_patch_model/model", help="exported model folder")
     parser.add_argument("--dataset_id", type=nnunet_dataset_id, default=504, help="nnU-Net dataset id (default 504)")
     parser.add_argument("--pairs", type=positive_int, default=48, help="phantom pairs (default 48; >= 5 for the split)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="phantom seed (pair n uses [seed, n])")
+    parser.add_argument("--seed", type=seed, default=0, help="phantom seed (pair n uses [seed, n])")
     parser.add_argument("--trainer", default=DEFAULT_TRAINER,
                         help=f"{DEFAULT_TRAINER} (the shipped model) or autoPETTrainerLongitudinalPatches_smoke")
     parser.add_argument("--fold", default="0")

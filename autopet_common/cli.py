@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import re
 import sys
 import traceback
 from typing import Any, Callable
@@ -190,6 +191,25 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _number(text, int, "a whole number >= 0", lambda value: value >= 0)
+
+
+MAX_SEED = 2 ** 32 - 1  # NumPy's seed range (np.random.seed, as the challenge's click simulator seeds)
+
+
+def seed(text: str) -> int:
+    """A random seed, 0..2**32 - 1 (every tool's ``--seed``)."""
+    return _number(text, int, f"a seed 0..{MAX_SEED}", lambda value: 0 <= value <= MAX_SEED)
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")  # "auto": cuda when available, else cpu (decided at run time)
+
+
+def device_name(text: str) -> str:
+    """A torch device for ``--device``: auto, cpu, cuda, cuda:N or mps (whether it exists is
+    checked when the model loads, never at parse time)."""
+    if text in DEVICES or re.fullmatch(r"cuda:\d+", text or ""):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of auto, cpu, cuda, cuda:N, mps, got {text!r}")
 
 
 def finite_float(text: str) -> float:

@@ -14,7 +14,8 @@ Conventions (see ``../shared/challenge-facts.md``):
   may also be written ``"Lesion 3"``.
 
 Every reader raises :class:`~autopet_common.errors.ClickFormatError` naming the file for
-malformed input. Nothing happens at import time.
+malformed input, and for a file of more than ``MAX_FILE_BYTES`` or ``MAX_POINTS`` points.
+Nothing happens at import time.
 """
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ CLICK_KINDS = ("tumor", "background")
 GC_VERSION = {"major": 1, "minor": 0}
 GC_TYPE = "Multiple points"
 TASK2_NAME = "Points of interest"
+
+# Bounds on a click file, so that a huge one is refused in milliseconds instead of being worked
+# through point by point (every method does work per click). The protocol gives at most 10 + 10
+# Task 1 clicks and one Task 2 point per lesion: these are far above any real file.
+MAX_POINTS = 1000
+MAX_FILE_BYTES = 4 * 2 ** 20
 
 _LESION_ID = re.compile(r"^\s*(?:lesion[\s_-]*)?(\d+)\s*$", re.IGNORECASE)
 
@@ -92,6 +99,12 @@ def clicks_to_gc_format(clicks: dict) -> dict:
     return {"version": dict(GC_VERSION), "type": GC_TYPE, "points": points}
 
 
+def _check_count(points: list, where: str, what: str = "points") -> None:
+    if len(points) > MAX_POINTS:
+        raise ClickFormatError(f"{where}: {len(points)} {what}; at most {MAX_POINTS} are read (the challenge's "
+                               "protocol gives at most 10 tumor + 10 background clicks, Task 2 one point per lesion)")
+
+
 def _clicks_from_obj(obj: Any, where: str) -> dict[str, list]:
     """Validate a parsed JSON object in either format and return simulator-format clicks."""
     if obj is None or obj == {} or obj == []:
@@ -107,6 +120,7 @@ def _clicks_from_obj(obj: Any, where: str) -> dict[str, list]:
             return clicks
         if not isinstance(points, list):
             raise ClickFormatError(f"{where}: 'points' must be a list, got {type(points).__name__}")
+        _check_count(points, where)
         for n, entry in enumerate(points):
             if not isinstance(entry, dict) or "point" not in entry:
                 raise ClickFormatError(f"{where}: points[{n}] must be an object with 'point' and "
@@ -128,6 +142,7 @@ def _clicks_from_obj(obj: Any, where: str) -> dict[str, list]:
         if not isinstance(points, list):
             raise ClickFormatError(f"{where}: '{kind}' must be a list of points, "
                                    f"got {type(points).__name__}")
+        _check_count(points, where, f"'{kind}' points")
         clicks[kind] = [_check_point(p, f"{where}: {kind}[{n}]") for n, p in enumerate(points)]
     return clicks
 
@@ -142,6 +157,10 @@ def gc_format_to_clicks(obj: dict, source: str = "clicks") -> dict[str, list]:
 
 def _load_json(path: Path) -> Any:
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ClickFormatError(f"click file {path} is {size / 2 ** 20:.1f} MB; a click file is at most "
+                                   f"{MAX_FILE_BYTES / 2 ** 20:.0f} MB ({MAX_POINTS} points take about 60 kB)")
         text = path.read_text()
     except UnicodeDecodeError:
         raise ClickFormatError(f"click file {path} is not UTF-8 text") from None
@@ -244,6 +263,8 @@ def read_task2_points(path: str | os.PathLike) -> dict[int, tuple[float, float, 
     """
     path = Path(path)
     where = f"point file {path}"
+    if path.is_dir():
+        raise ClickFormatError(f"point file {path} is a folder, expected a JSON file")
     if not path.is_file():
         raise ClickFormatError(f"point file not found: {path}")
     obj = _load_json(path)
@@ -256,6 +277,7 @@ def read_task2_points(path: str | os.PathLike) -> dict[int, tuple[float, float, 
         return {}
     if not isinstance(points, list):
         raise ClickFormatError(f"{where}: 'points' must be a list, got {type(points).__name__}")
+    _check_count(points, where)
     out: dict[int, tuple[float, float, float]] = {}
     for n, entry in enumerate(points):
         if not isinstance(entry, dict) or "point" not in entry or "name" not in entry:

@@ -50,6 +50,11 @@ def task2_points_file(prefix: str, scan: str) -> str:
     return f"{prefix}-{scan}-lesion-clicks.json"
 
 
+# The entrypoint's output folders (both tasks): it owns them, and each holds this run's mask only.
+TASK2_OUTPUT_FOLDERS = tuple(task2_output_subdir(p) for p in TASK2_PREFIXES)
+OUTPUT_FOLDERS = (TASK1_OUTPUT_SUBDIR, *TASK2_OUTPUT_FOLDERS)
+
+
 # ----------------------------------------------------------------------------- layout rules
 def is_task1_input(input_dir: str | os.PathLike) -> bool:
     """A Task 1 input: a CT or PET image folder."""
@@ -65,7 +70,8 @@ def is_task2_input(input_dir: str | os.PathLike) -> bool:
 
 
 # ----------------------------------------------------------------------------- platform sockets
-# Grand Challenge names each input and output of an algorithm job by a socket ("interface") slug
+# Grand Challenge names each input and output of an algorithm job by a socket slug (older files:
+# "interface")
 # and places it at a relative path: inputs under /input/<relative path>, outputs under
 # /output/<relative path> (for the evaluation: /input/<job pk>/output/<relative path>). Image
 # sockets are folders holding one image. The slugs below are those the container contract's
@@ -125,15 +131,7 @@ INTERFACES = {
                     if not s.endswith("baseline-lesion-clicks"))): 2,
 }
 INPUTS_FILE = "inputs.json"  # the job's socket values, as the platform writes them to /input
-
-
-def socket_slugs(values) -> tuple[str, ...] | None:
-    """The sorted slugs of a list of socket values (``inputs.json``, a job's ``inputs`` in
-    predictions.json); None when it is not such a list."""
-    if not isinstance(values, list):
-        return None
-    slugs = [((v.get("interface") if isinstance(v, dict) else None) or {}).get("slug") for v in values]
-    return tuple(sorted(slugs)) if slugs and all(isinstance(s, str) for s in slugs) else None
+# (read and written by autopet_common/socket_values.py)
 
 
 def task_of_interface(slugs) -> int | None:

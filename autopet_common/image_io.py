@@ -26,6 +26,10 @@ import numpy as np
 from .errors import GridMismatchError, ImageReadError, InputError, NonFiniteError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+# The most voxels an input image may declare (1024 x 1024 x 512): about 5x the largest real autoPET
+# PET/CT grid (400 x 400 x 600) and 2x a whole-body CT at 0.8 mm slices. Checked from the header,
+# before any voxel is read, so a small compressed file that inflates past memory is refused at once.
+MAX_VOXELS = 2 ** 29
 
 
 def image_suffix(path: str | os.PathLike) -> str:
@@ -117,6 +121,7 @@ def read_sitk_image(path: str | os.PathLike, what: str = "image") -> Any:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{what} not found: {path}")
+    _check_declared_size(path, what)
     if path.name.lower().endswith(".gz"):
         # ITK's NIfTI reader zero-fills a truncated .nii.gz without raising: check the stream.
         _check_gzip_complete(path, what)
@@ -130,12 +135,32 @@ def read_sitk_image(path: str | os.PathLike, what: str = "image") -> Any:
         first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
         raise ImageReadError(f"cannot read {what} {path}: corrupt, truncated or not an image "
                              f"({first_line})") from None
+    except MemoryError:
+        raise ImageReadError(f"cannot read {what} {path}: it does not fit in memory") from None
     if image.GetDimension() != 3:
         raise ImageReadError(f"{what} {path} has {image.GetDimension()} dimensions, expected 3")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ImageReadError(f"{what} {path} has {image.GetNumberOfComponentsPerPixel()} "
                              "components per voxel, expected a scalar image")
     return image
+
+
+def _check_declared_size(path: Path, what: str) -> None:
+    """Raise :class:`ImageReadError` when the header of ``path`` declares more than
+    :data:`MAX_VOXELS` voxels (a header ITK cannot read is left to the full read, which names
+    the file)."""
+    reader = _sitk().ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return
+    size = tuple(int(s) for s in reader.GetSize())
+    voxels = int(np.prod(size, dtype=np.int64)) * max(int(reader.GetNumberOfComponents()), 1)
+    if voxels > MAX_VOXELS:
+        raise ImageReadError(f"{what} {path}: its header declares {' x '.join(map(str, size))} = {voxels:,} voxels, "
+                             f"more than the {MAX_VOXELS:,} an input may have (the autoPET grid is about "
+                             "400 x 400 x 300..600); refused before reading its data")
 
 
 def _check_gzip_complete(path: Path, what: str) -> None:
@@ -255,9 +280,12 @@ def read_image(path: str | os.PathLike, dtype: Any = None, check_finite: bool = 
     """
     sitk = _sitk()
     image = read_sitk_image(path, what)
-    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
-    if dtype is not None:
-        array = array.astype(dtype, copy=False)
+    try:
+        array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+        if dtype is not None:
+            array = array.astype(dtype, copy=False)
+    except MemoryError:
+        raise ImageReadError(f"cannot read {what} {path}: it does not fit in memory") from None
     if check_finite:
         require_finite(array, f"{what} {path}")
         if image_suffix(path) in (".nii", ".nii.gz") and np.issubdtype(array.dtype, np.floating):
@@ -289,6 +317,46 @@ def require_finite(array: np.ndarray, name: str) -> None:
         n_bad = int(np.count_nonzero(bad))
         if n_bad:
             raise NonFiniteError(f"{name} contains {n_bad} NaN or infinite voxel(s)")
+
+
+def neighbour_correlation(array: np.ndarray, max_slices: int = 16) -> float:
+    """Pearson correlation of each voxel with its neighbour along the first axis, on up to
+    ``max_slices`` evenly spaced slices of the last axis: near 1 for an image of a body (smooth
+    tissue, sharp only at edges), near 0 for noise. NaN for a constant image."""
+    array = np.asarray(array)
+    if array.ndim != 3 or array.shape[0] < 2:
+        return float("nan")
+    step = max(1, array.shape[2] // max_slices)
+    sample = array[:, :, ::step].astype(np.float64)
+    a, b = sample[1:].ravel(), sample[:-1].ravel()
+    a, b = a - a.mean(), b - b.mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+# Below this neighbour correlation a CT is taken for noise (phantoms and real CTs: above 0.8).
+MIN_CT_STRUCTURE = 0.3
+
+
+def degenerate_image_problem(array: np.ndarray, modality: str) -> str | None:
+    """Why an image that reads fine cannot be the ``modality`` ("CT" or "PET") it is given as, or
+    None: all zero; a PET with no positive value (SUV is never negative); a CT without
+    structure (its voxels do not correlate with their neighbours: noise, or a wrong file). For a
+    warning: such input is legal, and the method still answers."""
+    array = np.asarray(array)
+    if not np.any(array):
+        return "is all zero: a wrong or empty input? The mask will say little"
+    if modality.upper() == "PET":
+        peak = float(np.max(array))
+        if peak <= 0:
+            return (f"has no positive value (max {peak:.3g}): a PET in SUV has uptake above 0; "
+                    "a sign flip or a wrong file? The mask will say little")
+    elif modality.upper() == "CT":
+        correlation = neighbour_correlation(array)
+        if not correlation >= MIN_CT_STRUCTURE:  # NaN (a constant image) included
+            return (f"shows no anatomy: neighbouring voxels correlate at r = {correlation:.2f} (a CT of a body: "
+                    "above 0.8); noise or a wrong file? The mask will say little")
+    return None
 
 
 def same_grid(a: Geometry, b: Geometry, atol: float = 1e-3) -> bool:
@@ -398,6 +466,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_copy(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy a file atomically (a temporary copy in the target folder, then rename)."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
         os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:

@@ -6,8 +6,11 @@
   and new cases, and a rerun with fewer cases leaves no stale ones.
 - Names that become folder names (dataset names) are plain names (:func:`check_folder_name`):
   nothing like ``../../x`` that would write outside the output folder.
-- A folder a tool owns (the entrypoint's mask folder) holds only what this run wrote
+- A folder a tool owns (the entrypoint's mask folder) holds only what this run wrote: emptied of
+  an earlier run's files when the run starts (:func:`clear_owned_folders`, so a run that fails
+  leaves no older mask that reads as its own) and of anything else when it ends
   (:func:`remove_stale_files`), so a reader never has to choose between an old and a new file.
+- Nothing is written through a symlink that leads out of the output folder (:func:`check_inside`).
 - New folders get the mode a plain ``mkdir`` would (``tempfile.mkdtemp`` gives 0700).
 """
 from __future__ import annotations
@@ -115,3 +118,37 @@ def check_output_folder(path: str | os.PathLike, what: str = "output folder") ->
     if probe.exists() and not probe.is_dir():
         raise InputError(f"{what} {path}: {probe} is a file, not a folder")
     return path
+
+
+def check_inside(output_dir: str | os.PathLike, relative: str | os.PathLike) -> Path:
+    """``output_dir / relative``, checked not to lead out of ``output_dir``: every part of it
+    that exists (a folder, a file or a symlink) must resolve inside ``output_dir``, so a symlink
+    planted in the output never makes a tool write elsewhere. :class:`InputError` names the
+    part. ``output_dir`` itself may be a symlink (the user chose it)."""
+    output_dir = Path(output_dir)
+    root = output_dir.resolve()
+    probe = output_dir
+    for part in Path(relative).parts:
+        probe = probe / part
+        if probe.is_symlink() or probe.exists():
+            resolved = probe.resolve()
+            if resolved != root and root not in resolved.parents:
+                raise InputError(f"{probe} leads out of the output folder {output_dir} (to {resolved}); "
+                                 "refusing to write through it: remove the link")
+    return output_dir / relative
+
+
+def clear_owned_folders(output_dir: str | os.PathLike, relatives: Iterable[str | os.PathLike]) -> list[Path]:
+    """At the start of a run: check each folder the tool owns under ``output_dir``
+    (:func:`check_inside`) and remove what an earlier run left in it, so that whatever happens
+    next (a failure included) no file there reads as this run's result. Returns what was removed."""
+    removed = []
+    for relative in relatives:
+        folder = check_inside(output_dir, relative)
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if (path.is_file() or path.is_symlink()) and not path.name.startswith("."):
+                    log.warning("removing %s, left by an earlier run: this run writes its own", path)
+                    path.unlink()
+                    removed.append(path)
+    return removed

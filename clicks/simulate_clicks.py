@@ -22,7 +22,7 @@ import argparse
 
 # Drop-in names of the published module (importing them does no work).
 from autopet_common.cli import (ArgumentParser, entrypoint, non_negative_int, positive_float,  # noqa: E402
-                                 positive_int)
+                                 positive_int, seed)
 from autopet_common.click_io import clicks_to_gc_format  # noqa: E402
 from clicks.simulate import identify_click_region, process_image, simulate_clicks  # noqa: E402
 
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="perturb fill-up (edge) clicks by a random 0..N voxels per axis")
     parser.add_argument("--click_budget", type=non_negative_int, default=None, metavar="N",
                         help="clicks per kind (default: 10, Longitudinal-CT 2)")
-    parser.add_argument("--seed", type=non_negative_int, default=42,
+    parser.add_argument("--seed", type=seed, default=42,
                         help="random seed (default 42 = the challenge's clicks; also seeds the "
                              "perturbation)")
     parser.add_argument("--encoding", choices=["gaussian", "edt"], default="gaussian",

@@ -6,19 +6,24 @@
 The platform's runtime (grand-challenge-forge's ``example-evaluation-method``):
 
 - ``/input/predictions.json`` lists the submission's algorithm jobs, in no order. Each job has a
-  ``pk``, a ``status`` and ``inputs`` / ``outputs``: socket values with ``interface.slug`` (and
-  ``interface.relative_path``), an image ``name``, or an inline JSON ``value``.
-- A job's outputs are under ``/input/<pk>/output/<relative path>`` (an image socket is a folder
-  with one ``.mha`` / ``.tif``).
+  ``pk`` (a uuid), a ``status``, an ``exec_duration`` (ISO 8601, e.g. ``PT22M17S``) and ``inputs``
+  / ``outputs``: socket values with the descriptor under ``socket`` (today's files) or
+  ``interface`` (older ones), an image ``name``, a ``file`` reference or an inline JSON ``value``
+  (one reader for both shapes: :mod:`autopet_common.socket_values`).
+- A job's outputs are under ``/input/<pk>/output/<relative path>``, the path its output
+  descriptor gives (else the contract's); an image socket is a folder with one ``.mha`` / ``.tif``.
 - The phase's ground truth is the uploaded tarball, at ``/opt/ml/input/data/ground_truth/``
   (layout: :mod:`evaluation_metrics.ground_truth`).
 - The result is ``/output/metrics.json``: ``results`` (one entry per case) and ``aggregates``.
 
 Per job the interface is the sorted tuple of its input socket slugs, looked up in the socket
 tables of :mod:`autopet_common.contract` (Task 1 or Task 2); the case comes from the input image
-names (the ground truth lists them), the step from the click input: Task 1 the number of points
-of the longer kind (a case without lesions has background clicks only), Task 2 step 2 when the
-follow-up clicks are not empty, else step 1.
+names (the ground truth lists them). The step: where the ground truth records each step's input
+image names (``steps``), from those; else from the inline click input: Task 1 the number of
+points of the longer kind (a case without lesions has background clicks only), Task 2 step 2
+when the follow-up clicks are not empty, else step 1. A job that neither places (its clicks are
+not inline and the ground truth records no per-step names) is listed under ``unmatched_jobs``
+with its case and the reason, and its step is scored as the rules below say.
 
 Scoring uses the project's own metric functions (:mod:`evaluation_metrics.metrics`, 18-connected
 components, voxel volume from the ground truth's header), so per-case values equal
@@ -26,8 +31,11 @@ components, voxel volume from the ground truth's header), so per-case values equ
 step whose job failed, has no output, an unreadable output, an output on another grid, or no
 job at all is scored as an empty mask (Dice 0 where the case has lesions, its whole lesion volume
 as FNV, FPV 0) and listed in the case's ``problems`` and in ``aggregates.n_problem_steps``; two
-jobs for one case and step: the first by pk is scored, the other listed. Jobs that match no case
-or interface are listed under ``unmatched_jobs``. Nothing of this stops the evaluation; only an
+jobs for one case and step: the first by pk is scored, the other listed. Jobs whose status is not
+``Succeeded`` are also listed under ``failed_jobs`` (pk, status, case, step). Jobs that match no
+case or interface, or whose socket values are malformed, are listed under ``unmatched_jobs``.
+Each step row carries the job's ``exec_seconds``; ``aggregates.max_exec_seconds`` is the
+longest. Nothing of this stops the evaluation; only an
 unreadable ``predictions.json`` or ground truth does (exit 2).
 
 Aggregates: Task 1, the leaderboard's six measures (``dsc_last``, ``fpv_last``, ``fnv_last``,
@@ -40,16 +48,17 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from autopet_common.cli import ArgumentParser, entrypoint
-from autopet_common.contract import (INPUT_DIR, OUTPUT_DIR, TASK1_N_STEPS, TASK1_SOCKETS, TASK2_SOCKETS, socket_slugs,
-                                     task_of_interface)
+from autopet_common.contract import INPUT_DIR, OUTPUT_DIR, TASK1_N_STEPS, TASK1_SOCKETS, TASK2_SOCKETS, task_of_interface
 from autopet_common.errors import InputError
 from autopet_common.image_io import atomic_write_json, read_json
+from autopet_common.socket_values import SocketValue, parse_socket_values, relative_path_of, slugs_of, value_for
 
 from .ground_truth import GroundTruth, load_ground_truth
 from .metrics import interactive_auc, measure_case
@@ -58,66 +67,43 @@ GROUND_TRUTH_DIR = Path("/opt/ml/input/data/ground_truth")
 TASK1_MEASURES = ("dsc_last", "fpv_last", "fnv_last", "auc_dsc", "auc_fpv", "auc_fnv")
 TASK2_MEASURES = ("dice", "fpv", "fnv", "dice_step1", "fpv_step1", "fnv_step1")
 SUCCEEDED = ("Succeeded", "succeeded", "SUCCESS", None)
+_ISO_DURATION = re.compile(r"P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?")
 
 
 # ----------------------------------------------------------------------------- reading jobs
-def _value_of(values: list, slug: str) -> dict | None:
-    for value in values or []:
-        if isinstance(value, dict) and (value.get("interface") or {}).get("slug") == slug:
-            return value
-    return None
+def _image_names(inputs: Sequence[SocketValue], table: dict, roles: Sequence[str]) -> list[str]:
+    return [v.image_name for v in inputs
+            if v.slug in table and table[v.slug]["role"] in roles and v.image_name]
 
 
-def _relative_path(value: dict, table: dict) -> str:
-    interface = value.get("interface") or {}
-    return interface.get("relative_path") or table[interface["slug"]]["relative_path"]
-
-
-def interface_of(job: dict) -> tuple[int | None, tuple[str, ...]]:
-    """(task, sorted input slugs): the entrypoint's rule (``autopet_common.contract.INTERFACES``)."""
-    slugs = socket_slugs(job.get("inputs")) or ()
-    return task_of_interface(slugs) if slugs else None, slugs
-
-
-def _image_names(job: dict, table: dict, roles: Sequence[str]) -> list[str]:
-    names = []
-    for value in job.get("inputs") or []:
-        slug = (value.get("interface") or {}).get("slug")
-        if slug in table and table[slug]["role"] in roles:
-            name = (value.get("image") or {}).get("name")
-            if name:
-                names.append(str(name))
-    return names
-
-
-def _json_input(job: dict, slug: str) -> Any:
-    value = _value_of(job.get("inputs"), slug)
+def _inline_json(inputs: Sequence[SocketValue], slug: str, pk: str) -> Any:
+    """The inline JSON of input ``slug``; :class:`InputError` when the job does not inline it."""
+    value = value_for(inputs, slug)
     if value is None:
-        return None
-    if "value" not in value:
-        raise InputError(f"input {slug} has no inline JSON value")
-    return value["value"]
+        raise InputError(f"job {pk} has no {slug} input")
+    if not value.has_value:
+        raise InputError(f"the {slug} input of job {pk} is not inline (file {value.file!r})")
+    return value.value
 
 
-def step_of(job: dict, task: int) -> int:
-    """Task 1: the number of clicks of the longer kind; Task 2: 2 with follow-up clicks, else 1."""
+def step_from_clicks(inputs: Sequence[SocketValue], task: int, pk: str = "?") -> int:
+    """Task 1: the number of clicks of the longer kind; Task 2: 2 with follow-up clicks, else 1.
+    :class:`InputError` when the click input is missing, not inline, or malformed."""
     if task == 1:
         from autopet_common.click_io import gc_format_to_clicks
 
-        clicks = gc_format_to_clicks(_json_input(job, "lesion-clicks"), source=f"lesion-clicks of job {job.get('pk')}")
+        clicks = gc_format_to_clicks(_inline_json(inputs, "lesion-clicks", pk), source=f"lesion-clicks of job {pk}")
         # step s gives the first s clicks of each kind; a list shorter than s (no tumor in the
         # case) is given whole, so the longer list tells the step
         return max(len(clicks["tumor"]), len(clicks["background"]))
-    points = _json_input(job, "primary-followup-lesion-clicks")
+    points = _inline_json(inputs, "primary-followup-lesion-clicks", pk)
     has_points = isinstance(points, dict) and bool(points.get("points"))
     return 2 if has_points else 1
 
 
-def _output_image(input_dir: Path, job: dict, table: dict, role: str) -> Path:
-    slug = next((s for s, spec in table.items() if spec["role"] == role), None)
-    value = _value_of(job.get("outputs"), slug)
-    relative = _relative_path(value, table) if value is not None else table[slug]["relative_path"]
-    folder = input_dir / str(job["pk"]) / "output" / relative
+def _output_image(input_dir: Path, pk: str, outputs: Sequence[SocketValue], table: dict, role: str) -> Path:
+    slug = next(s for s, spec in table.items() if spec["role"] == role)
+    folder = input_dir / pk / "output" / relative_path_of(value_for(outputs, slug), slug, table)
     if folder.is_file():
         return folder
     images = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".mha", ".tif", ".tiff")
@@ -125,6 +111,16 @@ def _output_image(input_dir: Path, job: dict, table: dict, role: str) -> Path:
     if len(images) != 1:
         raise InputError(f"expected one image in {folder}, found {len(images)}")
     return images[0]
+
+
+def iso_duration_seconds(text: Any) -> float | None:
+    """Seconds of an ISO 8601 duration as the platform writes ``exec_duration`` ("PT22M17S",
+    "P1DT2H", "PT0.5S"); None for anything else."""
+    match = _ISO_DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None or not any(match.groups()):
+        return None
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -203,33 +199,56 @@ def evaluate_submission(input_dir: str | os.PathLike = INPUT_DIR, output_dir: st
     found: dict[str, dict[int, Path]] = {case: {} for case in ground_truth.cases}
     problems: dict[str, list[str]] = {case: [] for case in ground_truth.cases}
     unmatched: list[dict] = []
+    exec_seconds: dict[str, dict[int, float | None]] = {case: {} for case in ground_truth.cases}
+    failed: list[dict] = []
+    source = input_dir / "predictions.json"
+    roles = ("ct", "pet") if task == 1 else ("primary followup ct",)
+    for index, job in enumerate(jobs):
+        if not isinstance(job, dict):
+            unmatched.append({"pk": None, "reason": f"{source}: entry {index} is not a job object"})
     for job in sorted((j for j in jobs if isinstance(j, dict)), key=lambda j: str(j.get("pk"))):
         pk = str(job.get("pk"))
-        job_task, slugs = interface_of(job)
-        if job_task != task:
+        try:
+            inputs = parse_socket_values(job.get("inputs"), f"{source}: job {pk} inputs")
+            outputs = parse_socket_values(job.get("outputs"), f"{source}: job {pk} outputs") if job.get("outputs") else []
+        except InputError as exc:
+            unmatched.append({"pk": pk, "reason": str(exc)})
+            continue
+        slugs = slugs_of(inputs)
+        if task_of_interface(slugs) != task:
             unmatched.append({"pk": pk, "reason": f"interface {list(slugs)} is not a Task {task} interface"})
             continue
-        roles = ("ct", "pet") if task == 1 else ("primary followup ct",)
-        case = ground_truth.case_of(_image_names(job, table, roles))
+        names = _image_names(inputs, table, roles)
+        placed = ground_truth.step_of(names)
+        case = placed[0] if placed else ground_truth.case_of(names)
         if case is None:
-            unmatched.append({"pk": pk, "reason": f"input images {_image_names(job, table, roles)} match no case"})
+            unmatched.append({"pk": pk, "reason": f"input images {names} match no case"})
             continue
-        try:
-            step = step_of(job, task)
-        except InputError as exc:
-            problems[case].append(f"job {pk}: {exc}")
-            continue
+        if placed:
+            step = placed[1]  # the ground truth records this job's images for one step
+        else:
+            try:
+                step = step_from_clicks(inputs, task, pk)
+            except InputError as exc:
+                reason = (f"case {case}: could not place job {pk} at a step: {exc}, and the ground truth records "
+                          f"no per-step input image names for {names}")
+                unmatched.append({"pk": pk, "case": case, "reason": reason})
+                problems[case].append(reason)
+                continue
         if step not in steps:
             problems[case].append(f"job {pk}: step {step} is not one of {steps}")
             continue
-        if step in found[case]:
+        if step in found[case] or any(p.startswith(f"step {step}: job ") for p in problems[case]):
             problems[case].append(f"job {pk}: a second job for step {step}; the first by pk is scored")
             continue
+        exec_seconds[case][step] = iso_duration_seconds(job.get("exec_duration"))
         if job.get("status") not in SUCCEEDED:
+            failed.append({"pk": pk, "status": job.get("status"), "case": case, "step": step})
             problems[case].append(f"step {step}: job {pk} {job.get('status')}; scored as an empty mask")
             continue
         try:
-            found[case][step] = _output_image(input_dir, job, table, "prediction" if task == 1 else "primary prediction")
+            found[case][step] = _output_image(input_dir, pk, outputs, table,
+                                              "prediction" if task == 1 else "primary prediction")
         except (InputError, OSError, KeyError) as exc:
             problems[case].append(f"step {step}: job {pk}: {exc}; scored as an empty mask")
     results = []
@@ -239,6 +258,8 @@ def evaluate_submission(input_dir: str | os.PathLike = INPUT_DIR, output_dir: st
             if step not in found[case] and not any(p.startswith(f"step {step}:") for p in problems[case]):
                 problems[case].append(f"step {step}: no job; scored as an empty mask")
         scored = _score_case(gt_case, found[case], steps)
+        for row in scored["steps"]:
+            row["exec_seconds"] = exec_seconds[case].get(row["step"])
         entry = {"case": case, "tracer": gt_case.tracer, "centre": gt_case.centre,
                  "has_lesions": scored["has_lesions"], "steps": scored["steps"],
                  **_case_measures(task, scored["steps"]), "problems": problems[case] + scored["problems"]}
@@ -247,7 +268,11 @@ def evaluate_submission(input_dir: str | os.PathLike = INPUT_DIR, output_dir: st
     aggregates["n_cases"] = len(results)
     aggregates["n_jobs"] = len(jobs)
     aggregates["n_problem_steps"] = sum(sum(1 for s in r["steps"] if s["scored_empty"]) for r in results)
-    metrics = {"task": task, "results": results, "aggregates": aggregates, "unmatched_jobs": unmatched}
+    aggregates["n_failed_jobs"] = len(failed)
+    durations = [row["exec_seconds"] for r in results for row in r["steps"] if row["exec_seconds"] is not None]
+    aggregates["max_exec_seconds"] = max(durations) if durations else None
+    metrics = {"task": task, "results": results, "aggregates": aggregates, "failed_jobs": failed,
+               "unmatched_jobs": unmatched}
     if output_dir is not None:
         atomic_write_json(Path(output_dir) / "metrics.json", _json_ready(metrics))
     return metrics

@@ -6,13 +6,17 @@ On the platform the phase's ground truth is an uploaded tarball, extracted read-
     ground_truth.json      {"version": 1, "task": 1 | 2, "cases": {
                               "<case>": {"label": "labels/<case>.nii.gz",
                                          "images": ["<input image name>", ...],
+                                         "steps": {"<step>": ["<input image name>", ...]},
                                          "tracer": "FDG", "centre": "LMU"}}}
     labels/<case>.nii.gz   (or .mha) the reference mask on the input grid
 
 ``images`` lists the names the platform gives the case's input images (the ``image.name`` of
 the job's inputs in ``predictions.json``: Task 1 the CT and PET, Task 2 the follow-up CT); a job
 is matched to its case through them, or, when a case lists none, through an input image whose
-name without suffix is the case id. ``tracer`` and ``centre`` are optional; when every case has
+name without suffix is the case id. ``steps`` (optional) records which input image names each
+step's job gets, where the phase gives every step its own images: a job is then placed at its
+step by its image names alone, also when the platform does not inline the job's click JSON in
+``predictions.json``. ``tracer`` and ``centre`` are optional; when every case has
 both, the leaderboard's overall value is the mean of the tracer x centre subsets, as in the
 challenge.
 
@@ -21,9 +25,10 @@ Build it from an nnU-Net-style label folder::
     python -m evaluation_metrics.ground_truth --labels labelsTr --task 1 --metadata cases.csv \\
         --out ground_truth [--tar ground_truth.tar.gz]
 
-``cases.csv`` (or ``.json``: ``{"<case>": {"tracer": ..., "centre": ..., "images": [...]}}``) has
-the columns ``case, tracer, centre, images`` (image names separated by ``;``); every column but
-``case`` may be left empty.
+``cases.csv`` (or ``.json``: ``{"<case>": {"tracer": ..., "centre": ..., "images": [...],
+"steps": {"0": [...], ...}}}``) has the columns ``case, tracer, centre, images`` (image names
+separated by ``;``); every column but ``case`` may be left empty. Per-step names need the JSON
+form.
 """
 from __future__ import annotations
 
@@ -50,6 +55,7 @@ class GroundTruthCase:
     images: list[str] = field(default_factory=list)
     tracer: str | None = None
     centre: str | None = None
+    steps: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def subset(self) -> str | None:
@@ -61,6 +67,14 @@ class GroundTruth:
     task: int
     cases: dict[str, GroundTruthCase]
     by_image_name: dict[str, str]
+    by_step_image_name: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def step_of(self, image_names: Sequence[str]) -> tuple[str, int] | None:
+        """(case, step) from input image names the ground truth records per step, else None."""
+        for name in image_names:
+            if name in self.by_step_image_name:
+                return self.by_step_image_name[name]
+        return None
 
     def case_of(self, image_names: Sequence[str]) -> str | None:
         """The case a job belongs to, from its input image names (see the module docstring)."""
@@ -80,21 +94,47 @@ def load_ground_truth(folder: str | os.PathLike) -> GroundTruth:
     record = read_json(folder / GROUND_TRUTH_FILE, "ground-truth index")
     if not isinstance(record, dict) or record.get("task") not in (1, 2) or not isinstance(record.get("cases"), dict):
         raise InputError(f"{folder / GROUND_TRUTH_FILE}: expected {{'version': 1, 'task': 1 or 2, 'cases': {{...}}}}")
-    cases, by_name = {}, {}
+    cases, by_name, by_step = {}, {}, {}
     for case, entry in record["cases"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
             raise InputError(f"{folder / GROUND_TRUTH_FILE}: case {case!r} needs a 'label' path")
         label = folder / entry["label"]
         if not label.is_file():
             raise InputError(f"ground truth of case {case!r}: {label} not found")
+        steps = _read_steps(entry.get("steps"), f"{folder / GROUND_TRUTH_FILE}: case {case!r}")
         images = [str(n) for n in entry.get("images") or []]
-        cases[case] = GroundTruthCase(case, label, images, entry.get("tracer") or None, entry.get("centre") or None)
+        images += [n for names in steps.values() for n in names if n not in images]
+        cases[case] = GroundTruthCase(case, label, images, entry.get("tracer") or None, entry.get("centre") or None,
+                                      steps)
+        for step, names in steps.items():
+            for name in names:
+                if by_step.get(name, (case, step)) != (case, step):
+                    raise InputError(f"{folder / GROUND_TRUTH_FILE}: image name {name!r} is recorded for two steps "
+                                     f"({by_step[name]}, {(case, step)})")
+                by_step[name] = (case, step)
         for name in images:
             if by_name.get(name, case) != case:
                 raise InputError(f"{folder / GROUND_TRUTH_FILE}: image name {name!r} belongs to two cases "
                                  f"({by_name[name]!r}, {case!r})")
             by_name[name] = case
-    return GroundTruth(int(record["task"]), cases, by_name)
+    return GroundTruth(int(record["task"]), cases, by_name, by_step)
+
+
+def _read_steps(steps: Any, where: str) -> dict[int, list[str]]:
+    if steps is None:
+        return {}
+    if not isinstance(steps, dict):
+        raise InputError(f"{where}: 'steps' must be an object {{step: [image names]}}, got {type(steps).__name__}")
+    out = {}
+    for key, names in steps.items():
+        try:
+            step = int(key)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: step {key!r} of 'steps' is not a number") from None
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise InputError(f"{where}: step {key} of 'steps' must list image names")
+        out[step] = list(names)
+    return out
 
 
 def read_metadata(path: str | os.PathLike | None) -> dict[str, dict[str, Any]]:
@@ -148,6 +188,8 @@ def build_ground_truth(labels: str | os.PathLike, out: str | os.PathLike, *, tas
             meta = metadata.get(case, {})
             cases[case] = {"label": f"labels/{path.name}", "images": list(meta.get("images") or []),
                            "tracer": meta.get("tracer"), "centre": meta.get("centre")}
+            if meta.get("steps"):
+                cases[case]["steps"] = {str(step): list(names) for step, names in sorted(meta["steps"].items())}
         atomic_write_json(work / GROUND_TRUTH_FILE, {"version": 1, "task": int(task), "cases": cases})
     load_ground_truth(out)  # what was written reads back
     if tar is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autopet_common.cli import ArgumentParser, entrypoint, non_negative_int, positive_int
+from autopet_common.cli import ArgumentParser, entrypoint, positive_int, seed
 from autopet_common.errors import InputError
 from autopet_common.image_io import image_suffix, list_images, read_image, strip_image_suffix, write_mask
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n_clicks", type=positive_int, default=11, help="interactive steps (default 11)")
     parser.add_argument("--task", type=int, choices=(1, 2), default=1,
                         help="2: write <case>_pred1 and <case>_pred2 only")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     args = parser.parse_args(argv)
     gt_dir = Path(args.gt_path)
     if not gt_dir.is_dir():

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from autopet_common.cli import ArgumentParser, entrypoint, non_negative_int, positive_float, positive_int
+from autopet_common.cli import ArgumentParser, entrypoint, positive_float, positive_int, seed
 from autopet_common.contract import TIME_BUDGET_SECONDS
 from autopet_common.errors import InputError
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "longitudinal pairs) to OUTPUT/cohort and run on it (ignores --cohort)")
     parser.add_argument("--phantom_size", default="small", choices=["tiny", "small", "medium", "full"],
                         help="phantom size for --make_phantoms (default small)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="phantom seed for --make_phantoms (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="phantom seed for --make_phantoms (default 0)")
     parser.add_argument("--keep_work", action="store_true",
                         help="keep the per-step Grand Challenge input/output folders under OUTPUT/work")
     parser.add_argument("--no_overlays", action="store_true",
@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run each step in the platform's runtime without Docker: no network, read-only "
                              "input, model and root file system, uid 65534, a fresh /tmp (needs root and "
                              "util-linux; see local_challenge/sandbox.py)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="run every step again; by default a rerun into the same --output skips the runs an "
+                             "earlier run finished with the same code, model and options (their outputs checked "
+                             "by sha256, the run log marks them resumed)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument("--platform_layout", type=Path, default=None, metavar="DIR",
                         help="also write the run as Grand Challenge hands it to an evaluation method: "
@@ -123,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  timeout=args.timeout, dataset_name=args.dataset_name,
                                  max_cases=args.max_cases, n_steps=args.steps,
                                  keep_work=args.keep_work, progress=not args.no_progress,
-                                 overlays=not args.no_overlays, in_process=args.in_process, sandbox=args.sandbox)
+                                 overlays=not args.no_overlays, in_process=args.in_process, sandbox=args.sandbox,
+                                 overwrite=args.overwrite)
     print(format_report(result))
     if args.platform_layout is not None:
         from .platform_layout import export_task1

@@ -6,8 +6,9 @@ For every case of a cohort (nnU-Net raw layout: ``imagesTr/<case>_0000`` CT,
 1. simulates the case's 10 tumor + 10 background clicks with :func:`clicks.simulate_clicks`
    (the challenge's published algorithm, seeded, so the same clicks every time);
 2. writes a Grand Challenge input folder (``images/ct/<uuid>.mha``, ``images/pet/<uuid>.mha``)
-   and, for each step s = 0..10, ``lesion-clicks.json`` with the first s tumor and s background
-   clicks ("Multiple points" format; step 0 has no points);
+   with ``inputs.json`` (the job's socket values, in the platform's shape of today) and, for each
+   step s = 0..10, ``lesion-clicks.json`` with the first s tumor and s background clicks
+   ("Multiple points" format; step 0 has no points);
 3. runs the entrypoint (``inference.py``) once per step as a separate process -- or
    ``docker run`` with the challenge's flags when a Docker image is given -- and records its
    wall time, peak memory (``os.wait4`` rusage of that child) and exit code, killing it at the
@@ -72,6 +73,7 @@ class RunRecord:
     timed_out: bool = False
     output_ok: bool = True
     problem: str = ""
+    resumed: bool = False  # finished by an earlier run into the same output folder, not run again
 
 
 @dataclass
@@ -194,6 +196,9 @@ def run_process(command: Sequence[str], log_path: Path, timeout: float | None,
             timer.start()
         try:
             exit_code = process.wait()
+        except BaseException:  # interrupted (Ctrl-C, a signal): the run in its own session dies too
+            kill()
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
@@ -274,7 +279,8 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                         n_steps: int = N_STEPS, entrypoint_args: Sequence[str] = (),
                         keep_work: bool = False, progress: bool = True,
                         simulate: Callable[..., dict] | None = None,
-                        overlays: bool = True, in_process: bool = False, sandbox: bool = False) -> LocalChallengeResult:
+                        overlays: bool = True, in_process: bool = False, sandbox: bool = False,
+                        overwrite: bool = False) -> LocalChallengeResult:
     """Run the Task 1 protocol on a cohort and score it. See the module docstring.
 
     ``model``: passed to the entrypoint's ``--model`` (None: its default; "model-free").
@@ -290,12 +296,18 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     its steps, and memory is this process's peak.
     ``sandbox``: each run in the platform's runtime without Docker (:mod:`local_challenge.sandbox`:
     no network, read-only input, model and root file system, uid 65534, fresh /tmp).
+    Resuming (:mod:`autopet_common.resume`): a rerun into the same ``output_dir`` with the same
+    configuration, code and model does not repeat a run (case, step) whose prediction and log are
+    intact and whose case inputs and clicks are unchanged; its record says ``resumed``.
+    ``overwrite``: run everything again. In-process runs always run again.
     Returns the runs, the metrics summary and the run log; writes everything under ``output_dir``.
     """
     import numpy as np
     from tqdm import tqdm
     from autopet_common.click_io import clicks_at_step, write_clicks_json
-    from autopet_common.image_io import atomic_write_json, check_same_grid, read_image, write_image, write_mask
+    from autopet_common.image_io import (atomic_copy, atomic_write_json, check_same_grid, read_image, write_image,
+                                         write_mask)
+    from autopet_common.socket_values import write_inputs_json
 
     if simulate is None:
         from clicks import simulate_clicks as simulate
@@ -327,6 +339,14 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     for folder in (gt_dir, pred_dir, clicks_dir, logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
 
+    from autopet_common.resume import Ledger, code_fingerprint, files_fingerprint, folder_fingerprint
+
+    ledger = None if in_process else Ledger(output_dir, {
+        "tool": "local_challenge", "model": None if model is None else str(model),
+        "model_files": folder_fingerprint(model) if model not in (None, "model-free") else None,
+        "code": code_fingerprint(entrypoint), "entrypoint_args": list(entrypoint_args),
+        "docker_image": docker_image, "sandbox": sandbox, "time_budget": time_budget, "timeout": timeout,
+        "dataset_name": dataset_name}, overwrite=overwrite)
     result = LocalChallengeResult(output_dir)
     method = None
     if in_process:
@@ -354,13 +374,28 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
 
         ct_uuid, pet_uuid = case_uuid(case.case_id, "ct"), case_uuid(case.case_id, "pet")
         input_dir = work_dir / case.case_id / "input"
-        write_image(ct, ct_geometry, input_dir / TASK1_CT_SUBDIR / f"{ct_uuid}.mha")
-        write_image(pet, geometry, input_dir / TASK1_PET_SUBDIR / f"{pet_uuid}.mha")
+        case_inputs = files_fingerprint([case.ct_path, case.pet_path, case.label_path])
+        finished = {step: ledger.finished(f"{case.case_id}_step{step}",
+                                          {"inputs": case_inputs, "clicks": clicks_at_step(case_clicks, step)})
+                    for step in steps}
+        if not all(finished.values()):
+            write_image(ct, ct_geometry, input_dir / TASK1_CT_SUBDIR / f"{ct_uuid}.mha")
+            write_image(pet, geometry, input_dir / TASK1_PET_SUBDIR / f"{pet_uuid}.mha")
         del ct
 
         for step in steps:
+            if finished[step]:  # an earlier run into this folder did it, and its outputs are intact
+                record = RunRecord(**{k: v for k, v in finished[step]["run"].items()
+                                      if k in RunRecord.__dataclass_fields__})
+                record.resumed = True
+                result.runs.append(record)
+                bar.set_postfix_str(f"{case.case_id} step {step}: resumed")
+                bar.update(1)
+                continue
             clicks_path = input_dir / TASK1_CLICKS_FILE
             write_clicks_json(clicks_path, clicks_at_step(case_clicks, step), gc_format=True)
+            if step == steps[0]:  # as the platform gives a job: its socket values, in today's shape
+                write_inputs_json(input_dir)
             run_output = work_dir / case.case_id / f"output_step{step}"
             shutil.rmtree(run_output, ignore_errors=True)
             run_output.mkdir(parents=True)
@@ -380,7 +415,9 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                 command = entrypoint_command(input_dir, run_output, Path(entrypoint), model, time_budget,
                                              entrypoint_args)
             log_path = logs_dir / f"{case.case_id}_step{step}.log"
-            seconds, peak_mb, exit_code, timed_out = run_process(command, log_path, timeout)
+            partial_log = log_path.with_name(f".{log_path.name}.part")  # renamed when the run ends
+            seconds, peak_mb, exit_code, timed_out = run_process(command, partial_log, timeout)
+            os.replace(partial_log, log_path)
             if docker_image:
                 peak_mb = None  # the docker client's memory says nothing about the container
             record = RunRecord(case.case_id, step, round(seconds, 3),
@@ -397,8 +434,12 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
                 tqdm.write(f"run {case.case_id} step {step} failed: {problem}; log {log_path}: "
                            + " | ".join(tail), file=sys.stderr)
+                ledger.forget(f"{case.case_id}_step{step}")
             else:
-                shutil.copyfile(mask_path, target)
+                atomic_copy(mask_path, target)
+                ledger.record(f"{case.case_id}_step{step}", [target, log_path],
+                              {"inputs": case_inputs, "clicks": clicks_at_step(case_clicks, step),
+                               "run": asdict(record)})
             result.runs.append(record)
             bar.set_postfix_str(f"{case.case_id} step {step}: {seconds:.1f} s")
             bar.update(1)
@@ -416,6 +457,8 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     log_paths = [logs_dir / f"{r.case}_step{r.step}.log" for r in result.runs if r.output_ok]
     result.run_log = build_run_log(result.runs, model, docker_image, time_budget, log_paths)
     result.run_log["mode"] = "in-process" if in_process else ("docker" if docker_image else "process per step")
+    if method is not None and method.predictor is None and method.recipe is None:
+        result.run_log.update(model="model-free", device="cpu")  # no log line to read it from in process
     if method is not None and (method.predictor is not None or method.recipe is not None):
         if method.predictor is not None:
             described = method.predictor.describe()
@@ -567,9 +610,10 @@ def build_run_log(runs: Sequence[RunRecord], model: str | None, docker_image: st
         "max_peak_memory_mb": round(max(memory), 1) if memory else None,
         "n_over_budget": sum(r.over_budget for r in runs),
         "n_failed": sum(not r.output_ok for r in runs),
+        "n_resumed": sum(r.resumed for r in runs),
         "time_budget_seconds": float(time_budget),
         "runs": [{"case": r.case, "step": r.step, "seconds": r.seconds, "peak_memory_mb": r.peak_memory_mb,
-                  "exit_code": r.exit_code, "over_budget": r.over_budget} for r in runs],
+                  "exit_code": r.exit_code, "over_budget": r.over_budget, "resumed": r.resumed} for r in runs],
     }
 
 
@@ -605,7 +649,9 @@ def format_report(result: LocalChallengeResult) -> str:
         f"{_fmt_number(log.get('max_seconds_per_run'), 2)} s per run (budget "
         f"{_fmt_number(log.get('time_budget_seconds'), 0)} s); peak memory "
         f"{_fmt_number(log.get('max_peak_memory_mb'), 0)} MB; over budget: {log.get('n_over_budget', 0)}; "
-        f"failed: {log.get('n_failed', 0)}",
+        f"failed: {log.get('n_failed', 0)}"
+        + (f"; resumed: {log['n_resumed']} (finished by an earlier run into this folder, not run again; "
+           "--overwrite redoes them)" if log.get("n_resumed") else ""),
         f"Results in {result.output_dir}: summary.json, metrics_interactive.csv, metrics_per_step.csv, "
         f"{summary.get('plot') or 'no plot'}, run_log.json, runs.csv"
         + (", overlays/<case>.png" if (result.output_dir / "overlays").is_dir() else ""),

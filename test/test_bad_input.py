@@ -440,7 +440,7 @@ def test_all_zero_images_are_warned_about(task1_input, tmp_path, case, caplog):
     import inference
 
     inference.run_inference(task1_input, tmp_path / "out", model="model-free")
-    assert any("PET image is all zero" in r.getMessage() for r in caplog.records)
+    assert any("PET image pet-uuid.mha is all zero" in r.getMessage() for r in caplog.records)
 
 
 # ----------------------------------------------------------------------------- permissions
@@ -486,3 +486,156 @@ def test_two_labels_for_one_case(autopet_source, tmp_path, case, capsys):
         code, err = run_tool(module, argv, capsys)
         assert code == 2 and "c0" in err and ("two labels" in err or "two ground-truth files" in err), err
     assert files_under(tmp_path / "clicks") == [] and files_under(tmp_path / "o") == []
+
+
+# ----------------------------------------------------------------------------- round two (issue 32)
+def _gc_points(n: int) -> dict:
+    return {"version": {"major": 1, "minor": 0}, "type": "Multiple points",
+            "points": [{"name": "tumor", "point": [1, 2, 3]}] * n}
+
+
+@pytest.mark.parametrize("n_points, message", [(1_000_000, "a click file is at most"), (5_000, "5000 points; at most")])
+def test_a_huge_point_list_is_refused_in_seconds(task1_input, task2_input, tmp_path, capsys, n_points, message):
+    import time
+
+    (task1_input / "lesion-clicks.json").write_text(json.dumps(_gc_points(n_points)))
+    started = time.perf_counter()
+    code, err = run_tool("inference", ["--input", task1_input, "--output", tmp_path / "out", "--model", "model-free",
+                                       "--quiet"], capsys)
+    assert code == 2 and "lesion-clicks.json" in err and message in err, err
+    assert time.perf_counter() - started < 10
+    assert files_under(tmp_path / "out") == []
+    points = {"name": "Points of interest", "points": [{"name": str(n + 1), "point": [1.0, 2.0, 3.0]}
+                                                       for n in range(n_points)]}
+    (task2_input / "primary-followup-lesion-clicks.json").write_text(json.dumps(points))
+    code, err = run_tool("Task2.inference", ["--input", task2_input, "--output", tmp_path / "out2", "--quiet"], capsys)
+    assert code == 2 and "primary-followup-lesion-clicks.json" in err and ("at most" in err), err
+    assert files_under(tmp_path / "out2") == []
+
+
+@pytest.mark.parametrize("task", [1, 2])
+def test_the_mask_folder_as_a_link_out_of_the_output_is_refused(task, task1_input, task2_input, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not the entrypoint's")
+    out = tmp_path / "out"
+    folder = "tumor-lesion-segmentation" if task == 1 else "primary-followup-ct-tumor-lesion-seg"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / folder).symlink_to(elsewhere, target_is_directory=True)
+    argv = ["--input", task1_input if task == 1 else task2_input, "--output", out, "--quiet"]
+    code, err = run_tool("inference", argv + (["--model", "model-free"] if task == 1 else []), capsys)
+    assert code == 2 and str(out / "images" / folder) in err and "leads out of the output folder" in err, err
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]
+    if task == 2:  # Task 2's own command line too
+        code, err = run_tool("Task2.inference", argv, capsys)
+        assert code == 2 and "leads out of the output folder" in err
+        assert sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]
+
+
+def test_a_decompression_bomb_is_refused_naming_the_file(task1_input, tmp_path, capsys):
+    """A 4.7 MB .nii.gz that inflates to 1 GiB of voxels (4 GiB as float32): refused from its
+    header, before any voxel is read."""
+    import gzip
+    import time
+
+    import nibabel
+
+    header = nibabel.Nifti1Header()
+    header.set_data_shape((1024, 1024, 1024))
+    header.set_data_dtype(np.uint8)
+    bomb = task1_input / "images" / "pet" / "pet-uuid.nii.gz"
+    (task1_input / "images" / "pet" / "pet-uuid.mha").unlink()
+    with gzip.open(bomb, "wb", compresslevel=1) as handle:
+        handle.write(header.binaryblock + bytes(4))
+        block = bytes(64 * 2 ** 20)
+        for _ in range(16):
+            handle.write(block)
+    assert bomb.stat().st_size < 10 * 2 ** 20
+    started = time.perf_counter()
+    code, err = run_tool("inference", ["--input", task1_input, "--output", tmp_path / "out", "--model", "model-free",
+                                       "--quiet"], capsys)
+    assert code == 2 and str(bomb) in err and "1024 x 1024 x 1024" in err, err
+    assert time.perf_counter() - started < 10
+    assert files_under(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("task", [1, 2])
+def test_a_failed_run_leaves_no_mask_of_an_earlier_run(task, task1_input, task2_input, tmp_path, capsys):
+    input_dir = task1_input if task == 1 else task2_input
+    argv = ["--input", input_dir, "--output", tmp_path / "out", "--quiet"] + (["--model", "model-free"] * (task == 1))
+    code, _ = run_tool("inference", argv, capsys)
+    assert code == 0 and len(files_under(tmp_path / "out")) == 1
+    clicks = "lesion-clicks.json" if task == 1 else "primary-followup-lesion-clicks.json"
+    (input_dir / clicks).write_text("{not json")
+    code, err = run_tool("inference", argv, capsys)
+    assert code == 2 and clicks in err
+    assert files_under(tmp_path / "out") == []  # the first run's mask is gone: nothing reads as this run's
+
+
+def test_degenerate_images_are_warned_about(task1_input, task2_input, tmp_path, case, caplog):
+    import logging
+
+    import inference
+
+    caplog.set_level(logging.WARNING)
+    pet_path = task1_input / "images" / "pet" / "pet-uuid.mha"
+    write_image(-np.abs(case.pet.astype(np.float32)) - 0.5, case.geometry, pet_path)  # negative everywhere
+    inference.run_inference(task1_input, tmp_path / "out1", model="model-free")
+    assert any("PET image pet-uuid.mha has no positive value" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    followup = next((task2_input / "images" / "primary-followup-ct").iterdir())
+    ct, geometry = read_image(followup)
+    noise = np.random.default_rng(0).normal(0, 400, ct.shape).astype(np.float32)
+    write_image(noise, geometry, followup)
+    inference.run_inference(task2_input, tmp_path / "out2")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("follow-up CT" in m and followup.name in m and "shows no anatomy" in m for m in messages), messages
+    # the bundled sample's and a phantom's real CTs raise no such warning
+    caplog.clear()
+    inference.run_inference(Path(__file__).resolve().parent / "input", tmp_path / "out3", model="model-free")
+    assert not [r for r in caplog.records if "shows no anatomy" in r.getMessage() or "no positive" in r.getMessage()]
+
+
+def test_a_folder_where_the_baseline_points_file_should_be(task2_input, tmp_path, capsys):
+    points = task2_input / "primary-baseline-lesion-clicks.json"
+    points.unlink()
+    points.mkdir()
+    code, err = run_tool("inference", ["--input", task2_input, "--output", tmp_path / "out", "--quiet"], capsys)
+    assert code == 2 and str(points) in err and "is a folder" in err, err
+    assert files_under(tmp_path / "out") == []
+
+
+def test_seed_and_device_messages_name_the_flag(autopet_source, task1_input, tmp_path, capsys):
+    for seed_value in ("4294967296", "99999999999999999999"):
+        code, err = run_tool("clicks.simulate_clicks", ["-i", autopet_source / "labelsTr", "-d", "FDG-PETCT",
+                                                        "--json_output", tmp_path / "j", "--seed", seed_value], capsys)
+        assert code == 2 and "--seed" in err and "0..4294967295" in err, err
+    for module in ("inference", "Task1.batch_predict"):
+        argv = ["--device", "garbage"] + (["--input", task1_input, "--output", tmp_path / "o"] if module == "inference"
+                                          else ["-i", task1_input, "-o", tmp_path / "o", "-m", "model-free"])
+        code, err = run_tool(module, argv, capsys)
+        assert code == 2 and "--device" in err and "garbage" in err, err
+    assert files_under(tmp_path / "j") == [] and files_under(tmp_path / "o") == []
+
+
+@pytest.mark.parametrize("field, value", [("trainer_name", "zzz_NotATrainer"), ("trainer_name", 17),
+                                          ("init_args.configuration", "3d_nonexistent"),
+                                          ("network_weights", None)])
+def test_a_checkpoint_with_a_garbage_field_names_it(field, value, task1_input, tmp_path, capsys):
+    import torch
+
+    model = tmp_path / "model"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "task1_phantom", model)
+    (model / "checkpoint.sha256").unlink(missing_ok=True)
+    path = model / "fold_0" / "checkpoint_final.pth"
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if "." in field:
+        outer, inner = field.split(".")
+        checkpoint[outer][inner] = value
+    else:
+        checkpoint[field] = value
+    torch.save(checkpoint, path)
+    code, err = run_tool("inference", ["--input", task1_input, "--output", tmp_path / "out", "--model", model,
+                                       "--quiet"], capsys)
+    assert code == 2 and f"field '{field}'" in err and str(path) in err, err
+    assert files_under(tmp_path / "out") == []

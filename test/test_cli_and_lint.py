@@ -33,6 +33,7 @@ TOOLS = {
     "evaluation_metrics.ranking": ["{missing}/metrics.json", "--out", "{out}/leaderboard"],
     "evaluation_metrics.ground_truth": ["--labels", "{missing}", "--out", "{out}/gt"],
     "autopet_common.phantoms.cli": ["task1", "--out", "{file}/cohort", "--n_cases", "1"],
+    "autopet_common.socket_values": ["{missing}"],
     "Task1.convert_dataset": ["{missing}", "--nnunet_raw", "{out}", "--dataset_id", "5"],
     "Task1.predict": ["--model", "{missing}", "--ct", "{missing}.mha", "--pet", "{missing}.mha", "--out",
                       "{out}/mask.nii.gz"],

@@ -77,8 +77,7 @@ def test_missing_failed_malformed_and_stray_jobs_are_reported_not_fatal(task1_la
     jobs = json.loads((layout / "input" / "predictions.json").read_text())
 
     def job_of(case, step):
-        return next(j for j in jobs if j["inputs"][0]["image"]["name"] == f"{case}_ct.mha"
-                    and len(j["inputs"][2]["value"]["points"]) == 2 * step)
+        return next(j for j in jobs if j["inputs"][0]["image"]["name"] == f"{case}_step{step:02d}_ct.mha")
 
     missing, malformed, failed = job_of("PHANTOM_FDG_0000", 10), job_of("PHANTOM_FDG_0000", 3), job_of("PHANTOM_FDG_0001", 5)
     shutil.rmtree(layout / "input" / missing["pk"])

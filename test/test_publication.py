@@ -368,3 +368,37 @@ def test_pdf_builds_without_errors(tmp_path):
     if shutil.which("pdffonts"):   # publishers reject bitmap (Type 3) fonts
         fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True).stdout
         assert "Type 3" not in fonts, fonts
+
+
+@pytest.mark.skipif(not _tex_available() or shutil.which("pdftotext") is None or shutil.which("pdftoppm") is None,
+                    reason="latexmk, llncs.cls or poppler-utils not installed (publication_template/install_tex.sh)")
+def test_the_paper_of_a_local_run_reads_right_on_its_first_page(tmp_path, tiny_task1_cohort):
+    """The paper as a team makes it: a real local challenge run (phantoms, model-free), filled and
+    built with the template's own commands, then read as a reader would: the first page's text
+    (title, team, abstract) and picture, and the run's own numbers in the results table."""
+    from local_challenge.runner import run_local_challenge
+
+    run = tmp_path / "run"
+    result = run_local_challenge(tiny_task1_cohort, run, model="model-free", progress=False, overlays=False,
+                                 in_process=True)
+    out = tmp_path / "paper"
+    built = subprocess.run(["bash", str(BUILD_SCRIPT), str(out), "--task1", str(run), "--team", "Phantom Team",
+                            "--title", "Clicks on Phantoms"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHON": sys.executable}, timeout=300)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    pdf = out / "paper.pdf"
+    first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", "-layout", str(pdf), "-"], capture_output=True,
+                           text=True, check=True).stdout
+    assert "Clicks on Phantoms" in first and "Phantom Team" in first, first[:1500]
+    assert "autoPET" in first and "Abstract" in first
+    whole = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    means = result.summary["means"]
+    assert f"{means['dice_final']:.4f}" in whole and f"{means['dice_auc']:.3f}" in whole, whole[-3000:]
+    assert "??" not in whole  # no unresolved reference or citation
+    subprocess.run(["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")],
+                   check=True)
+    from PIL import Image
+
+    page = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("L"))
+    assert page.shape[0] > page.shape[1] > 300  # a portrait page
+    assert 0.01 < float((page < 128).mean()) < 0.3  # ink on it, not a blank or a black page

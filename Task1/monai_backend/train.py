@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from autopet_common.cli import ArgumentParser, entrypoint
+from autopet_common.cli import ArgumentParser, device_name, entrypoint, seed
 from autopet_common.errors import InputError
 from Task1.monai_backend.config import FAMILIES, MODEL_CONFIG_FILE, WEIGHTS_FILE, MonaiModelConfig
 
@@ -218,12 +218,13 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--source", help="raw training cohort (default: phantoms written to --work_dir)")
     parser.add_argument("--work_dir", default=None, help="folder for the phantoms (default work_dirs/monai_<family>)")
     parser.add_argument("--cases", type=int, default=60, help="phantoms to write when no --source (default 60)")
-    parser.add_argument("--seed", type=int, default=0, help="training seed; phantoms use seed 0 (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="training seed; phantoms use seed 0 (default 0)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the family's CPU schedule")
     parser.add_argument("--iterations", type=int, default=None, help="iterations per epoch")
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps (model paths only)")
     parser.add_argument("--no_progress", action="store_true")
     return parser
 

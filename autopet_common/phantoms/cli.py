@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import ArgumentParser, entrypoint, non_negative_int, positive_int
+from ..cli import ArgumentParser, entrypoint, non_negative_int, positive_int, seed
 from .common import PRESETS
 from .task2 import VARIED
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     t1.add_argument("--size", default="tiny", choices=[p for p in PRESETS if p != "ct_real"],
                     help="grid preset: tiny 64x64x48, small 128x128x96, medium 200x200x160, "
                          "full 400x400x326 at 2.04x2.04x3 mm (default tiny)")
-    t1.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    t1.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     t1.add_argument("--n_lesions", type=non_negative_int, default=None,
                     help="lesions per case (default: 0..15 drawn per case)")
     t1.add_argument("--dataset_id", type=non_negative_int, default=None,
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument("--size", default="tiny", choices=[*PRESETS, VARIED],
                     help="grid preset (ct_real = 512x512x300 at 0.8x0.8x2.5 mm), or varied (a grid and spacing "
                          "per pair, see varied_grid); default tiny")
-    t2.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    t2.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     t2.add_argument("--n_merging", type=non_negative_int, default=0,
                     help="per pair: baseline lesion pairs that merge into one follow-up lesion (default 0)")
     t2.add_argument("--n_splitting", type=non_negative_int, default=0,
