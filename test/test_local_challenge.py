@@ -69,7 +69,8 @@ def test_run_log_json(full_run):
     seconds = [r["seconds"] for r in log["runs"]]
     assert log["max_seconds_per_run"] == max(seconds)
     assert log["median_seconds_per_run"] == pytest.approx(float(np.median(seconds)), abs=1e-3)
-    assert set(log["runs"][0]) == {"case", "step", "seconds", "peak_memory_mb", "exit_code", "over_budget"}
+    assert set(log["runs"][0]) == {"case", "step", "seconds", "peak_memory_mb", "exit_code", "over_budget", "resumed"}
+    assert log["n_resumed"] == 0 and not any(r["resumed"] for r in log["runs"])
     with open(out / "runs.csv") as handle:
         assert len(list(csv.DictReader(handle))) == len(result.runs)
 
