@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the container and save it as a gzipped tarball for upload to Grand Challenge (the
 # platform's template name). The model goes up separately, as a tarball of the model folder:
-# check it first with python -m Task1.model_folder check DIR --tar model.tar.gz.
+# check it first with python -m Task1.check_model DIR --tar model.tar.gz.
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DOCKER_IMAGE_TAG="${DOCKER_IMAGE_TAG:-autopet-ct-iv-algorithm}"

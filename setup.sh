@@ -9,20 +9,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Re-install when the dependencies or the set of packages change (an editable install maps
 # packages that existed when it ran).
-stamp=.venv/.installed-$( (cat setup.py requirements.txt constraints.txt Task1/compat/torchvision_ops_hook.py; ls -d ./*/__init__.py) | sha1sum | cut -c1-12)
+stamp=.venv/.installed-$( (cat setup.py requirements.txt constraints.txt autopet_common/compat/torchvision_ops_hook.py; ls -d ./*/__init__.py) | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
     .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
     # nnU-Net's stock trainer search imports torchvision (via timm). Where PyPI's torchvision
     # cannot load next to the installed torch (a CPU torch build), install a lazy hook that
-    # lets the import succeed; see Task1/compat/torchvision_ops_hook.py. Elsewhere: nothing.
+    # lets the import succeed; see autopet_common/compat/torchvision_ops_hook.py. Elsewhere: nothing.
     site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     rm -f "$site/torchvision_ops_hook.py" "$site/autopet_torchvision_ops_hook.pth"
     if ! .venv/bin/python -c "import torchvision" >/dev/null 2>&1; then
-        cp Task1/compat/torchvision_ops_hook.py "$site/torchvision_ops_hook.py"
+        cp autopet_common/compat/torchvision_ops_hook.py "$site/torchvision_ops_hook.py"
         echo "import torchvision_ops_hook; torchvision_ops_hook.install()" > "$site/autopet_torchvision_ops_hook.pth"
         if .venv/bin/python -c "import torchvision" >/dev/null 2>&1; then
-            echo "setup.sh: torchvision cannot load its extension next to this torch build; installed Task1/compat/torchvision_ops_hook.py so nnU-Net's stock commands run"
+            echo "setup.sh: torchvision cannot load its extension next to this torch build; installed autopet_common/compat/torchvision_ops_hook.py so nnU-Net's stock commands run"
         else
             echo "setup.sh: warning: 'import torchvision' fails even with the work-around; stock nnUNetv2_train with external trainers will not run" >&2
         fi

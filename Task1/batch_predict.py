@@ -10,82 +10,24 @@ as ``clicks/simulate_clicks.py --json_output`` writes them). That is the layout
 ``evaluation_metrics/evaluation_metrics.py --n_clicks 11`` scores.
 
 Why: running the entrypoint once per step (as Grand Challenge does) loads the model and
-preprocesses the case 11 times. Here the model is loaded once, each case is read and
-preprocessed once, and only the click channels and the forward passes change per step. The
-masks are the entrypoint's, bit for bit: the same predictor, the same post-processing
-(:func:`Task1.postprocessing.postprocess_task1`); ``benchmarks/bench_task1_model.py`` checks it.
+preprocesses the case 11 times. Here the method is opened once, each case is read and prepared
+once, and only the click channels and the forward passes change per step. The masks are the
+entrypoint's, bit for bit: the same road (:mod:`Task1.session`: ``open_method``, ``prepare``,
+``predict``), the same post-processing; ``benchmarks/bench_task1_model.py`` checks it.
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from autopet_common.cli import ArgumentParser, device_name, entrypoint, non_negative_float
+from autopet_common.cli import ArgumentParser, entrypoint
+from autopet_common.contract import MODEL_FREE
 from autopet_common.errors import InputError
-
-MODEL_FREE = "model-free"
-
-
-@dataclass
-class Task1Method:
-    """A Task 1 method loaded once: an nnU-Net folder (:class:`Task1.predict.Task1Predictor`) or
-    the model-free baseline, plus the post-processing every mask gets."""
-
-    model: str | os.PathLike
-    device: str = "auto"
-    postprocess: Any = None
-    predictor_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from Task1.postprocessing import PostprocessOptions
-
-        from Task1.recipe import RecipeRunner, find_recipe, warn_if_options_ignored
-
-        self.postprocess = self.postprocess or PostprocessOptions()
-        self.predictor = self.recipe = None
-        if str(self.model) != MODEL_FREE and find_recipe(self.model) is not None:
-            # a submission recipe: its routes, ensembles and post-processing chain (Task1/recipe.py)
-            warn_if_options_ignored(self.postprocess)
-            self.recipe = RecipeRunner(self.model, device=self.device)
-        elif str(self.model) != MODEL_FREE:
-            from Task1.model_folder import load_predictor
-
-            self.predictor = load_predictor(self.model, device=self.device, **self.predictor_options)
-
-    @property
-    def name(self) -> str:
-        if self.recipe is not None:
-            return str(self.recipe.recipe.path)
-        return MODEL_FREE if self.predictor is None else str(self.predictor.model_dir)
-
-    def predict_steps(self, ct: np.ndarray, pet: np.ndarray, geometry, clicks: dict,
-                      steps: Sequence[int]) -> dict[int, np.ndarray]:
-        """Masks (uint8 0/1, ``[i, j, k]``) for each step: the first s tumor and s background
-        clicks of ``clicks``. The case is preprocessed once."""
-        from autopet_common.click_io import clicks_at_step, split_clicks_inside
-        from Task1.postprocessing import postprocess_task1
-
-        if self.recipe is not None:
-            return self.recipe.predict_steps(ct, pet, geometry, clicks, steps)
-        prepared = None if self.predictor is None else self.predictor.prepare(ct, pet, geometry)
-        masks = {}
-        for step in steps:
-            step_clicks, _ = split_clicks_inside(clicks_at_step(clicks, step), tuple(geometry.shape))
-            if self.predictor is None:
-                from Task1.model_free_baseline import segment_model_free
-
-                mask = segment_model_free(pet, step_clicks, geometry.spacing)
-            else:
-                mask = self.predictor.predict_prepared(prepared, step_clicks)
-            masks[step], _ = postprocess_task1(mask, pet, step_clicks, geometry.spacing, self.postprocess)
-        return masks
-
 
 def parse_steps(text: str) -> list[int]:
     """``"0-10"`` -> 0..10; ``"0,5,10"`` -> [0, 5, 10]. Steps are 0..10."""
@@ -142,12 +84,13 @@ def read_case_clicks(clicks_dir: Path | None, case: str, steps: Sequence[int]) -
 def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, output_folder: str | os.PathLike,
                    *, clicks_dir: str | os.PathLike | None = None, steps: Sequence[int] = range(11),
                    device: str = "auto", postprocess: Any = None, predictor_options: dict | None = None,
-                   progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+                   time_budget: float | None = None, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Predict every case of ``input_folder`` at every step; see the module docstring.
 
     Resuming (:mod:`autopet_common.resume`): a rerun into the same ``output_folder`` with the
     same model, code and options skips a case whose masks of these steps are intact (sha256)
     and whose images and clicks are unchanged; ``overwrite`` predicts every case again.
+    ``time_budget``: seconds per step's prediction, as the entrypoint gives (None: no limit).
     Returns timings: load seconds, per-case seconds, number of masks written, resumed cases."""
     from dataclasses import asdict
 
@@ -183,16 +126,19 @@ def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, ou
     if not todo:
         timings["n_masks"] = 0
         return timings
+    from Task1.session import open_method, predict_steps
+
     started = time.perf_counter()
-    method = Task1Method(model, device=device, postprocess=postprocess, predictor_options=predictor_options or {})
+    method = open_method(model, device=device, postprocess=postprocess, predictor_options=predictor_options or {})
     timings["load_s"] = time.perf_counter() - started
     for case, (ct_path, pet_path) in tqdm(todo.items(), desc="batch predict", unit="case", disable=not progress):
         t = time.perf_counter()
         pet, geometry = read_image(pet_path, np.float32, check_finite=True, what=f"PET of case {case}")
         ct, ct_geometry = read_image(ct_path, np.float32, check_finite=True, what=f"CT of case {case}")
         check_same_grid(ct_geometry, geometry, f"CT {ct_path}", f"PET {pet_path}")
-        written = [write_mask(mask, geometry, out / f"{case}_pred{step}.nii.gz")
-                   for step, mask in method.predict_steps(ct, pet, geometry, case_clicks[case], steps).items()]
+        prepared = method.prepare(ct, pet, geometry)
+        results = predict_steps(method, prepared, case_clicks[case], steps, budget=time_budget)
+        written = [write_mask(mask, geometry, out / f"{case}_pred{step}.nii.gz") for step, (mask, _) in results.items()]
         ledger.record(case, written, checks[case])
         timings["cases"][case] = time.perf_counter() - t
     timings["n_masks"] = len(todo) * len(steps)
@@ -201,6 +147,9 @@ def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, ou
 
 @entrypoint("python -m Task1.batch_predict")
 def main(argv: Sequence[str] | None = None) -> int:
+    from autopet_common.cli import positive_float
+    from Task1.session import add_method_arguments, method_options
+
     parser = ArgumentParser(
         prog="python -m Task1.batch_predict",
         description="Predict Task 1 masks for a folder of cases at several click steps with one model load "
@@ -212,24 +161,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clicks_dir", default=None,
                         help="<case>.json or <case>_clicks.json per case (needed for steps above 0)")
     parser.add_argument("--steps", default="0-10", help="steps to predict: 0-10 (default), or a list 0,5,10")
-    parser.add_argument("--device", type=device_name, default="auto",
-                        help="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps (model paths only)")
-    parser.add_argument("--no_click_rules", action="store_true", help="as inference.py --no_click_rules")
-    parser.add_argument("--no_protocol_rule", action="store_true", help="as inference.py --no_protocol_rule")
-    parser.add_argument("--remove_below_suv", type=non_negative_float, default=None, help="as inference.py --remove_below_suv")
+    add_method_arguments(parser)
+    parser.add_argument("--time_budget", type=positive_float, default=None,
+                        help="seconds per step's prediction, as inference.py gives it (default: no limit)")
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every case again; by default a rerun into the same output skips the cases an "
                              "earlier run finished with the same model, code and options (masks checked by sha256)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from Task1.postprocessing import PostprocessOptions
-
     timings = predict_folder(args.model, args.input, args.output, clicks_dir=args.clicks_dir,
-                             steps=parse_steps(args.steps), device=args.device,
-                             postprocess=PostprocessOptions(click_rules=not args.no_click_rules,
-                                                            protocol_rule=not args.no_protocol_rule,
-                                                            remove_below_suv=args.remove_below_suv),
-                             progress=not args.no_progress, overwrite=args.overwrite)
+                             steps=parse_steps(args.steps), time_budget=args.time_budget,
+                             progress=not args.no_progress, overwrite=args.overwrite, **method_options(args))
     per_case = list(timings["cases"].values())
     print(f"wrote {timings['n_masks']} mask(s) to {args.output}"
           + (f"; model load {timings['load_s']:.1f} s, median {np.median(per_case):.1f} s per case" if per_case else "")

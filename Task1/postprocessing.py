@@ -1,8 +1,10 @@
 """Post-processing of a predicted Task 1 mask, shared by every method and every way of running.
 
-The entrypoint, the batch predictor and the local challenge's in-process mode all finish a
-mask with :func:`postprocess_task1`, so they give identical masks. Pure functions on arrays
-(``[i, j, k]``, NIfTI order; clicks are voxel indices ``[i, j, k]`` of the same grid).
+Every method finishes its mask with a chain of the operations in :data:`OPERATIONS` (one registry,
+beside their code) run by :func:`run_chain`: the command lines' flags give the chain of
+:meth:`PostprocessOptions.chain`, a submission recipe its own (Task1/recipe.py), so the
+entrypoint, batch prediction and the local challenge give identical masks. Pure functions on
+arrays (``[i, j, k]``, NIfTI order; clicks are voxel indices ``[i, j, k]`` of the same grid).
 
 What the clicks say (:func:`apply_click_rules`), for the model-free baseline and an nnU-Net
 model alike:
@@ -31,7 +33,7 @@ always contain the clicked voxel itself, and dropping the lesion it did find wou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -153,33 +155,36 @@ def apply_click_rules(mask: np.ndarray, clicks: Mapping[str, Sequence] | None, s
 
 @dataclass(frozen=True)
 class PostprocessOptions:
-    """``click_rules``: rules 1 and 2 above; ``protocol_rule``: rule 2 (needs ``click_rules``);
-    ``remove_below_suv``: drop predicted voxels with PET below this SUV (the challenge's
-    data-centric baseline used 1.0; BIRTH 1.5 for FDG), None = keep."""
+    """The post-processing flags of the command lines (``inference.py --no_click_rules``,
+    ``--no_protocol_rule``, ``--remove_below_suv``): ``click_rules``: rules 1 and 2 above;
+    ``protocol_rule``: rule 2 (needs ``click_rules``); ``remove_below_suv``: drop predicted voxels
+    with PET below this SUV (the challenge's data-centric baseline used 1.0; BIRTH 1.5 for FDG),
+    None = keep. :meth:`chain` is the one mapping from these flags to a chain."""
 
     click_rules: bool = True
     protocol_rule: bool = True
     remove_below_suv: float | None = None
 
+    def chain(self) -> list[dict[str, Any]]:
+        """The flags as a post-processing chain (:func:`run_chain`): the click rules, then the SUV floor."""
+        chain: list[dict[str, Any]] = []
+        if self.click_rules:
+            chain.append({"op": "click_rules", "protocol_rule": self.protocol_rule})
+        if self.remove_below_suv is not None:
+            chain.append({"op": "suv_floor", "floor": self.remove_below_suv})
+        return chain
+
 
 def postprocess_task1(mask: np.ndarray, pet: np.ndarray, clicks: Mapping[str, Sequence] | None,
                       spacing: Sequence[float], options: PostprocessOptions = PostprocessOptions()
-                      ) -> tuple[np.ndarray, dict[str, int]]:
-    """The click rules, then the SUV floor; returns (uint8 0/1 mask, report of what was removed)."""
-    mask = np.asarray(mask) > 0
-    report: dict[str, int] = {}
-    if options.click_rules:
-        mask, report = apply_click_rules(mask, clicks, spacing, protocol_rule=options.protocol_rule)
-        mask = mask > 0
-    if options.remove_below_suv is not None:
-        low = mask & (np.asarray(pet) < options.remove_below_suv)
-        report["below_suv_voxels"] = int(low.sum())
-        mask &= ~low
-    return mask.astype(np.uint8), report
+                      ) -> tuple[np.ndarray, list[dict]]:
+    """``options``' chain on ``mask``; returns (uint8 0/1 mask, what each operation did)."""
+    context = ChainContext(pet=np.asarray(pet), clicks=clicks or {}, spacing=spacing)
+    return run_chain(mask, options.chain(), context)
 
 
-# --------------------------------------------------------------------------- recipe operations
-# The operations a submission recipe (Task1/recipe.py) chains after the click rules. Each takes
+# --------------------------------------------------------------------------- more operations
+# The operations a submission recipe (Task1/recipe.py) chains besides the click rules. Each takes
 # and returns a boolean mask; a component that a tumor click holds is never removed, since the
 # click says it is a lesion.
 
@@ -274,3 +279,82 @@ def grow_from_clicks(mask: np.ndarray, probability: np.ndarray, tumor: Sequence[
     if not held:
         return mask.copy()
     return mask | np.isin(labels, sorted(held))
+
+
+# --------------------------------------------------------------------------- the chain
+# One registry of every operation a post-processing chain may hold: the flag set of the command
+# lines (PostprocessOptions.chain) and a submission recipe's "postprocessing" list (Task1/recipe.py
+# checks a file's chain against it) run through the same run_chain.
+
+@dataclass(frozen=True)
+class ChainContext:
+    """What the operations read besides the mask: the PET (SUV), the clicks (voxel indices inside
+    the image), the voxel spacing (mm) and, for a network, the lesion probability."""
+
+    pet: np.ndarray
+    clicks: Mapping[str, Sequence]
+    spacing: Sequence[float]
+    probability: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One chain operation: ``run(mask, context, **params) -> (mask, details)``; ``defaults``: the
+    parameters it takes (a recipe file may give no others); ``per_tracer``: those a recipe may give
+    per tracer (``{"FDG": .., "PSMA": .., "unknown": ..}``); ``needs_probability``: only for a
+    method with a lesion probability (a network or a recipe)."""
+
+    run: Callable[..., tuple[np.ndarray, dict]]
+    defaults: dict[str, Any]
+    per_tracer: tuple[str, ...] = ()
+    needs_probability: bool = False
+
+
+def _click_rules(mask, context, *, protocol_rule=True):
+    out, details = apply_click_rules(mask, context.clicks, context.spacing, protocol_rule=protocol_rule)
+    return out > 0, details
+
+
+def _suv_floor(mask, context, *, floor=None):
+    return suv_floor(mask, context.pet, floor), {}
+
+
+OPERATIONS: dict[str, Operation] = {
+    "click_rules": Operation(_click_rules, {"protocol_rule": True}),
+    # a recipe gives the floor per tracer ({"FDG": 1.5, "PSMA": 1.0}); its plan resolves it to "floor"
+    "suv_floor": Operation(_suv_floor, {"FDG": None, "PSMA": None, "unknown": None}),
+    "remove_components": Operation(
+        lambda mask, c, **p: (remove_components(mask, c.pet, c.clicks.get("tumor") or [], c.spacing, **p), {}),
+        {"min_voxels": 0, "min_volume_ml": 0.0, "min_suvmax": 0.0}, ("min_voxels", "min_volume_ml", "min_suvmax")),
+    "close_gaps": Operation(lambda mask, c, **p: (close_gaps(mask, c.pet, c.spacing, **p), {}),
+                            {"distance_mm": 0.0, "min_suv": 0.0}, ("distance_mm", "min_suv")),
+    "add_candidates": Operation(
+        lambda mask, c, **p: (add_candidates(mask, c.probability, c.pet, c.clicks.get("background") or [],
+                                             c.spacing, **p), {}),
+        {"min_probability": None, "min_suvmax": None, "min_volume_ml": 0.0},
+        ("min_probability", "min_suvmax", "min_volume_ml"), needs_probability=True),
+    "grow_from_clicks": Operation(
+        lambda mask, c, **p: (grow_from_clicks(mask, c.probability, c.clicks.get("tumor") or [], c.spacing, **p), {}),
+        {"min_probability": None}, ("min_probability",), needs_probability=True),
+}
+
+
+def run_chain(mask: np.ndarray, chain: Sequence[Mapping[str, Any]], context: ChainContext
+              ) -> tuple[np.ndarray, list[dict]]:
+    """Run ``chain`` (``[{"op": name, **params}, ...]``, operations of :data:`OPERATIONS`, in
+    order) on ``mask``; returns (uint8 0/1 mask, per operation: name, voxels before and after,
+    and what it reports)."""
+    mask = np.asarray(mask) > 0
+    report = []
+    for item in chain:
+        name = item["op"]
+        operation = OPERATIONS.get(name)
+        if operation is None:
+            raise ValueError(f"unknown post-processing operation {name!r}; known: {sorted(OPERATIONS)}")
+        if operation.needs_probability and context.probability is None:
+            raise ValueError(f"post-processing operation {name!r} needs a lesion probability (a network's)")
+        before = int(mask.sum())
+        mask, details = operation.run(mask, context, **{k: v for k, v in item.items() if k != "op"})
+        mask = np.asarray(mask, dtype=bool)
+        report.append({"op": name, "voxels_before": before, "voxels_after": int(mask.sum()), **details})
+    return mask.astype(np.uint8), report

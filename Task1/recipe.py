@@ -35,9 +35,10 @@ top is run by the recipe instead of as one nnU-Net folder. Without the file noth
 - ``test_time_augmentation``: ``mirroring`` "fit_budget" (the checkpoint's mirror axes, fewer when
   the time budget needs it) or "off"; ``tile_step_size`` (null: the trainer's). The time left is
   shared among a route's models.
-- ``postprocessing``: an ordered chain of the operations in :data:`OPERATIONS` (functions of
-  :mod:`Task1.postprocessing`); per-tracer parameters are given as ``{"FDG": .., "PSMA": ..,
-  "unknown": ..}``. ``suv_floor`` takes its floor per tracer directly.
+- ``postprocessing``: an ordered chain of the operations of :data:`Task1.postprocessing.OPERATIONS`
+  (the one registry, beside their code; run by :func:`Task1.postprocessing.run_chain`);
+  per-tracer parameters are given as ``{"FDG": .., "PSMA": .., "unknown": ..}``. ``suv_floor``
+  takes its floor per tracer directly.
 
 ``python -m Task1.recipe DIR [--pet PET] [--clicks JSON]`` (and ``inference.py --explain``) prints
 what the recipe does for an input; it is the same :meth:`Recipe.plan` that a run logs.
@@ -54,26 +55,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from autopet_common.cli import ArgumentParser, entrypoint
-from autopet_common.contract import TASK1_MAX_CLICKS
+from autopet_common.contract import MODEL_FREE, TASK1_MAX_CLICKS
 from autopet_common.errors import InputError
 
 RECIPE_FILE = "autopet_recipe.json"
 RECIPE_VERSION = 1
-MODEL_FREE = "model-free"
 TRACER_KEYS = ("FDG", "PSMA", "unknown")
 MIRRORING = ("fit_budget", "off")
-
-# operation -> (parameters it accepts, with defaults; parameters that may be given per tracer)
-OPERATIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "click_rules": ({"protocol_rule": True}, ()),
-    "suv_floor": ({"FDG": None, "PSMA": None, "unknown": None}, ()),
-    "remove_components": ({"min_voxels": 0, "min_volume_ml": 0.0, "min_suvmax": 0.0},
-                          ("min_voxels", "min_volume_ml", "min_suvmax")),
-    "close_gaps": ({"distance_mm": 0.0, "min_suv": 0.0}, ("distance_mm", "min_suv")),
-    "add_candidates": ({"min_probability": None, "min_suvmax": None, "min_volume_ml": 0.0},
-                       ("min_probability", "min_suvmax", "min_volume_ml")),
-    "grow_from_clicks": ({"min_probability": None}, ("min_probability",)),
-}
 
 
 class RecipeError(InputError):
@@ -150,10 +138,12 @@ class Recipe:
 
 
 def _for_tracer(op: str, params: dict, tracer: str) -> dict:
+    from Task1.postprocessing import OPERATIONS
+
     if op == "suv_floor":
         return {"floor": params.get(tracer)}
-    per_tracer = OPERATIONS[op][1]
-    return {key: (value.get(tracer, OPERATIONS[op][0][key]) if key in per_tracer and isinstance(value, dict)
+    operation = OPERATIONS[op]
+    return {key: (value.get(tracer, operation.defaults[key]) if key in operation.per_tracer and isinstance(value, dict)
                   else value) for key, value in params.items()}
 
 
@@ -191,10 +181,12 @@ def _number(value: Any, path: Path, where: str, *, low: float = 0.0, high: float
 
 
 def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
+    from Task1.postprocessing import OPERATIONS
+
     _expect(isinstance(item, dict) and item.get("op") in OPERATIONS, path, where,
             f"expected {{\"op\": one of {list(OPERATIONS)}, ...}}, got {item!r}")
     op = item["op"]
-    defaults, per_tracer = OPERATIONS[op]
+    defaults, per_tracer = OPERATIONS[op].defaults, OPERATIONS[op].per_tracer
     _keys(item, ["op", *defaults], path, where)
     params = {**defaults, **{k: v for k, v in item.items() if k != "op"}}
     for key, value in params.items():
@@ -336,20 +328,6 @@ class RecipeRunner:
 
         return classify_tracer(pet, spacing)
 
-    def predict_steps(self, ct: np.ndarray, pet: np.ndarray, geometry, clicks: Mapping[str, Sequence],
-                      steps: Sequence[int]) -> dict[int, np.ndarray]:
-        """Masks for several steps of one case (the first s clicks of each kind): the tracer is
-        classified once and each model preprocesses the case once."""
-        from autopet_common.click_io import clicks_at_step, split_clicks_inside
-
-        call = self.tracer_call(pet, geometry.spacing)
-        prepared: dict[ModelRef, Any] = {}
-        out = {}
-        for step in steps:
-            step_clicks, _ = split_clicks_inside(clicks_at_step(clicks, step), tuple(geometry.shape))
-            out[step], _ = self.predict(ct, pet, geometry, step_clicks, tracer_call=call, prepared=prepared)
-        return out
-
     def predict(self, ct: np.ndarray, pet: np.ndarray, geometry, clicks: Mapping[str, Sequence] | None, *,
                 time_budget: float | None = None, tracer_call: Any = "classify",
                 prepared: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -393,28 +371,12 @@ class RecipeRunner:
     @staticmethod
     def postprocess(mask: np.ndarray, probability: np.ndarray, pet: np.ndarray, clicks: Mapping[str, Sequence],
                     spacing: Sequence[float], plan: dict) -> tuple[np.ndarray, list]:
-        """The plan's post-processing chain in order; returns (uint8 mask, voxels before/after each)."""
-        from Task1 import postprocessing as pp
+        """The plan's post-processing chain in order (:func:`Task1.postprocessing.run_chain`);
+        returns (uint8 mask, what each operation did)."""
+        from Task1.postprocessing import ChainContext, run_chain
 
-        mask = np.asarray(mask, dtype=bool)
-        report = []
-        for step in plan["postprocessing"]:
-            op, params = step["op"], {k: v for k, v in step.items() if k != "op"}
-            before = int(mask.sum())
-            if op == "click_rules":
-                mask = pp.apply_click_rules(mask, clicks, spacing, protocol_rule=params["protocol_rule"])[0] > 0
-            elif op == "suv_floor":
-                mask = pp.suv_floor(mask, pet, params["floor"])
-            elif op == "remove_components":
-                mask = pp.remove_components(mask, pet, clicks["tumor"], spacing, **params)
-            elif op == "close_gaps":
-                mask = pp.close_gaps(mask, pet, spacing, **params)
-            elif op == "add_candidates":
-                mask = pp.add_candidates(mask, probability, pet, clicks["background"], spacing, **params)
-            elif op == "grow_from_clicks":
-                mask = pp.grow_from_clicks(mask, probability, clicks["tumor"], spacing, **params)
-            report.append({"op": op, "voxels_before": before, "voxels_after": int(mask.sum())})
-        return mask.astype(np.uint8), report
+        context = ChainContext(pet=pet, clicks=clicks, spacing=spacing, probability=probability)
+        return run_chain(mask, plan["postprocessing"], context)
 
 
 def explain(recipe: Recipe | str | os.PathLike, pet: np.ndarray | None = None, spacing: Sequence[float] | None = None,

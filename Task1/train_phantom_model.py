@@ -41,16 +41,28 @@ from typing import Sequence
 from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, positive_int, seed
 # The generic steps of a CPU nnU-Net recipe (plans edit, environment, export) have one home,
 # autopet_common/nnunet_recipe.py; Task 2's recipe uses them too.
-from autopet_common.nnunet_recipe import (CHECKPOINT_KEYS, CPU_BATCH_SIZE, CPU_CONFIGURATION,  # noqa: F401
-                                          CPU_FEATURES, CPU_PATCH_SIZE, CPU_SPACING, add_cpu_configuration,
-                                          export_model, finish_recipe, nnunet_environment, plan_preprocess_train,
-                                          run_logged, sha256_of, torchvision_is_broken, training_environment)
+from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, finish_recipe, nnunet_environment,  # noqa: F401
+                                          plan_preprocess_train, run_logged, training_environment)
+from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TRAINERS = REPOSITORY / "Task1" / "trainers"
 # --organs without --trainer: the trainer of the default model models/task1_phantom_organs
 ORGAN_TRAINER = "autoPETTrainerClicks_cpu_organs_lesionpatches"
 DEFAULT_SHAPE = (40, 40, 32)
+
+
+def _check_click_config(checkpoint: dict, source: str) -> None:
+    """A click model that a predictor of this version cannot read is not exported."""
+    from Task1.click_config import ClickConfig
+
+    if CLICK_CONFIG_KEY in checkpoint:
+        ClickConfig.from_dict(checkpoint[CLICK_CONFIG_KEY], source=source)
+
+
+# what a Task 1 click model's export keeps besides nnU-Net's (Task1/click_config.py: its record)
+CLICK_EXPORT = {"extra_files": (CLICK_CONFIG_FILE,), "extra_keys": (CLICK_CONFIG_KEY,),
+                "check": _check_click_config}
 DEFAULT_SPACING = (6.0, 6.0, 8.0)
 
 
@@ -174,7 +186,7 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
     model, training_seconds = plan_preprocess_train(env, log_file, dataset_id=dataset_id, dataset_name=name,
                                                     trainer=trainer, configuration=configuration, fold=fold,
                                                     plan_args=plan_args)
-    return finish_recipe(model, out, module="Task1.train_phantom_model", fold=fold, record={
+    return finish_recipe(model, out, module="Task1.train_phantom_model", fold=fold, **CLICK_EXPORT, record={
         "cases": n_cases, "seed": seed, "trainer": trainer, "configuration": configuration, "fold": fold,
         "fixed_grid": fixed_grid, "organs": organs, "training_seconds": round(training_seconds, 1)})
 

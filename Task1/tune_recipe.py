@@ -10,7 +10,7 @@ fix: the lesion-probability ``threshold`` of the mask, and ``grow_from_clicks`` 
 ``probability >= min_probability`` that hold a tumor click are added, see
 :func:`Task1.postprocessing.grow_from_clicks`). Each validation case runs the challenge's 11 click
 steps once per network pass; every combination of the grid is then scored on the same
-probabilities, with the recipe's own post-processing code (:meth:`Task1.recipe.RecipeRunner.postprocess`),
+probabilities, with the recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`),
 so what is chosen is what the recipe runs. The objective is the challenge's two Dice measures
 with their ranking weights (DSC@10 and AUC-DSC, 0.25 each): ``DSC@10 + AUC-DSC / 10``, mean over
 cases; ties go to the smaller AUC-FPV.
@@ -61,33 +61,30 @@ def objective(summary: dict) -> float:
     return summary["dice"][-1] + summary["auc_dice"] / 10.0
 
 
-def case_probabilities(predictor, ct: np.ndarray, pet: np.ndarray, geometry, clicks: dict,
+def case_probabilities(method, ct: np.ndarray, pet: np.ndarray, geometry, clicks: dict,
                        steps: Sequence[int] = STEPS) -> dict[int, np.ndarray]:
-    """The model's lesion probability at each step (the case preprocessed once)."""
-    from autopet_common.click_io import clicks_at_step, split_clicks_inside
+    """The network's lesion probability at each step (the case prepared once, the clicks of each
+    step from :func:`Task1.session.clicks_for_step`)."""
+    from Task1.session import clicks_for_step
 
-    prepared = predictor.prepare(ct, pet, geometry)
-    out = {}
-    for step in steps:
-        step_clicks, _ = split_clicks_inside(clicks_at_step(clicks, step), tuple(geometry.shape))
-        out[step] = predictor.predict_probability(prepared, step_clicks)
-    return out
+    case = method.prepare(ct, pet, geometry)
+    return {step: method.probability(case, clicks_for_step(clicks, step, geometry.shape)) for step in steps}
 
 
 def score_settings(label: np.ndarray, pet: np.ndarray, geometry, clicks: dict, probabilities: dict[int, np.ndarray],
                    settings: Sequence[Setting]) -> dict[Setting, dict[str, list[float]]]:
-    """Dice, FPV and FNV per step of each setting on one case (masks from the recipe's own chain)."""
-    from autopet_common.click_io import clicks_at_step, split_clicks_inside
+    """Dice, FPV and FNV per step of each setting on one case (masks from the recipe's own chain,
+    :func:`Task1.postprocessing.run_chain`)."""
     from evaluation_metrics import compute_metrics_arrays
-    from Task1.recipe import RecipeRunner
+    from Task1.postprocessing import ChainContext, run_chain
+    from Task1.session import clicks_for_step
 
     out = {s: {"dice": [], "fpv": [], "fnv": []} for s in settings}
     for step, probability in sorted(probabilities.items()):
-        step_clicks, _ = split_clicks_inside(clicks_at_step(clicks, step), tuple(geometry.shape))
-        step_clicks = {"tumor": list(step_clicks["tumor"]), "background": list(step_clicks["background"])}
+        context = ChainContext(pet=pet, clicks=clicks_for_step(clicks, step, geometry.shape), spacing=geometry.spacing,
+                               probability=probability)
         for setting in settings:
-            mask, _ = RecipeRunner.postprocess(probability > setting.threshold, probability, pet, step_clicks,
-                                               geometry.spacing, {"postprocessing": setting.postprocessing})
+            mask, _ = run_chain(probability > setting.threshold, setting.postprocessing, context)
             dice, fpv, fnv = compute_metrics_arrays(label, mask, geometry.voxel_volume_ml)
             out[setting]["dice"].append(dice)
             out[setting]["fpv"].append(fpv)
@@ -116,13 +113,16 @@ def tune_recipe(model: str | os.PathLike, cohort: str | os.PathLike, *, threshol
     from autopet_common.image_io import read_image
     from clicks import simulate_clicks
     from Task1.batch_predict import find_case_images
-    from Task1.model_folder import load_predictor
+    from Task1.session import NetworkMethod, open_method
 
     cohort = Path(cohort)
     cases = find_case_images(cohort / "imagesTr")
     if not cases:
         raise InputError(f"{cohort / 'imagesTr'}: no cases (<case>_0000 / <case>_0001 images)")
-    predictor = load_predictor(model, device=device)
+    method = open_method(model, device=device)
+    if not isinstance(method, NetworkMethod):
+        raise InputError(f"--model {model}: tuning needs one network folder (nnU-Net or MONAI) whose lesion "
+                         f"probability it thresholds; this is {method.name}")
     settings = [Setting(float(t), None if g is None else float(g)) for t in thresholds for g in grow
                 if g is None or g < t]
     scores: dict[Setting, dict] = {s: {} for s in settings}
@@ -132,7 +132,7 @@ def tune_recipe(model: str | os.PathLike, cohort: str | os.PathLike, *, threshol
         label, _ = read_image(cohort / "labelsTr" / f"{case}.nii.gz")
         label = (label > 0).astype(np.uint8)
         clicks = simulate_clicks(label, pet, dataset_name="FDG-PETCT", case=case)
-        probabilities = case_probabilities(predictor, ct, pet, geometry, clicks)
+        probabilities = case_probabilities(method, ct, pet, geometry, clicks)
         for setting, curves in score_settings(label, pet, geometry, clicks, probabilities, settings).items():
             scores[setting][case] = curves
     rows = []

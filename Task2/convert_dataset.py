@@ -45,7 +45,7 @@ from autopet_common.image_io import atomic_write_json, read_image, write_image
 
 from .channels import CHANNEL_NAMES, followup_channels
 from .lesion_patches import PATCH_CHANNEL_NAMES
-from .challenge_run import TRUTH_NAME, find_pairs
+from .cohort import TRUTH_NAME, find_pairs
 from .inference import read_followup_inputs
 
 

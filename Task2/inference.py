@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from autopet_common.cli import ArgumentParser, configure_logging, device_name, entrypoint, positive_float
-from autopet_common.contract import (INPUT_DIR, OUTPUT_DIR, TASK2_BASELINE_SEG_FOLDERS, TASK2_PREFIXES, TIME_BUDGET_SECONDS,
+from autopet_common.contract import (INPUT_DIR, MODEL_FREE, OUTPUT_DIR, TASK2_BASELINE_SEG_FOLDERS, TASK2_PREFIXES, TIME_BUDGET_SECONDS,
                                      is_task2_input, task2_baseline_ct_subdir, task2_followup_ct_subdir,
                                      task2_output_subdir, task2_points_file)
 from autopet_common.errors import InputError
@@ -97,6 +97,33 @@ def _warn_if_degenerate(ct: np.ndarray, name: str) -> None:
         log.warning("the %s %s", name, problem)
 
 
+def resolve_task2_model(model: str | os.PathLike | None = None, *,
+                        model_dir: str | os.PathLike | None = None) -> Path | None:
+    """The Task 2 model folder to run (None: the model-free registration pipeline, Task 2's
+    default). ``model``: a folder holding a trained nnU-Net folder (at most three levels down),
+    ``"model-free"``, or None for the default chain: ``/opt/ml/model``, then ``$AUTOPET_MODEL_DIR``."""
+    from autopet_common.contract import MODEL_DIR, MODEL_DIR_ENV, MODEL_FREE
+    from autopet_common.nnunet_folder import find_nnunet_model
+
+    def checked(folder: Path, what: str) -> Path:
+        if not folder.exists():
+            raise InputError(f"{what} not found: {folder}")
+        found = find_nnunet_model(folder)
+        if found is None:
+            raise InputError(f"{what} {folder} holds no trained nnU-Net folder (plans.json, dataset.json and fold_*/ "
+                             "expected at most three levels down)")
+        return found
+
+    if model is not None:
+        return None if str(model) == MODEL_FREE else checked(Path(model), "--model folder")
+    found = find_nnunet_model(MODEL_DIR if model_dir is None else model_dir)
+    if found is not None:
+        return found
+    if os.environ.get(MODEL_DIR_ENV):
+        return checked(Path(os.environ[MODEL_DIR_ENV]), f"${MODEL_DIR_ENV}")
+    return None
+
+
 def read_followup_inputs(input_dir: str | os.PathLike) -> list[FollowupInputs]:
     """Read and check the inputs of every follow-up present in ``input_dir``.
 
@@ -153,7 +180,7 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
     clear_owned_folders(output_dir, TASK2_OUTPUT_FOLDERS)  # no earlier mask outlives a failed run
     inputs = read_followup_inputs(input_dir)
     params = RegistrationParameters(deformable=deformable)
-    if model_dir is not None and str(model_dir) in ("", "model-free"):
+    if model_dir is not None and str(model_dir) in ("", MODEL_FREE):
         model_dir = None
     segmenter = None
     if model_dir is not None:

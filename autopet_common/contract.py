@@ -13,6 +13,9 @@ from pathlib import Path
 INPUT_DIR = Path("/input")
 OUTPUT_DIR = Path("/output")
 MODEL_DIR = Path("/opt/ml/model")  # where the platform puts the uploaded model, read-only
+MODEL_DIR_ENV = "AUTOPET_MODEL_DIR"          # a model baked into the image on purpose
+REQUIRE_MODEL_ENV = "AUTOPET_REQUIRE_MODEL"  # "1" in the container: no fallback model
+MODEL_FREE = "model-free"  # the --model value (and recipe folder name) of the model-free method, both tasks
 TIME_BUDGET_SECONDS = 300.0        # per algorithm job (one case, one step)
 
 # ----------------------------------------------------------------------------- Task 1

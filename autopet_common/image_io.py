@@ -353,7 +353,9 @@ def degenerate_image_problem(array: np.ndarray, modality: str) -> str | None:
                     "a sign flip or a wrong file? The mask will say little")
     elif modality.upper() == "CT":
         correlation = neighbour_correlation(array)
-        if not correlation >= MIN_CT_STRUCTURE:  # NaN (a constant image) included
+        if correlation != correlation:  # NaN: no variation at all
+            return f"is constant ({float(array.flat[0]):.6g} everywhere): a wrong file? The mask will say little"
+        if correlation < MIN_CT_STRUCTURE:
             return (f"shows no anatomy: neighbouring voxels correlate at r = {correlation:.2f} (a CT of a body: "
                     "above 0.8); noise or a wrong file? The mask will say little")
     return None

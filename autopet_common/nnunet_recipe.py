@@ -2,6 +2,9 @@
 ``Task1.train_phantom_model`` and Task 2's ``Task2.train_patch_model``): the environment the
 commands need, a small plans configuration added the documented way, running a command with
 its output in a log, and exporting a weights-only model folder.
+
+What is task-specific comes from the caller: the trainers' folder (``nnUNet_extTrainer``), the
+extra files and checkpoint keys an export keeps, and a check of the exported checkpoint.
 """
 from __future__ import annotations
 
@@ -13,20 +16,20 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from autopet_common.image_io import sha256_of
-# a click checkpoint's record is exported with the weights (Task1/click_config.py: no torch there)
-from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY, ClickConfig
+from typing import Any, Callable
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-COMPAT = REPOSITORY / "Task1" / "compat"
+from autopet_common.image_io import sha256_of
+
+# the torchvision work-around (see compat/sitecustomize.py), put on the stock commands' path when needed
+COMPAT = Path(__file__).resolve().parent / "compat"
 CPU_CONFIGURATION = "3d_cpu"
 CPU_SPACING = (4.0, 4.0, 4.0)
 CPU_PATCH_SIZE = (48, 48, 48)
 CPU_FEATURES = (16, 32, 64, 128)
 CPU_BATCH_SIZE = 2
-# What the exported checkpoint keeps: what nnU-Net's and this project's predictors read.
+# What the exported checkpoint keeps: what nnU-Net's predictor reads (a task adds its own keys).
 CHECKPOINT_KEYS = ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes",
-                   "current_epoch", CLICK_CONFIG_KEY)
+                   "current_epoch")
 
 
 def add_cpu_configuration(plans_file: str | os.PathLike, name: str = CPU_CONFIGURATION, *,
@@ -58,15 +61,15 @@ def add_cpu_configuration(plans_file: str | os.PathLike, name: str = CPU_CONFIGU
 
 def torchvision_is_broken(python: str = sys.executable) -> bool:
     """True when ``import torchvision`` fails in a fresh interpreter (a CPU torch with PyPI's CUDA
-    torchvision); see Task1/compat/sitecustomize.py."""
+    torchvision); see autopet_common/compat/sitecustomize.py."""
     probe = subprocess.run([python, "-c", "import torchvision"], capture_output=True, text=True)
     return probe.returncode != 0
 
 
 def nnunet_environment(work_dir: str | os.PathLike, base: dict | None = None, *,
-                       trainers: str | os.PathLike = REPOSITORY / "Task1" / "trainers") -> dict:
-    """Environment for the stock nnU-Net commands: folders under ``work_dir``, the trainers'
-    folder (``nnUNet_extTrainer``; Task 1's click trainers by default), one preprocessing worker, and the torchvision work-around only when needed. For
+                       trainers: str | os.PathLike) -> dict:
+    """Environment for the stock nnU-Net commands: folders under ``work_dir``, the caller's trainers'
+    folder (``nnUNet_extTrainer``), one preprocessing worker, and the torchvision work-around only when needed. For
     ``nnUNetv2_train`` use :func:`training_environment` (nnU-Net's planner fails with 0 DA workers)."""
     work = Path(work_dir)
     env = dict(os.environ if base is None else base)
@@ -125,10 +128,11 @@ def plan_preprocess_train(env: dict, log_file: Path, *, dataset_id: int, dataset
     return model, time.perf_counter() - started
 
 
-def finish_recipe(model: Path, out: str | os.PathLike | None, *, module: str, record: dict, fold: str = "0") -> Path:
+def finish_recipe(model: Path, out: str | os.PathLike | None, *, module: str, record: dict, fold: str = "0",
+                  **export: Any) -> Path:
     """Write ``training_recipe.json`` into the training output ``model`` (``record`` and the
     command line, when ``python -m module`` ran), then export it to ``out`` (None: return
-    ``model`` as it is)."""
+    ``model`` as it is) with ``export``: :func:`export_model`'s options."""
     from autopet_common.image_io import atomic_write_json
 
     script = module.rsplit(".", 1)[-1] + ".py"
@@ -136,29 +140,31 @@ def finish_recipe(model: Path, out: str | os.PathLike | None, *, module: str, re
     atomic_write_json(Path(model) / "training_recipe.json", {"command": command, **record})
     if out is None:
         return Path(model)
-    return export_model(model, out, fold=fold)
+    return export_model(model, out, fold=fold, **export)
 
 
-def export_model(model: str | os.PathLike, out: str | os.PathLike, *, fold: str = "0") -> Path:
+def export_model(model: str | os.PathLike, out: str | os.PathLike, *, fold: str = "0", extra_files: tuple = (),
+                 extra_keys: tuple = (), check: Callable[[dict, str], Any] | None = None) -> Path:
     """Copy a trained model folder to ``out`` with a weights-only checkpoint (the keys in
-    ``CHECKPOINT_KEYS``: no optimizer state, a third of the size); atomic (temp folder, rename).
-    Writes ``checkpoint.sha256``. Returns ``out``."""
+    ``CHECKPOINT_KEYS`` and ``extra_keys``: no optimizer state, a third of the size), the plans,
+    dataset files and ``extra_files``; atomic (temp folder, rename). ``check(checkpoint, source)``
+    may refuse the slim checkpoint before anything is written. Writes ``checkpoint.sha256``.
+    Returns ``out``."""
     import torch
 
     model, out = Path(model), Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / f"fold_{fold}").mkdir(parents=True)
-    for name in ("plans.json", "dataset.json", "dataset_fingerprint.json", CLICK_CONFIG_FILE,
-                 "training_recipe.json"):
+    for name in ("plans.json", "dataset.json", "dataset_fingerprint.json", *extra_files, "training_recipe.json"):
         if (model / name).is_file():
             shutil.copy2(model / name, tmp / name)
     if (model / f"fold_{fold}" / "progress.png").is_file():
         shutil.copy2(model / f"fold_{fold}" / "progress.png", tmp / f"fold_{fold}" / "progress.png")
     checkpoint = torch.load(model / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    slim = {key: checkpoint[key] for key in CHECKPOINT_KEYS if key in checkpoint}
-    if CLICK_CONFIG_KEY in slim:  # a model that a predictor of this version cannot read is not exported
-        ClickConfig.from_dict(slim[CLICK_CONFIG_KEY], source=f"{model}/fold_{fold}/checkpoint_final.pth")
+    slim = {key: checkpoint[key] for key in (*CHECKPOINT_KEYS, *extra_keys) if key in checkpoint}
+    if check is not None:  # e.g. a model that a predictor of this version cannot read is not exported
+        check(slim, f"{model}/fold_{fold}/checkpoint_final.pth")
     target = tmp / f"fold_{fold}" / "checkpoint_final.pth"
     torch.save(slim, target)
     (tmp / "checkpoint.sha256").write_text(f"{sha256_of(target)}  fold_{fold}/checkpoint_final.pth\n")

@@ -26,6 +26,7 @@ edges.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,6 +34,8 @@ from typing import Any, Iterable, Sequence
 
 from .cli import ArgumentParser, entrypoint
 from .errors import InputError
+
+log = logging.getLogger("inference")  # the entrypoint's log: which task, and from what
 
 DESCRIPTOR_KEYS = ("socket", "interface")  # today's key first, then the legacy one
 KIND_FLAGS = ("is_image_kind", "is_panimg_kind", "is_dicom_image_kind", "is_json_kind", "is_file_kind")
@@ -152,6 +155,42 @@ def read_inputs_json(path: str | os.PathLike) -> list[SocketValue]:
 
     path = Path(path)
     return parse_socket_values(read_json(path, "inputs.json"), str(path))
+
+
+# ----------------------------------------------------------------------------- a job's task
+def detect_task(input_dir: str | os.PathLike) -> int:
+    """1 or 2: from ``/input/inputs.json`` when the platform wrote one (the interface is the
+    sorted tuple of its socket slugs, as the platform's template keys it), else from the folder
+    layout (the rules of :mod:`autopet_common.contract`); the log says which.
+    :class:`InputError` when it is neither, or the interface is unknown."""
+    from .contract import INPUTS_FILE, TASK1_SOCKETS, TASK2_SOCKETS, is_task1_input, is_task2_input, task_of_interface
+
+    input_dir = Path(input_dir)
+    if (input_dir / INPUTS_FILE).exists():  # a folder there is refused by the reader, naming it
+        values = read_inputs_json(input_dir / INPUTS_FILE)
+        slugs = slugs_of(values)
+        task = task_of_interface(slugs)
+        if task is None:
+            raise InputError(f"{input_dir / INPUTS_FILE}: unknown interface {list(slugs)} (see "
+                             "autopet_common/contract.py INTERFACES)")
+        shape = "legacy 'interface'" if any(v.descriptor_key == "interface" for v in values) else "'socket'"
+        log.info("task %d from %s (%s shape; interface %s)", task, INPUTS_FILE, shape, ", ".join(slugs))
+        # the inputs are read where the contract puts them; a platform that says otherwise is named
+        for text in mismatched_relative_paths(values, TASK1_SOCKETS if task == 1 else TASK2_SOCKETS):
+            log.warning("%s gives another place for socket %s; this entrypoint reads the contract's path",
+                        INPUTS_FILE, text)
+        return task
+    if not input_dir.is_dir():
+        raise InputError(f"input folder not found: {input_dir}")
+    if is_task2_input(input_dir):
+        log.info("task 2 from the folder layout (no %s)", INPUTS_FILE)
+        return 2
+    if is_task1_input(input_dir):
+        log.info("task 1 from the folder layout (no %s)", INPUTS_FILE)
+        return 1
+    found = sorted(p.relative_to(input_dir).as_posix() for p in input_dir.glob("*/*"))[:10]
+    raise InputError(f"cannot tell the task from {input_dir}: expected images/ct + images/pet "
+                     f"(Task 1) or images/primary-followup-ct (Task 2); found {found or 'nothing'}")
 
 
 # ----------------------------------------------------------------------------- writing

@@ -25,11 +25,11 @@ import time
 import tracemalloc
 
 # the benchmark runs in a fresh interpreter: work around a broken torchvision the same way the
-# stock commands do (see Task1/compat/sitecustomize.py) before nnU-Net imports it
+# stock commands do (see autopet_common/compat/sitecustomize.py) before nnU-Net imports it
 def _load_torchvision_workaround() -> None:
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Task1", "compat",
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "autopet_common", "compat",
                         "sitecustomize.py")
     spec = importlib.util.spec_from_file_location("task1_torchvision_workaround", path)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))

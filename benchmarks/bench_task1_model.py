@@ -9,7 +9,7 @@
    calibration, distractors, body position) with held-out seeds instead.
 2. Each method runs in its own process (peak RSS of that process): the challenge's 10 + 10
    clicks per case (:func:`clicks.simulate_clicks`), steps 0..10 with the model loaded once
-   (:class:`Task1.batch_predict.Task1Method`, the entrypoint's post-processing), scored with
+   (:func:`Task1.session.open_method`, the entrypoint's road and post-processing), scored with
    the project's metrics. Methods: the shipped click model, the model-free baseline (the
    reference, always measured), with ``--noclick_model`` the same network trained without
    clicks (``python -m Task1.train_phantom_model --trainer autoPETTrainerClicks_cpu_noclicks``),
@@ -72,10 +72,11 @@ def worker(model: str, cohort: Path, result_path: Path) -> None:
     from autopet_common.image_io import atomic_write_json, read_image
     from clicks import simulate_clicks
     from evaluation_metrics import compute_metrics_arrays
-    from Task1.batch_predict import Task1Method, find_case_images
+    from Task1.batch_predict import find_case_images
+    from Task1.session import open_method, predict_steps
 
     started = time.perf_counter()
-    method = Task1Method(model, device="cpu")
+    method = open_method(model, device="cpu")
     load_s = time.perf_counter() - started
     cases = {}
     for case, (ct_path, pet_path) in find_case_images(cohort / "imagesTr").items():
@@ -85,9 +86,9 @@ def worker(model: str, cohort: Path, result_path: Path) -> None:
         label = (label > 0).astype(np.uint8)
         clicks = simulate_clicks(label, pet, dataset_name="FDG-PETCT", case=case)
         t = time.perf_counter()
-        masks = method.predict_steps(ct, pet, geometry, clicks, STEPS)
+        results = predict_steps(method, method.prepare(ct, pet, geometry), clicks, STEPS)
         seconds = (time.perf_counter() - t) / len(STEPS)
-        rows = [compute_metrics_arrays(label, masks[s], geometry.voxel_volume_ml) for s in STEPS]
+        rows = [compute_metrics_arrays(label, results[s][0], geometry.voxel_volume_ml) for s in STEPS]
         cases[case] = {"dice": [r[0] for r in rows], "fpv": [r[1] for r in rows], "fnv": [r[2] for r in rows],
                        "seconds_per_step": seconds, "shape": list(geometry.shape)}
     atomic_write_json(result_path, {"model": method.name, "load_s": load_s, "cases": cases})

@@ -92,16 +92,14 @@ def evaluate(cohort: Path, folders: dict[str, Path], organ_model: Path | None) -
     from clicks import simulate_clicks
     from evaluation_metrics import compute_metrics_arrays
     from Task1.batch_predict import find_case_images
-    from Task1.model_free_baseline import segment_model_free
-    from Task1.postprocessing import postprocess_task1
-    from Task1.predict import Task1Predictor
     from Task1.recipe import RecipeRunner, load_recipe
+    from Task1.session import clicks_for_step, open_method
     from Task1.tracer import classify_tracer
-    from autopet_common.click_io import clicks_at_step
 
-    networks = {"shipped": Task1Predictor(SHIPPED, device="cpu")}
+    networks = {"shipped": open_method(SHIPPED, device="cpu")}
     if organ_model is not None:
-        networks["organs"] = Task1Predictor(organ_model, device="cpu")
+        networks["organs"] = open_method(organ_model, device="cpu")
+    model_free = open_method("model-free")
     recipes = {name: load_recipe(folder / "autopet_recipe.json") for name, folder in folders.items()}
     scores = {name: {} for name in [*recipes, "model-free baseline (reference)"]}
     organ_dice: dict = {}
@@ -116,12 +114,13 @@ def evaluate(cohort: Path, folders: dict[str, Path], organ_model: Path | None) -
         call = classify_tracer(pet, geometry.spacing)
         prepared = {name: net.prepare(ct, pet, geometry) for name, net in networks.items()}
         per_case = {name: {"dice": [], "fpv": [], "fnv": []} for name in scores}
+        free_case = model_free.prepare(ct, pet, geometry)
         for step in STEPS:
-            step_clicks = clicks_at_step(clicks, step)
+            step_clicks = clicks_for_step(clicks, step, geometry.shape)
             probabilities = {}
             for name, net in networks.items():
                 t = time.perf_counter()
-                probabilities[name] = net.predict_probability(prepared[name], step_clicks)
+                probabilities[name] = net.probability(prepared[name], step_clicks)
                 seconds[name].append(time.perf_counter() - t)
             masks = {}
             for name, recipe in recipes.items():
@@ -130,8 +129,7 @@ def evaluate(cohort: Path, folders: dict[str, Path], organ_model: Path | None) -
                 probability = route.ensemble(probabilities[m.folder] for m in route.models)
                 masks[name], _ = RecipeRunner.postprocess(probability > recipe.threshold, probability, pet,
                                                           step_clicks, geometry.spacing, plan)
-            free = segment_model_free(pet, step_clicks, geometry.spacing)
-            masks["model-free baseline (reference)"], _ = postprocess_task1(free, pet, step_clicks, geometry.spacing)
+            masks["model-free baseline (reference)"], _ = model_free.predict(free_case, step_clicks)
             for name, mask in masks.items():
                 dice, fpv, fnv = compute_metrics_arrays(label, mask, geometry.voxel_volume_ml)
                 per_case[name]["dice"].append(dice)
@@ -172,7 +170,7 @@ def check_consistency(cohort: Path, case: str, folders: dict[str, Path], scores:
     from autopet_common.image_io import read_image
     from clicks import simulate_clicks
     from evaluation_metrics import compute_metrics_arrays
-    from Task1.recipe import RecipeRunner
+    from Task1.session import open_method, predict_steps
 
     name = list(folders)[-1]
     ct, geometry = read_image(cohort / "imagesTr" / f"{case}_0000.nii.gz", np.float32)
@@ -180,8 +178,9 @@ def check_consistency(cohort: Path, case: str, folders: dict[str, Path], scores:
     label, _ = read_image(cohort / "labelsTr" / f"{case}.nii.gz")
     label = (label > 0).astype(np.uint8)
     clicks = simulate_clicks(label, pet, dataset_name="FDG-PETCT", case=case)
-    masks = RecipeRunner(folders[name], device="cpu").predict_steps(ct, pet, geometry, clicks, STEPS)
-    direct = [compute_metrics_arrays(label, masks[s], geometry.voxel_volume_ml)[0] for s in STEPS]
+    method = open_method(folders[name], device="cpu")
+    results = predict_steps(method, method.prepare(ct, pet, geometry), clicks, STEPS)
+    direct = [compute_metrics_arrays(label, results[s][0], geometry.voxel_volume_ml)[0] for s in STEPS]
     composed = scores[name][case]["dice"]
     same = np.allclose(np.nan_to_num(direct, nan=-1), np.nan_to_num(composed, nan=-1))
     return f"{name!r} on {case}: RecipeRunner end to end {'equals' if same else 'DIFFERS FROM'} the composition"

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         return 0
 
     from autopet_common.image_io import read_image
-    from Task2.challenge_run import EMPTY_POINTS, run_entrypoint
+    from local_challenge.task2 import EMPTY_POINTS, run_entrypoint
 
     work = Path(tempfile.mkdtemp(prefix="bench_task2_"))
     try:

@@ -37,7 +37,7 @@ JOBS = {
                           "--keep_work", "--no_overlays", "--no_progress"],
     "phantoms_model": ["-m", "local_challenge", "--make_phantoms", "2", "--phantom_size", "tiny", "--seed", "7",
                        "--keep_work", "--no_overlays", "--no_progress"],
-    "phantoms_task2": ["-m", "Task2.challenge_run", "--make_phantoms", "2", "--phantom_size", "tiny", "--seed", "7",
+    "phantoms_task2": ["-m", "local_challenge.task2", "--make_phantoms", "2", "--phantom_size", "tiny", "--seed", "7",
                        "--keep_work"],
     "clicks_cli": ["clicks/simulate_clicks.py", "-i", "test/sample_cohort/labelsTr", "-d", "FDG-PETCT",
                    "--quiet"],

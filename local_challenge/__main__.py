@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="nnU-Net raw cohort: imagesTr/<case>_0000 (CT), _0001 (PET), labelsTr/<case>")
     parser.add_argument("--output", type=Path, required=True, help="folder for the results")
     parser.add_argument("--task", type=int, default=1, choices=[1, 2],
-                        help="1: PET/CT (default); 2: longitudinal CT via Task2.challenge_run")
+                        help="1: PET/CT (default); 2: longitudinal CT via local_challenge.task2")
     parser.add_argument("--model", default=None,
                         help="passed to the entrypoint's --model: a trained nnU-Net folder or 'model-free' "
                              "(default: the entrypoint's own default)")
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.task == 2:
-        from Task2.challenge_run import main as task2_main
+        from .task2 import main as task2_main
 
         # one implementation of the Task 2 run: its own command line, with the options that apply
         forwarded = ["--output", str(args.output), "--time_budget", str(args.time_budget)]

@@ -114,7 +114,7 @@ def export_task1(run_dir: str | os.PathLike, out: str | os.PathLike, *, metadata
 
 def export_task2(run_dir: str | os.PathLike, cohort_dir: str | os.PathLike, out: str | os.PathLike, *,
                  seed: int = 0, legacy: bool = False) -> Path:
-    """Platform layout of a ``python -m Task2.challenge_run`` run (``predictions/``, ``labels/``)
+    """Platform layout of a ``python -m local_challenge.task2`` run (``predictions/``, ``labels/``)
     with its cohort (``<pair>/input``, for the input names and clicks). ``legacy``: socket values
     in the older ``interface`` shape."""
     from autopet_common.contract import task2_baseline_ct_subdir, task2_followup_ct_subdir
@@ -125,7 +125,7 @@ def export_task2(run_dir: str | os.PathLike, cohort_dir: str | os.PathLike, out:
     labels = run_dir / "labels"
     pairs = sorted(p.name[:-len(".mha")] for p in labels.glob("*.mha")) if labels.is_dir() else []
     if not pairs:
-        raise InputError(f"{run_dir} is not a Task2.challenge_run folder (no labels/<pair>.mha)")
+        raise InputError(f"{run_dir} is not a local_challenge.task2 run folder (no labels/<pair>.mha)")
     seconds = _run_seconds(run_dir)
     jobs, meta = [], {}
     for pair in pairs:

@@ -23,7 +23,7 @@ Arrays are ``[i, j, k]`` (NIfTI order) throughout; click points are voxel indice
 from __future__ import annotations
 
 import csv
-import json
+import logging
 import os
 import shutil
 import signal
@@ -41,11 +41,11 @@ from autopet_common.errors import InputError
 from autopet_common.contract import (TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_N_STEPS, TASK1_OUTPUT_SUBDIR,
                                      TASK1_PET_SUBDIR, TIME_BUDGET_SECONDS)
 
+log = logging.getLogger("local_challenge")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENTRYPOINT = REPO_ROOT / "inference.py"
 N_STEPS = TASK1_N_STEPS  # steps 0..10
-# What a run log says about the model that ran (from a predictor's describe())
-MODEL_FIELDS = ("trainer", "plans", "configuration", "folds", "encoding")
+REPORT_NAME = "run_report.json"  # the entrypoint's report (--report / $AUTOPET_REPORT) in each run's output
 DOCKER_FLAGS = ("--network", "none", "--cap-drop", "ALL", "--shm-size", "2g", "--gpus", "all")
 
 
@@ -82,6 +82,7 @@ class LocalChallengeResult:
     runs: list[RunRecord] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     run_log: dict[str, Any] = field(default_factory=dict)
+    last_report: Any = None  # in process: the method's report of its last prediction
 
 
 # ----------------------------------------------------------------------------- cohort
@@ -221,8 +222,8 @@ def entrypoint_command(input_dir: Path, output_dir: Path, entrypoint: Path, mode
 
 
 def docker_command(input_dir: Path, output_dir: Path, image: str) -> list[str]:
-    return ["docker", "run", "--rm", *DOCKER_FLAGS, "-v", f"{input_dir.resolve()}:/input:ro",
-            "-v", f"{output_dir.resolve()}:/output", image]
+    return ["docker", "run", "--rm", *DOCKER_FLAGS, "-e", f"AUTOPET_REPORT=/output/{REPORT_NAME}",
+            "-v", f"{input_dir.resolve()}:/input:ro", "-v", f"{output_dir.resolve()}:/output", image]
 
 
 def check_docker() -> None:
@@ -352,7 +353,7 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     if in_process:
         if docker_image:
             raise ValueError("in_process and docker_image exclude each other")
-        method = load_in_process_method(model, entrypoint, entrypoint_args)
+        method = load_in_process_method(model, entrypoint_args)
         model = model or method.name
     bar = tqdm(total=len(cases) * len(steps), desc="local challenge", unit="run", disable=not progress)
     for case in cases:
@@ -408,12 +409,12 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                 os.chmod(run_output, 0o777)  # the sandbox's uid 65534 writes here
                 model_dir = Path(model) if model not in (None, "model-free") else None
                 extra = ["--time_budget", f"{time_budget:g}", *(["--model", "model-free"] if model == "model-free" else []),
-                         *entrypoint_args]
+                         "--report", f"/output/{REPORT_NAME}", *entrypoint_args]
                 command = sandboxed_command(input_dir, run_output, model_dir, extra, audit_dir=audit_dir,
                                             app_dir=Path(entrypoint).resolve().parent)
             else:
                 command = entrypoint_command(input_dir, run_output, Path(entrypoint), model, time_budget,
-                                             entrypoint_args)
+                                             ["--report", str(run_output / REPORT_NAME), *entrypoint_args])
             log_path = logs_dir / f"{case.case_id}_step{step}.log"
             partial_log = log_path.with_name(f".{log_path.name}.part")  # renamed when the run ends
             seconds, peak_mb, exit_code, timed_out = run_process(command, partial_log, timeout)
@@ -437,7 +438,10 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                 ledger.forget(f"{case.case_id}_step{step}")
             else:
                 atomic_copy(mask_path, target)
-                ledger.record(f"{case.case_id}_step{step}", [target, log_path],
+                report_path = logs_dir / f"{case.case_id}_step{step}.report.json"
+                if (run_output / REPORT_NAME).is_file():
+                    atomic_copy(run_output / REPORT_NAME, report_path)
+                ledger.record(f"{case.case_id}_step{step}", [p for p in (target, log_path, report_path) if p.is_file()],
                               {"inputs": case_inputs, "clicks": clicks_at_step(case_clicks, step),
                                "run": asdict(record)})
             result.runs.append(record)
@@ -454,56 +458,47 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         shutil.rmtree(work_dir, ignore_errors=True)
 
     _write_runs_csv(output_dir / "runs.csv", result.runs)
-    log_paths = [logs_dir / f"{r.case}_step{r.step}.log" for r in result.runs if r.output_ok]
-    result.run_log = build_run_log(result.runs, model, docker_image, time_budget, log_paths)
+    report_paths = [logs_dir / f"{r.case}_step{r.step}.report.json" for r in result.runs if r.output_ok]
+    result.run_log = build_run_log(result.runs, model, docker_image, time_budget, report_paths)
     result.run_log["mode"] = "in-process" if in_process else ("docker" if docker_image else "process per step")
-    if method is not None and method.predictor is None and method.recipe is None:
-        result.run_log.update(model="model-free", device="cpu")  # no log line to read it from in process
-    if method is not None and (method.predictor is not None or method.recipe is not None):
-        if method.predictor is not None:
-            described = method.predictor.describe()
-        else:  # a recipe: the models its last run used
-            described = _recipe_models(method.recipe.last_report.get("models_run") or [])
-            result.run_log["recipe"] = method.name
-        result.run_log.update({k: described.get(k) for k in (*MODEL_FIELDS, "device")})
+    if method is not None and result.last_report is not None:  # in process: the method's own report
+        result.run_log.update(result.last_report.model_fields())
     atomic_write_json(output_dir / "run_log.json", result.run_log)
     result.summary = score(gt_dir, pred_dir, output_dir, steps, progress)
     return result
 
 
-def load_in_process_method(model: str | None, entrypoint: str | os.PathLike, entrypoint_args: Sequence[str] = ()):
-    """The Task 1 method the entrypoint would run (its own model resolution and post-processing
-    flags), loaded once in this process: a :class:`Task1.batch_predict.Task1Method`."""
-    import importlib.util
+def load_in_process_method(model: str | None, entrypoint_args: Sequence[str] = ()):
+    """The Task 1 method the entrypoint would run, opened once in this process through the one road
+    (:mod:`Task1.session`): the same model resolution and the same flags (``entrypoint_args``
+    read with the entrypoint's own method flags, :func:`Task1.session.add_method_arguments`)."""
+    from autopet_common.cli import ArgumentParser
+    from Task1.session import add_method_arguments, method_options, open_method, resolve_task1_model
 
-    from Task1.batch_predict import MODEL_FREE, Task1Method
-    from Task1.postprocessing import PostprocessOptions
-
-    spec = importlib.util.spec_from_file_location("_local_challenge_entrypoint", str(entrypoint))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    args = module.build_parser().parse_args((["--model", str(model)] if model else []) + list(entrypoint_args))
-    model_dir = module.resolve_model(args.model, 1)
-    postprocess = PostprocessOptions(click_rules=not args.no_click_rules, protocol_rule=not args.no_protocol_rule,
-                                     remove_below_suv=args.remove_below_suv)
-    options = {"checkpoint": args.checkpoint, "use_mirroring": not args.disable_mirroring}
-    return Task1Method(MODEL_FREE if model_dir is None else model_dir, device=args.device,
-                       postprocess=postprocess, predictor_options=options if model_dir is not None else {})
+    parser = ArgumentParser(prog="local_challenge --in_process (the entrypoint's method flags)")
+    parser.add_argument("--model", default=None)
+    add_method_arguments(parser)
+    args, unknown = parser.parse_known_args((["--model", str(model)] if model else []) + list(entrypoint_args))
+    if unknown:
+        log.warning("--in_process: entrypoint flags %s do not change the method; ignored", unknown)
+    return open_method(resolve_task1_model(args.model), **method_options(args))
 
 
 def run_case_in_process(method, case_id: str, ct, pet, geometry, case_clicks: dict, steps: Sequence[int],
                         pred_dir: Path, result: LocalChallengeResult, time_budget: float, bar) -> None:
-    """All steps of one case with a loaded method; masks to ``pred_dir/<case>_pred<s>.mha``."""
+    """All steps of one case with an opened method (prepared once); masks to ``pred_dir/<case>_pred<s>.mha``."""
     import resource
 
     from autopet_common.image_io import write_mask
+    from Task1.session import predict_steps
 
     started = time.perf_counter()
-    masks = method.predict_steps(ct, pet, geometry, case_clicks, steps)
+    results = predict_steps(method, method.prepare(ct, pet, geometry), case_clicks, steps)
     seconds = (time.perf_counter() - started) / len(steps)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     for step in steps:
-        write_mask(masks[step], geometry, pred_dir / f"{case_id}_pred{step}.mha")
+        mask, result.last_report = results[step]
+        write_mask(mask, geometry, pred_dir / f"{case_id}_pred{step}.mha")
         result.runs.append(RunRecord(case_id, step, round(seconds, 3), round(peak, 1), 0,
                                      over_budget=seconds > time_budget))
         bar.update(1)
@@ -545,61 +540,28 @@ def _write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def _recipe_models(models_run: Sequence[dict]) -> dict[str, Any]:
-    """The predictor fields of a recipe run's models, joined with " + " where they differ."""
-    out: dict[str, Any] = {}
-    for key in (*MODEL_FIELDS, "device", "model_dir"):
-        values = [str(m.get(key)) for m in models_run if m.get(key) is not None]
-        out[key] = " + ".join(dict.fromkeys(values)) if values else None
-    return out
+def describe_model_from_reports(report_paths: Sequence[Path], model: str | None) -> dict[str, Any]:
+    """What the entrypoint actually ran, read from its run reports (``--report``, written by
+    :func:`Task1.session.write_report`; never from log lines): the model, the trainer, plans,
+    configuration, folds, encoding and device (a recipe's networks joined with " + "). Falls back
+    to ``model`` as given when no report says."""
+    from Task1.session import MODEL_FIELDS, read_report_model_fields
 
-
-def describe_model_from_logs(log_paths: Sequence[Path], model: str | None) -> dict[str, Any]:
-    """What the entrypoint actually ran, read from its logs: the ``predictor: {json}`` line of
-    the nnU-Net path (trainer, plans, configuration, folds, encoding, device), the
-    ``recipe run: {json}`` line of a recipe (its models' fields, joined with " + "), or
-    ``model: model-free``. Falls back to ``model`` as given when no log says."""
-    info: dict[str, Any] = {"model": str(model) if model else "unknown", "trainer": None, "plans": None,
-                            "configuration": None, "folds": None, "encoding": None, "device": "unknown"}
-    for path in log_paths:
-        try:
-            lines = path.read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            if "model: recipe " in line:  # the recipe file; its run line follows
-                info["model"] = line[line.index("model: recipe ") + len("model: recipe "):].strip()
-            if "predictor: {" in line:
-                try:
-                    described = json.loads(line[line.index("predictor: {") + len("predictor: "):])
-                except json.JSONDecodeError:
-                    continue
-                info.update({"model": described.get("model_dir", info["model"]),
-                             "device": described.get("device", info["device"]),
-                             **{k: described.get(k) for k in MODEL_FIELDS}})
-                return info
-            if "recipe run: {" in line:
-                try:
-                    report = json.loads(line[line.index("recipe run: {") + len("recipe run: "):])
-                except json.JSONDecodeError:
-                    continue
-                described = _recipe_models(report.get("models_run") or [])
-                info.update({"recipe": info["model"], "model": info["model"],
-                             "device": described.get("device") or info["device"],
-                             **{k: described.get(k) for k in MODEL_FIELDS}})
-                return info
-            if "model: model-free" in line:
-                info.update(model="model-free", device="cpu")
-                return info
-    return info
+    for path in report_paths:
+        fields = read_report_model_fields(path)
+        if fields is not None:
+            return {"model": fields.get("model"), **{k: fields.get(k) for k in MODEL_FIELDS},
+                    "device": fields.get("device") or "unknown", **({"recipe": fields["recipe"]} if "recipe" in fields
+                                                                   else {})}
+    return {"model": str(model) if model else "unknown", **{k: None for k in MODEL_FIELDS}, "device": "unknown"}
 
 
 def build_run_log(runs: Sequence[RunRecord], model: str | None, docker_image: str | None,
-                  time_budget: float, log_paths: Sequence[Path] = ()) -> dict[str, Any]:
+                  time_budget: float, report_paths: Sequence[Path] = ()) -> dict[str, Any]:
     """The ``run_log.json`` the publication template reads (see local_challenge/README.md)."""
     seconds = [r.seconds for r in runs]
     memory = [r.peak_memory_mb for r in runs if r.peak_memory_mb is not None]
-    info = describe_model_from_logs(log_paths, model)
+    info = describe_model_from_reports(report_paths, model)
     return {
         "task": 1,
         **info,

@@ -104,7 +104,7 @@ def test_missing_failed_malformed_and_stray_jobs_are_reported_not_fatal(task1_la
 def test_task2_metrics_equal_the_local_scoring(tmp_path):
     from autopet_common.phantoms import write_task2_cohort
     from local_challenge.platform_layout import export_task2
-    from Task2.challenge_run import run_task2_cohort
+    from local_challenge.task2 import run_task2_cohort
 
     cohort = write_task2_cohort(tmp_path / "cohort", n_pairs=2, size="tiny", seed=2)
     summary = run_task2_cohort(cohort, tmp_path / "run", progress=False)

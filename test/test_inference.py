@@ -1,5 +1,6 @@
 """Grand Challenge entrypoint (inference.py): contract, geometry, clicks, logging, bad input."""
 import importlib.util
+import functools
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from autopet_common.image_io import Geometry, read_image, write_image
+from Task1.postprocessing import PostprocessOptions
 
 REPO = Path(__file__).resolve().parents[1]
 CT_UUID = "1b8c4c39-0f1e-4f0e-9d44-6a6c0d1e2f30"
@@ -107,7 +109,8 @@ def test_ct_on_another_grid_is_resampled_onto_pet(tmp_path, caplog):
 
 def test_remove_below_suv_postprocessing(tmp_path):
     input_dir, _, lesion = make_gc_input(tmp_path / "in", gc_clicks([[12, 20, 9]]))
-    (path,) = inference.run_inference(input_dir, tmp_path / "out", model="model-free", remove_below_suv=100.0)
+    (path,) = inference.run_inference(input_dir, tmp_path / "out", model="model-free",
+                                      method_options={"postprocess": PostprocessOptions(remove_below_suv=100.0)})
     assert not read_image(path)[0].any()
 
 
@@ -238,7 +241,9 @@ def test_task2_is_dispatched(tmp_path, monkeypatch):
     fake = types.ModuleType("Task2.inference")
     fake.is_task2_input = lambda d: (Path(d) / "images" / "primary-followup-ct").is_dir()
 
-    def run_task2(input_dir, output_dir, model_dir=None, device="auto", time_budget=None):
+    fake.resolve_task2_model = lambda model: None
+
+    def run_task2(input_dir, output_dir, model_dir=None, device="auto", time_budget=None, binary=False):
         calls.append((Path(input_dir), Path(output_dir), model_dir, device))
         assert 200 < time_budget <= 270  # 300 s budget - 30 s margin - time spent so far
         return [Path(output_dir) / "x.mha"]
@@ -270,12 +275,18 @@ def test_nnunet_path_gets_the_remaining_budget(tmp_path, monkeypatch, caplog):
             seen["model_dir"], seen["options"] = Path(model_dir), options
             self.time_budget = None
 
-        def predict(self, ct, pet, geometry, clicks):
+            self.model_dir = Path(model_dir)
+
+        def prepare(self, ct, pet, geometry):
+            return pet
+
+        def predict_prepared(self, pet, clicks):
             seen["budget"], seen["clicks"] = self.time_budget, clicks
             return (pet > 4).astype(np.uint8)
 
         def describe(self):
-            return {"device": "cpu", "trainer": "autoPETTrainerClicks", "folds": [0], "dropped": ["mirroring (8 passes -> 1)"]}
+            return {"model_dir": str(self.model_dir), "device": "cpu", "trainer": "autoPETTrainerClicks",
+                    "folds": [0], "dropped": ["mirroring (8 passes -> 1)"]}
 
     fake = types.ModuleType("Task1.predict")
     fake.Task1Predictor = FakePredictor
@@ -283,13 +294,16 @@ def test_nnunet_path_gets_the_remaining_budget(tmp_path, monkeypatch, caplog):
     model = _fake_model_folder(tmp_path / "model")
     input_dir, _, lesion = make_gc_input(tmp_path / "in", gc_clicks([[12, 20, 9]], [[1, 1, 1]]))
     (path,) = inference.run_inference(input_dir, tmp_path / "out", model=tmp_path / "model", time_budget=120, margin=20,
-                                      predictor_options={"use_mirroring": True})
+                                      method_options={"predictor_options": {"use_mirroring": True}},
+                                      report_path=tmp_path / "report.json")
     assert seen["model_dir"] == model  # found three levels down
     assert 90 < seen["budget"] <= 100  # 120 s - 20 s margin - the time spent reading
     assert seen["clicks"] == {"tumor": [[12, 20, 9]], "background": [[1, 1, 1]]}
     assert np.array_equal(read_image(path)[0].astype(bool), lesion)
     assert "dropped to fit the time budget: mirroring" in caplog.text
-    assert '"trainer": "autoPETTrainerClicks"' in caplog.text
+    report = json.loads((tmp_path / "report.json").read_text())  # the run as data, not a log line
+    assert report["model_fields"]["trainer"] == "autoPETTrainerClicks" and report["dropped"] == ["mirroring (8 passes -> 1)"]
+    assert report["task"] == 1 and report["method"] == "network" and not list((tmp_path / "out").glob("*.json"))
 
 
 def test_default_model_resolution_chain(tmp_path, monkeypatch, capsys):
@@ -298,8 +312,13 @@ def test_default_model_resolution_chain(tmp_path, monkeypatch, capsys):
     Task 1 phantom model; AUTOPET_REQUIRE_MODEL=1 turns the fallbacks into an error."""
     from autopet_common.errors import InputError
 
-    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "opt_ml_model")
-    monkeypatch.setattr(inference, "SHIPPED_MODEL_DIR", tmp_path / "shipped")
+    import Task1.session
+    import Task2.inference
+
+    monkeypatch.setattr(Task1.session, "MODEL_DIR", tmp_path / "opt_ml_model")
+    monkeypatch.setattr(Task1.session, "SHIPPED_MODEL_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(Task2.inference, "resolve_task2_model",
+                        functools.partial(Task2.inference.resolve_task2_model, model_dir=tmp_path / "opt_ml_model"))
     monkeypatch.delenv("AUTOPET_MODEL_DIR", raising=False)
     monkeypatch.delenv("AUTOPET_REQUIRE_MODEL", raising=False)
     assert inference.resolve_model(None) is None  # nothing anywhere: model-free, said on stderr
@@ -324,8 +343,13 @@ def test_default_model_resolution_chain(tmp_path, monkeypatch, capsys):
 def test_default_resolution_takes_recipe_and_monai_folders(tmp_path, monkeypatch, capsys):
     """The shipped folder may carry its own recipe (then the folder itself runs); a MONAI model
     folder (monai_model.json) at /opt/ml/model is a Task 1 model, never a Task 2 one."""
-    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "opt_ml_model")
-    monkeypatch.setattr(inference, "SHIPPED_MODEL_DIR", tmp_path / "shipped")
+    import Task1.session
+    import Task2.inference
+
+    monkeypatch.setattr(Task1.session, "MODEL_DIR", tmp_path / "opt_ml_model")
+    monkeypatch.setattr(Task1.session, "SHIPPED_MODEL_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(Task2.inference, "resolve_task2_model",
+                        functools.partial(Task2.inference.resolve_task2_model, model_dir=tmp_path / "opt_ml_model"))
     monkeypatch.delenv("AUTOPET_MODEL_DIR", raising=False)
     monkeypatch.delenv("AUTOPET_REQUIRE_MODEL", raising=False)
     _fake_model_folder(tmp_path / "shipped")

@@ -243,7 +243,7 @@ def test_task2_in_either_shape_scores_as_the_local_run(tmp_path):
     from autopet_common.phantoms import write_task2_cohort
     from evaluation_metrics import evaluate_task2
     from local_challenge.platform_layout import export_task2
-    from Task2.challenge_run import run_task2_cohort
+    from local_challenge.task2 import run_task2_cohort
 
     cohort = write_task2_cohort(tmp_path / "cohort", n_pairs=2, size="tiny", seed=2)
     run_task2_cohort(cohort, tmp_path / "run", progress=False)

@@ -100,8 +100,9 @@ def test_preprocessing_maps_clicks_and_returns_to_the_input_grid():
 def test_entrypoint_recipe_batch_and_local_challenge_run_monai_models(monai_models, tmp_path, tiny_task1_cohort):
     from autopet_common.click_io import read_clicks_json
     from local_challenge.runner import run_local_challenge
-    from Task1.batch_predict import Task1Method
-    from Task1.model_folder import check_model_folder, load_predictor
+    from Task1.check_model import check_model_folder
+    from Task1.model_folder import load_predictor
+    from Task1.session import open_method, predict_steps
     from Task1.monai_backend.predict import MonaiPredictor
 
     folder = monai_models["segresnetds"]
@@ -122,8 +123,9 @@ def test_entrypoint_recipe_batch_and_local_challenge_run_monai_models(monai_mode
     # batch prediction over steps equals one prediction per step
     ct, _ = read_image(list_images(SAMPLE / "images" / "ct")[0], np.float32)
     clicks = read_clicks_json(SAMPLE / "lesion-clicks.json")
-    masks = Task1Method(folder, device="cpu").predict_steps(ct, pet, pet_geometry, clicks, [0, 10])
-    assert np.array_equal(masks[10], mask)
+    method = open_method(folder, device="cpu")
+    masks = predict_steps(method, method.prepare(ct, pet, pet_geometry), clicks, [0, 10])
+    assert np.array_equal(masks[10][0], mask)
 
     # a recipe naming the MONAI folder and an nnU-Net folder, ensembled
     recipe = tmp_path / "recipe"
@@ -134,8 +136,9 @@ def test_entrypoint_recipe_batch_and_local_challenge_run_monai_models(monai_mode
         {"version": 1, "tracer": {"classify": False},
          "routes": [{"models": [{"folder": "monai"}, {"folder": "nnunet"}]}]}))
     assert check_model_folder(recipe)["model monai"].startswith("monai:segresnetds")
-    recipe_masks = Task1Method(recipe, device="cpu").predict_steps(ct, pet, pet_geometry, clicks, [10])
-    assert recipe_masks[10].shape == mask.shape
+    recipe_method = open_method(recipe, device="cpu")
+    recipe_mask, report = predict_steps(recipe_method, recipe_method.prepare(ct, pet, pet_geometry), clicks, [10])[10]
+    assert recipe_mask.shape == mask.shape and len(report.models_run) == 2
 
     result = run_local_challenge(tiny_task1_cohort, tmp_path / "lc", model=str(monai_models["dynunet"]),
                                  max_cases=1, n_steps=2, progress=False, overlays=False, in_process=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from autopet_common.image_io import read_image
-from Task1.train_phantom_model import nnunet_environment, training_environment, write_phantom_source
+from Task1.train_phantom_model import TRAINERS, nnunet_environment, training_environment, write_phantom_source
 
 DATASET_ID = 501
 TRAINER = "autoPETTrainerClicks_smoke"
@@ -29,7 +29,7 @@ def _run(command, env):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("task1_nnunet")
-    env = nnunet_environment(work)
+    env = nnunet_environment(work, trainers=TRAINERS)
     source = write_phantom_source(work / "source", n_cases=5, seed=0)
     _run([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet_raw", env["nnUNet_raw"],
           "-d", str(DATASET_ID), "--no_progress"], env)

@@ -361,7 +361,6 @@ def test_recipe_routes_by_tracer_and_step(tmp_path):
 
 
 def test_recipe_drives_inference_and_explain_matches_the_run(tmp_path, capsys, caplog):
-    import logging
 
     import inference
 
@@ -374,10 +373,9 @@ def test_recipe_drives_inference_and_explain_matches_the_run(tmp_path, capsys, c
     explained_plan = json.loads(plan_text)
     assert explained_plan["tracer"]["used"] == "FDG" and explained_plan["step"] == 10
     assert not (tmp_path / "x").exists()  # --explain writes nothing
-    with caplog.at_level(logging.INFO, logger="inference"):
-        inference.run_inference(sample, tmp_path / "out", model=str(folder))
-    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recipe plan: ")]
-    assert len(logged) == 1 and json.loads(logged[0][len("recipe plan: "):]) == explained_plan
+    inference.run_inference(sample, tmp_path / "out", model=str(folder), report_path=tmp_path / "report.json")
+    report = json.loads((tmp_path / "report.json").read_text())  # the plan that ran, as data
+    assert report["method"] == "recipe" and report["plan"] == explained_plan
     masks = list((tmp_path / "out").rglob("*.mha"))
     assert len(masks) == 1
     mask, _ = read_image(masks[0])
@@ -410,7 +408,7 @@ def test_recipe_drives_the_local_challenge(tmp_path):
 def test_recipe_model_folder_check_and_tarball(tmp_path):
     import tarfile
 
-    from Task1.model_folder import check_model_folder, write_model_tarball
+    from Task1.check_model import check_model_folder, write_model_tarball
 
     folder = _recipe(tmp_path / "r", ROUTED)
     report = check_model_folder(folder)
@@ -491,8 +489,8 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
     from autopet_common.image_io import read_image
     from clicks import simulate_clicks
     from evaluation_metrics import compute_metrics_arrays
-    from Task1.batch_predict import Task1Method
     from Task1.recipe import load_recipe
+    from Task1.session import RecipeMethod, open_method, predict_steps
     from Task1.tune_recipe import main, objective
 
     model = tmp_path / "model"
@@ -520,9 +518,10 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
     label, _ = read_image(cohort / "labelsTr" / f"{case}.nii.gz")
     label = (label > 0).astype(np.uint8)
     clicks = simulate_clicks(label, pet, dataset_name="FDG-PETCT", case=case)
-    masks = Task1Method(model, device="cpu").predict_steps(ct, pet, geometry, clicks, [10])
-    assert Task1Method(model).recipe is not None
-    dice10 = compute_metrics_arrays(label, masks[10], geometry.voxel_volume_ml)[0]
+    method = open_method(model, device="cpu")
+    assert isinstance(method, RecipeMethod)
+    mask10, _ = predict_steps(method, method.prepare(ct, pet, geometry), clicks, [10])[10]
+    dice10 = compute_metrics_arrays(label, mask10, geometry.voxel_volume_ml)[0]
     assert dice10 == pytest.approx(table["best"]["per_case"][case]["dice"][10], abs=1e-12)
     assert json.loads((tmp_path / "work" / "tuning.json").read_text())["best"] == table["best"]
     with pytest.raises(SystemExit):

@@ -103,16 +103,17 @@ def test_clicks_help_on_the_sample_cohort(tmp_path):
 
 def test_batch_prediction_equals_the_entrypoint(entrypoint_masks):
     from autopet_common.click_io import read_clicks_json
-    from Task1.batch_predict import Task1Method
+    from Task1.session import open_method, predict_steps
 
     ct_path = list_images(SAMPLE / "images" / "ct")[0]
     pet_path = list_images(SAMPLE / "images" / "pet")[0]
     ct, geometry = read_image(ct_path, np.float32)
     pet, _ = read_image(pet_path, np.float32)
     clicks = read_clicks_json(SAMPLE / "lesion-clicks.json")
-    masks = Task1Method(MODEL, device="cpu").predict_steps(ct, pet, geometry, clicks, [0, 10])
+    method = open_method(MODEL, device="cpu")
+    results = predict_steps(method, method.prepare(ct, pet, geometry), clicks, [0, 10])
     for step in (0, 10):
-        assert np.array_equal(masks[step], entrypoint_masks[step]), step
+        assert np.array_equal(results[step][0], entrypoint_masks[step]), step
 
 
 def test_batch_predict_cli_writes_the_evaluation_layout(tmp_path):
@@ -163,7 +164,7 @@ def test_model_folder_check_and_tarball(tmp_path, capsys):
     import shutil
     import tarfile
 
-    from Task1.model_folder import main
+    from Task1.check_model import main
 
     assert main([str(MODEL), "--tar", str(tmp_path / "default.tar.gz")]) == 0  # a recipe folder naming "."
     out = capsys.readouterr().out

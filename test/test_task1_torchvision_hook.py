@@ -1,10 +1,10 @@
 """The set-up leaves a venv in which nnU-Net's stock trainer search can import torchvision,
-and the work-around (Task1/compat/torchvision_ops_hook.py) costs nothing to other programs."""
+and the work-around (autopet_common/compat/torchvision_ops_hook.py) costs nothing to other programs."""
 import subprocess
 import sys
 from pathlib import Path
 
-COMPAT = Path(__file__).resolve().parents[1] / "Task1" / "compat"
+COMPAT = Path(__file__).resolve().parents[1] / "autopet_common" / "compat"
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

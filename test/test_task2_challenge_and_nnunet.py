@@ -20,7 +20,7 @@ def tiny_cohort(tmp_path_factory):
 
 
 def test_challenge_run_scores_both_steps(tiny_cohort, tmp_path):
-    from Task2.challenge_run import run_task2_cohort
+    from local_challenge.task2 import run_task2_cohort
 
     summary = run_task2_cohort(tiny_cohort, tmp_path / "run", progress=False)
     assert summary["failed_runs"] == []
@@ -81,7 +81,7 @@ def test_trainer_found_by_nnunet_and_blanks_clicks():
     assert out["image"][3].min() == 1
 
     env = dict(os.environ, nnUNet_extTrainer=str(REPO / "Task2" / "trainers"),
-               PYTHONPATH=os.pathsep.join([str(REPO / "Task1" / "compat"), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(REPO / "autopet_common" / "compat"), os.environ.get("PYTHONPATH", "")]))
     code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
             "t = f('autoPETTrainerLongitudinal'); print('FOUND', t.__name__, t.p_no_clicks)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -141,7 +141,7 @@ def test_task2_evaluation_tracks_lesions_by_id(tmp_path):
     import csv
 
     from autopet_common.phantoms import write_task2_cohort
-    from Task2.challenge_run import run_task2_cohort
+    from local_challenge.task2 import run_task2_cohort
 
     cohort = write_task2_cohort(tmp_path / "cohort", n_pairs=2, size="tiny", seed=6)
     summary = run_task2_cohort(cohort, tmp_path / "run", progress=False)
@@ -162,7 +162,7 @@ def test_task2_tracking_with_merging_and_splitting_lesions(tmp_path):
     import csv
 
     from autopet_common.phantoms import write_task2_cohort
-    from Task2.challenge_run import run_task2_cohort
+    from local_challenge.task2 import run_task2_cohort
 
     cohort = write_task2_cohort(tmp_path / "cohort", n_pairs=1, size="small", seed=3, n_merging=1, n_splitting=1)
     meta = json.loads(next(cohort.glob("*/transform.json")).read_text())

@@ -140,7 +140,7 @@ def test_convert_dataset_patches(tmp_path):
 def test_patch_trainers_found_by_nnunet():
     """The stock lookup (nnUNet_extTrainer) finds the variants; each changes its attributes only."""
     env = dict(os.environ, nnUNet_extTrainer=str(REPO / "Task2" / "trainers"),
-               PYTHONPATH=os.pathsep.join([str(REPO / "Task1" / "compat"), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(REPO / "autopet_common" / "compat"), os.environ.get("PYTHONPATH", "")]))
     code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
             "c = f('autoPETTrainerLongitudinalPatches_cpu'); s = f('autoPETTrainerLongitudinalPatches_smoke')\n"
             "print('FOUND', c.optimizer_name, c.training_seed, c.inference_mirroring, c.run_final_validation, "

@@ -189,7 +189,7 @@ def validate(network, config: MonaiModelConfig, source: Path, names: Sequence[st
     from autopet_common.image_io import read_image
     from clicks import simulate_clicks
     from evaluation_metrics import compute_metrics_arrays
-    from autopet_common.click_io import clicks_at_step
+    from Task1.session import clicks_for_step
     from Task1.monai_backend.predict import MonaiPredictor
 
     predictor = MonaiPredictor.in_memory(config, network, device=device)
@@ -203,7 +203,7 @@ def validate(network, config: MonaiModelConfig, source: Path, names: Sequence[st
             {"tumor": [], "background": []}
         prepared = predictor.prepare(ct, pet, geometry)
         for step in dice:
-            mask = predictor.predict_prepared(prepared, clicks_at_step(clicks, step))
+            mask = predictor.predict_prepared(prepared, clicks_for_step(clicks, step, geometry.shape))
             value = compute_metrics_arrays(label, mask, geometry.voxel_volume_ml)[0]
             if np.isfinite(value):
                 dice[step].append(value)

@@ -14,7 +14,7 @@ collected as ``predictions/<pair>_pred1.mha`` / ``_pred2.mha`` and scored with
 
 Usage::
 
-    python -m Task2.challenge_run --cohort COHORT --output OUT [--model DIR] [--make_phantoms N]
+    python -m local_challenge.task2 --cohort COHORT --output OUT [--model DIR] [--make_phantoms N]
 """
 from __future__ import annotations
 
@@ -31,23 +31,12 @@ from autopet_common.cli import ArgumentParser, entrypoint, positive_float, posit
 from autopet_common.contract import TASK2_PREFIXES, TIME_BUDGET_SECONDS, task2_output_subdir, task2_points_file
 from autopet_common.errors import InputError
 from autopet_common.image_io import atomic_write_json, atomic_write_text, find_single_image, read_image, write_image
+from autopet_common.click_io import task2_points_to_json
+from Task2.cohort import TRUTH_NAME, find_pairs
 from Task2.lesion_ids import label_dtype
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TRUTH_NAME = "truth/followup-tumor-lesion-seg.mha"
-EMPTY_POINTS = {"name": "Points of interest", "points": [], "type": "Multiple points",
-                "version": {"major": 1, "minor": 0}}
-
-
-def find_pairs(cohort_dir: str | os.PathLike) -> list[Path]:
-    """Pair folders of a Task 2 cohort (those with ``input/images/`` and a truth mask), sorted."""
-    cohort = Path(cohort_dir)
-    if not cohort.is_dir():
-        raise InputError(f"Task 2 cohort folder not found: {cohort}")
-    pairs = sorted(p for p in cohort.iterdir() if (p / "input" / "images").is_dir() and (p / TRUTH_NAME).is_file())
-    if not pairs:
-        raise InputError(f"{cohort} holds no Task 2 pair (<pair>/input/images/ and <pair>/{TRUTH_NAME})")
-    return pairs
+EMPTY_POINTS = task2_points_to_json({})  # step 1: the follow-up's points file with no point
 
 
 def run_entrypoint(entrypoint: Path, input_dir: Path, output_dir: Path, model: str | None,
@@ -60,7 +49,7 @@ def run_entrypoint(entrypoint: Path, input_dir: Path, output_dir: Path, model: s
         cmd += ["--model", str(model)]
     # The shared runner measures the child's own peak memory (a child forked straight from
     # this process would report at least this process's RSS).
-    from local_challenge.runner import run_process
+    from .runner import run_process
 
     seconds, peak_mb, exit_code, timed_out = run_process(cmd, log_path, timeout)
     return {"seconds": seconds, "peak_rss_mb": peak_mb, "exit_code": exit_code, "timed_out": timed_out,
@@ -150,7 +139,7 @@ def run_task2_cohort(cohort_dir: str | os.PathLike, out_dir: str | os.PathLike, 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m Task2.challenge_run",
+        prog="python -m local_challenge.task2",
         description="Local Task 2 challenge run: for every longitudinal pair, run the entrypoint as a "
                     "separate process for step 1 (no follow-up clicks) and step 2 (one click per follow-up "
                     "lesion), record time and peak memory, and score both steps with evaluation_metrics.")
@@ -171,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@entrypoint("python -m Task2.challenge_run")
+@entrypoint("python -m local_challenge.task2")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cohort = args.cohort
@@ -185,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = run_task2_cohort(cohort, args.output, model=args.model, time_budget=args.time_budget,
                                entrypoint=args.entrypoint, keep_work=args.keep_work)
     if args.platform_layout is not None:
-        from local_challenge.platform_layout import export_task2
+        from .platform_layout import export_task2
 
         export_task2(args.output, cohort, args.platform_layout)
         print(f"platform layout: {args.platform_layout}")

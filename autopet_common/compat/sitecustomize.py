@@ -1,4 +1,4 @@
-"""Opt-in: ``PYTHONPATH=Task1/compat`` installs the lazy torchvision work-around at start-up.
+"""Opt-in: ``PYTHONPATH=autopet_common/compat`` installs the lazy torchvision work-around at start-up.
 
 See ``torchvision_ops_hook.py`` beside this file; ``setup.sh`` installs the same hook into the
 virtual environment when ``import torchvision`` fails there, so this is only needed elsewhere.
