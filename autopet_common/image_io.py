@@ -460,38 +460,33 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes atomically (temporary file in the target folder, then rename)."""
+def _atomic_replace(path: str | os.PathLike, fill) -> Path:
+    """Write ``path`` atomically: ``fill(temporary path)`` writes a temporary file in the target
+    folder, which is then renamed over ``path``; on any error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        fill(tmp)
         os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes atomically (temporary file in the target folder, then rename)."""
+    return _atomic_replace(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_copy(source: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Copy a file atomically (a temporary copy in the target folder, then rename)."""
     import shutil
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return _atomic_replace(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

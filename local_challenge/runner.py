@@ -404,12 +404,12 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                 os.chmod(run_output, 0o777)  # the container's non-root user writes here
                 command = docker_command(input_dir, run_output, docker_image)
             elif sandbox:
-                from .sandbox import sandboxed_command
+                from .sandbox import OUTPUT_MOUNT, sandboxed_command
 
                 os.chmod(run_output, 0o777)  # the sandbox's uid 65534 writes here
                 model_dir = Path(model) if model not in (None, "model-free") else None
                 extra = ["--time_budget", f"{time_budget:g}", *(["--model", "model-free"] if model == "model-free" else []),
-                         "--report", f"/output/{REPORT_NAME}", *entrypoint_args]
+                         "--report", f"{OUTPUT_MOUNT}/{REPORT_NAME}", *entrypoint_args]
                 command = sandboxed_command(input_dir, run_output, model_dir, extra, audit_dir=audit_dir,
                                             app_dir=Path(entrypoint).resolve().parent)
             else:

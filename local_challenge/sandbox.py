@@ -56,6 +56,7 @@ _sys.addaudithook(_sandbox_audit)
 # Runs as root inside fresh mount + network namespaces. Positional arguments: app dir, input,
 # output, model ("-" for none), audit dir, interpreter prefix, the folder hiding it ("-"), the
 # virtual environment ("-"), python (in-sandbox path), then the entrypoint's arguments.
+OUTPUT_MOUNT = "/mnt/output"  # where the run's output folder is, seen from inside the sandbox
 _SETUP = r'''
 set -euo pipefail
 app="$1" input="$2" output="$3" model="$4" audit="$5" prefix="$6" hidden="$7" venv="$8" python="$9"; shift 9

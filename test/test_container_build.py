@@ -3,8 +3,9 @@ podman on the local stand-in base and run with the platform's flags (issue 32: o
 
 Runs wherever this machine can: as root, with podman, runc and debootstrap (``./setup_podman.sh``
 installs and configures them; ``.ci/run`` calls it, so CI skips nothing). It takes about 8
-minutes on 2 cores the first time (the base image, then the algorithm image); later runs reuse
-podman's layer cache. ``AUTOPET_SKIP_CONTAINER_TEST=1`` skips it on purpose.
+minutes on 2 cores (the base image when missing, then each image built whole: one layer, no
+cache, so that vfs storage stays within the disk; earlier builds' images are pruned).
+``AUTOPET_SKIP_CONTAINER_TEST=1`` skips it on purpose.
 
 - The base image: ``make_local_base_image.sh`` (Debian bookworm + Python 3.11 + the pinned torch,
   from Debian's mirror and PyPI only), built when missing.
@@ -34,15 +35,26 @@ pytestmark = pytest.mark.skipif(
     reason="AUTOPET_SKIP_CONTAINER_TEST=1" if SKIPPED else
     "needs root with podman, runc and debootstrap (./setup_podman.sh installs them)"
     + (f"; missing: {', '.join(MISSING)}" if MISSING else ""))
-ENV = {**os.environ, "CONTAINER_ENGINE": "podman", "GPUS": "", "RUN_FLAGS": "--runtime runc",
-       "BUILD_ARGS": f"--build-arg BASE_IMAGE={BASE} --network host"}
+# --layers=false: one layer for all the Dockerfile's steps instead of one per step. With vfs storage
+# (no overlay here) every layer is a full copy of the file system (about 2 GB each), so a build that
+# keeps its intermediate layers takes some 25 GB of disk, and a machine ran out of space in CI.
+BUILD_ARGS = f"--build-arg BASE_IMAGE={BASE} --network host --layers=false"
+ENV = {**os.environ, "CONTAINER_ENGINE": "podman", "GPUS": "", "RUN_FLAGS": "--runtime runc", "BUILD_ARGS": BUILD_ARGS}
+
+
+def _prune() -> None:
+    """Drop stopped containers and images no tag names (earlier builds of the same tag)."""
+    for what in ("container", "image"):
+        subprocess.run(["podman", what, "prune", "--force"], capture_output=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def base_image():
+    _prune()
     if subprocess.run(["podman", "image", "exists", BASE]).returncode != 0:
         subprocess.run([str(REPO / "make_local_base_image.sh"), BASE], check=True, env=ENV, timeout=1800)
-    return BASE
+    yield BASE
+    _prune()
 
 
 def test_the_algorithm_image_writes_the_plain_runs_masks(base_image):
@@ -64,8 +76,7 @@ def test_the_evaluation_image_scores_as_the_method_run_directly(base_image, tiny
                         in_process=True)
     layout = export_task1(tmp_path / "run", tmp_path / "layout", seed=2)
     direct = evaluate_submission(layout / "input", None, layout / "ground_truth")
-    env = {**ENV, "BUILD_ARGS": f"--build-arg BASE_IMAGE={base_image} --network host"}
-    done = subprocess.run([str(REPO / "evaluation_metrics" / "container" / "do_test_run.sh"), str(layout)], env=env,
+    done = subprocess.run([str(REPO / "evaluation_metrics" / "container" / "do_test_run.sh"), str(layout)], env=ENV,
                           capture_output=True, text=True, timeout=1800, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     printed = done.stdout[done.stdout.rindex("\n{\n") + 1:]  # metrics.json, cat last (its "{" alone on a line)

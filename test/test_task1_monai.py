@@ -111,10 +111,10 @@ def test_entrypoint_recipe_batch_and_local_challenge_run_monai_models(monai_mode
     assert checked["trainer"] == "monai:segresnetds" and checked["size_mb"] < 10
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AUTOPET_")}
     run = subprocess.run([sys.executable, str(REPO / "inference.py"), "--input", str(SAMPLE), "--output",
-                          str(tmp_path / "out"), "--model", str(folder), "--device", "cpu"],
-                         capture_output=True, text=True, env=env, timeout=300)
+                          str(tmp_path / "out"), "--model", str(folder), "--device", "cpu", "--report",
+                          str(tmp_path / "report.json")], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert '"framework": "MONAI"' in run.stderr
+    assert json.loads((tmp_path / "report.json").read_text())["models_run"][0]["framework"] == "MONAI"
     (mask_path,) = list_images(tmp_path / "out" / "images" / "tumor-lesion-segmentation")
     mask, _ = read_image(mask_path)
     pet, pet_geometry = read_image(list_images(SAMPLE / "images" / "pet")[0], np.float32)

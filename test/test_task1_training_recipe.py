@@ -67,7 +67,7 @@ def test_cpu_configuration_is_a_small_network_nnunet_builds(tmp_path):
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from Task1.train_phantom_model import add_cpu_configuration
+    from autopet_common.nnunet_recipe import add_cpu_configuration
 
     plans = {"plans_name": "nnUNetPlans", "dataset_name": "Dataset001_X", "transpose_forward": [0, 1, 2],
              "transpose_backward": [0, 1, 2], "original_median_spacing_after_transp": [4, 4, 4],
