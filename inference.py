@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 def explain_task1(input_dir: Path, model: str | None) -> str:
     """The recipe plan for a Task 1 input (``--explain``); the same plan a run records."""
     from autopet_common.errors import InputError
-    from Task1.inputs import read_task1_inputs
+    from Task1.inputs import read_task1_clicks, read_task1_pet
     from Task1.recipe import explain, find_recipe
 
     model_dir = resolve_model(model, 1)
@@ -266,8 +266,8 @@ def explain_task1(input_dir: Path, model: str | None) -> str:
     if recipe is None:
         raise InputError(f"--explain needs a recipe model folder ({MODEL_FREE if model_dir is None else model_dir} "
                          "has no autopet_recipe.json)")
-    _, _, pet, geometry, clicks = read_task1_inputs(input_dir)
-    return explain(recipe, pet, geometry.spacing, clicks)
+    _, pet, geometry = read_task1_pet(input_dir)  # the plan needs the PET and the clicks, not the CT
+    return explain(recipe, pet, geometry.spacing, read_task1_clicks(input_dir, geometry.shape))
 
 
 @entrypoint("inference.py")

@@ -46,14 +46,23 @@ def read_task1_clicks(input_dir: Path, shape: Sequence[int]) -> dict[str, list[l
     return inside
 
 
+def read_task1_pet(input_dir: Path):
+    """(PET path, PET in SUV, its geometry), checked."""
+    import numpy as np
+    from autopet_common.image_io import find_single_image, read_image
+
+    pet_path = find_single_image(input_dir / TASK1_PET_SUBDIR, "PET")
+    pet, geometry = read_image(pet_path, dtype=np.float32, check_finite=True, what="PET image")
+    return pet_path, pet, geometry
+
+
 def read_task1_inputs(input_dir: Path):
     """(CT path, CT on the PET grid, PET, PET geometry, clicks inside the image), checked."""
     import numpy as np
     from autopet_common.image_io import degenerate_image_problem, find_single_image, read_image, same_grid
 
     ct_path = find_single_image(input_dir / TASK1_CT_SUBDIR, "CT")
-    pet_path = find_single_image(input_dir / TASK1_PET_SUBDIR, "PET")
-    pet, geometry = read_image(pet_path, dtype=np.float32, check_finite=True, what="PET image")
+    pet_path, pet, geometry = read_task1_pet(input_dir)
     ct, ct_geometry = read_image(ct_path, dtype=np.float32, check_finite=True, what="CT image")
     log.info("CT  %s shape %s spacing %s", ct_path.name, ct_geometry.shape, _fmt(ct_geometry.spacing))
     log.info("PET %s shape %s spacing %s", pet_path.name, geometry.shape, _fmt(geometry.spacing))

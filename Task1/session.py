@@ -94,11 +94,12 @@ def _runnable(folder: Path, what: str = "model folder") -> Path:
     return folder if kind in ("recipe", "monai") else find_task1_model(folder)
 
 
-def _has_model(folder: Path) -> bool:
+def _model_at(folder: Path) -> Path | None:
+    """:func:`_runnable` for a default place that may hold no model: None there."""
     try:
-        return method_kind(folder) != MODEL_FREE
+        return _runnable(folder)
     except InputError:
-        return False
+        return None
 
 
 def model_required() -> bool:
@@ -118,19 +119,21 @@ def resolve_task1_model(model: str | os.PathLike | None = None, *, model_dir: st
     shipped = SHIPPED_MODEL_DIR if shipped is None else shipped
     if model is not None:
         return None if str(model) == MODEL_FREE else _runnable(Path(model), "--model folder")
-    if _has_model(Path(model_dir)):
-        return _runnable(Path(model_dir))
+    found = _model_at(Path(model_dir))
+    if found is not None:
+        return found
     if os.environ.get(MODEL_DIR_ENV):
         return _runnable(Path(os.environ[MODEL_DIR_ENV]), f"${MODEL_DIR_ENV}")
     if model_required():
         raise InputError(f"no Task 1 model: {model_dir} holds no model and ${MODEL_DIR_ENV} is not set "
                          f"({REQUIRE_MODEL_ENV}=1: no fallback in a submission; upload your model tarball, or pass "
                          "--model model-free on purpose)")
-    if _has_model(Path(shipped)):
+    found = _model_at(Path(shipped))
+    if found is not None:
         if announce:
             print(f"inference: no model given and none in {model_dir}: using the phantom demo model {shipped} "
                   "(trained on synthetic phantoms only; --model to choose another)", file=sys.stderr)
-        return _runnable(Path(shipped))
+        return found
     if announce:
         print(f"inference: no model given and none in {model_dir}: running the model-free baseline", file=sys.stderr)
     return None
