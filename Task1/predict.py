@@ -72,6 +72,7 @@ class PreparedCase:
     shape: tuple
     preprocess_seconds: float
     data: np.ndarray | None = None
+    incremental: Any = None  # the tile cache and export of :mod:`Task1.incremental`, made on first use
 
 
 # ------------------------------------------------------------------------------- pure helpers
@@ -205,6 +206,10 @@ class Task1Predictor:
         self.tile_step_size = tile_step_size
         self.dropped: list[str] = []
         self.last_timings: dict[str, float] = {}
+        # keep each sliding-window tile's output in the prepared case and recompute only the tiles
+        # a new click set changes (Task1.incremental); set by the interactive session
+        self.incremental = False
+        self.last_incremental: dict[str, Any] = {}
 
         for name in ("plans.json", "dataset.json"):
             if not (self.model_dir / name).is_file():
@@ -334,7 +339,8 @@ class Task1Predictor:
                 "click_config_version": self.click_config.version if self.click_config else None,
                 "use_mirroring": self.use_mirroring, "tile_step_size": self.tile_step_size,
                 "time_budget": self.time_budget,
-                "dropped": list(self.dropped), "timings": dict(self.last_timings)}
+                "dropped": list(self.dropped), "timings": dict(self.last_timings),
+                **({"incremental": dict(self.last_incremental)} if self.incremental else {})}
 
     # -------------------------------------------------------------------------- prediction
     def prepare(self, ct: np.ndarray, pet: np.ndarray, geometry) -> PreparedCase:
@@ -432,8 +438,11 @@ class Task1Predictor:
             if most > self.click_config.max_interaction_step:
                 log.warning("%d clicks of one kind; %s was trained with at most %d", most, self.trainer_name,
                             self.click_config.max_interaction_step)
-            data = np.concatenate((data, click_channels(network_shape, mapped, self.encoding, self.encoding_size,
-                                                        self.click_config.click_order)))
+            channels = click_channels(network_shape, mapped, self.encoding, self.encoding_size,
+                                      self.click_config.click_order)
+            if self.incremental:
+                return self._predict_incremental(case, channels, output, started)
+            data = np.concatenate((data, channels))
             preprocess_s = case.preprocess_seconds + (time.perf_counter() - started)
         preprocessed = time.perf_counter()
         self.last_timings = {"preprocess_s": preprocess_s}
@@ -458,6 +467,29 @@ class Task1Predictor:
         if lesion.shape != shape:
             raise RuntimeError(f"internal error: output shape {lesion.shape} != input shape {shape}")
         return np.ascontiguousarray(lesion)
+
+    def _predict_incremental(self, case: PreparedCase, channels: np.ndarray, output: str, started: float):
+        """:meth:`_predict` through the case's tile cache: only the tiles whose click channels
+        changed run again, only the box their logits reach is exported again (all folds, the
+        model's mirroring; no time budget)."""
+        from Task1.click_transforms import LESION_LABEL
+        from Task1.incremental import IncrementalExport, TileCache
+
+        if case.incremental is None:
+            case.incremental = (TileCache(self, case.data), IncrementalExport(self, case.properties, LESION_LABEL))
+        tiles, export = case.incremental
+        logits, changed = tiles.logits(channels)
+        predicted = time.perf_counter()
+        box = export.update(logits, changed)
+        self.last_incremental = {"tiles_run": tiles.last_tiles_run, "tiles": len(tiles.tiles),
+                                 "exported_voxels": 0 if box is None else int(np.prod([b.stop - b.start for b in box]))}
+        self.last_timings = {"predict_s": tiles.last_seconds, "export_s": time.perf_counter() - predicted,
+                             "total_s": time.perf_counter() - started}
+        if output == "probability":
+            return export.probability.copy()
+        if output == "classes":
+            return export.classes.copy()
+        return (export.classes == LESION_LABEL).astype(np.uint8)
 
     def _nnunet_predictor(self, data_numel: int):
         from autopet_common.nnunet_predictor import make_nnunet_predictor

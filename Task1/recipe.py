@@ -302,12 +302,13 @@ def click_step(clicks: Mapping[str, Sequence] | None) -> int:
 class RecipeRunner:
     """Runs a recipe: models loaded when a route first needs them and kept for later calls."""
 
-    def __init__(self, recipe: Recipe | str | os.PathLike, *, device: str = "auto"):
+    def __init__(self, recipe: Recipe | str | os.PathLike, *, device: str = "auto", incremental: bool = False):
         if not isinstance(recipe, Recipe):
             path = Path(recipe)
             recipe = load_recipe(path / RECIPE_FILE if path.is_dir() else path)
         self.recipe = recipe
         self.device = device
+        self.incremental = incremental  # Task1.incremental for the nnU-Net click models it loads
         self._predictors: dict[ModelRef, Any] = {}
         self.last_report: dict = {}
 
@@ -319,7 +320,17 @@ class RecipeRunner:
                 self.recipe.folder / ref.folder, folds=list(ref.folds) if ref.folds is not None else None,
                 device=self.device, use_mirroring=self.recipe.mirroring != "off",
                 tile_step_size=self.recipe.tile_step_size)
+            if self.incremental and hasattr(self._predictors[ref], "incremental"):
+                self._predictors[ref].incremental = True
         return self._predictors[ref]
+
+    def load_models(self) -> None:
+        """Load every network the recipe's routes name now, not when a route first needs it (a
+        server loads them before its first request)."""
+        for route in self.recipe.routes:
+            for ref in route.models:
+                if ref.folder != MODEL_FREE:
+                    self.predictor(ref)
 
     def tracer_call(self, pet: np.ndarray, spacing: Sequence[float]):
         if not self.recipe.classify_tracer:

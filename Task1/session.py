@@ -227,6 +227,8 @@ class Method(Protocol):
     def predict(self, case: PreparedCase, clicks: Mapping[str, Sequence] | None, *,
                 budget: float | None = None) -> tuple[np.ndarray, PredictionReport]: ...
 
+    def load_models(self) -> None: ...
+
 
 def _counts(clicks: Mapping[str, Sequence]) -> dict[str, int]:
     return {"tumor": len(clicks.get("tumor") or []), "background": len(clicks.get("background") or [])}
@@ -250,6 +252,9 @@ class _ChainedMethod:
     @staticmethod
     def _clicks(case: PreparedCase, clicks: Mapping[str, Sequence] | None) -> dict[str, list]:
         return clicks_for_step(clicks, None, case.geometry.shape)
+
+    def load_models(self) -> None:
+        """Nothing to do: the model-free baseline has none, a network is loaded when opened."""
 
 
 class ModelFreeMethod(_ChainedMethod):
@@ -276,13 +281,15 @@ class NetworkMethod(_ChainedMethod):
     """One network: an nnU-Net folder or a MONAI folder (:func:`Task1.model_folder.load_predictor`)."""
 
     def __init__(self, folder: str | os.PathLike, *, device: str = "auto", postprocess: Any = None,
-                 predictor_options: Mapping[str, Any] | None = None):
+                 predictor_options: Mapping[str, Any] | None = None, incremental: bool = False):
         from Task1.model_folder import find_task1_model, load_predictor
 
         super().__init__(postprocess)
         folder = find_task1_model(folder) or folder  # an nnU-Net folder may lie up to three levels below
         self.predictor = load_predictor(folder, device=device, **dict(predictor_options or {}))
         self.name = str(self.predictor.model_dir)
+        if incremental and hasattr(self.predictor, "incremental"):
+            self.predictor.incremental = True
 
     def prepare(self, ct: np.ndarray, pet: np.ndarray, geometry) -> PreparedCase:
         started = time.perf_counter()
@@ -313,12 +320,17 @@ class RecipeMethod:
     ``prepare`` classifies the tracer once; each network preprocesses the case once, when a route
     first needs it."""
 
-    def __init__(self, folder: str | os.PathLike, *, device: str = "auto", postprocess: Any = None):
+    def __init__(self, folder: str | os.PathLike, *, device: str = "auto", postprocess: Any = None,
+                 incremental: bool = False):
         from Task1.recipe import RecipeRunner, warn_if_options_ignored
 
         warn_if_options_ignored(postprocess)
-        self.runner = RecipeRunner(folder, device=device)
+        self.runner = RecipeRunner(folder, device=device, incremental=incremental)
         self.name = str(self.runner.recipe.path)
+
+    def load_models(self) -> None:
+        """Load every network of the recipe now (by default each loads when a route first needs it)."""
+        self.runner.load_models()
 
     def prepare(self, ct: np.ndarray, pet: np.ndarray, geometry) -> PreparedCase:
         started = time.perf_counter()
@@ -336,17 +348,21 @@ class RecipeMethod:
 
 
 def open_method(model: str | os.PathLike | None, *, device: str = "auto", postprocess: Any = None,
-                predictor_options: Mapping[str, Any] | None = None) -> Method:
+                predictor_options: Mapping[str, Any] | None = None, incremental: bool = False) -> Method:
     """The method for ``model`` (a folder, ``"model-free"`` or None for model-free; which kind a
     folder is: :func:`method_kind`). ``postprocess``: the flag set
     (:class:`Task1.postprocessing.PostprocessOptions`; a recipe runs its own chain and says so when
-    flags were set); ``predictor_options``: a network's (folds, checkpoint, use_mirroring, ...)."""
+    flags were set); ``predictor_options``: a network's (folds, checkpoint, use_mirroring, ...);
+    ``incremental``: nnU-Net click models keep each prepared case's sliding-window tiles and
+    predict again only the tiles a new click set changes (:mod:`Task1.incremental`; the
+    interactive session's setting, about 1 GB per full-size case; no time budget then)."""
     kind = method_kind(model)
     if kind == MODEL_FREE:
         return ModelFreeMethod(postprocess)
     if kind == "recipe":
-        return RecipeMethod(model, device=device, postprocess=postprocess)
-    return NetworkMethod(model, device=device, postprocess=postprocess, predictor_options=predictor_options)
+        return RecipeMethod(model, device=device, postprocess=postprocess, incremental=incremental)
+    return NetworkMethod(model, device=device, postprocess=postprocess, predictor_options=predictor_options,
+                         incremental=incremental)
 
 
 def predict_steps(method: Method, case: PreparedCase, clicks: Mapping[str, Sequence], steps: Sequence[int], *,

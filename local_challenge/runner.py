@@ -272,6 +272,22 @@ def check_model_argument(model: str | os.PathLike | None) -> None:
         raise InputError(f"model folder not found: {model} (give a trained nnU-Net folder or 'model-free')")
 
 
+def _clicks_from_folder(folder: Path) -> Callable[..., dict]:
+    """A stand-in for the click simulator that reads ``folder/<case>.json`` (InputError when missing)."""
+    from autopet_common.click_io import read_clicks_json
+
+    if not folder.is_dir():
+        raise InputError(f"--clicks folder not found: {folder}")
+
+    def read(label, pet, *, dataset_name=None, case="case"):
+        path = folder / f"{case}.json"
+        if not path.is_file():
+            raise InputError(f"case {case}: no clicks file {path} in --clicks {folder}")
+        return read_clicks_json(path, missing_ok=False)
+
+    return read
+
+
 def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
                         model: str | None = None, docker_image: str | None = None,
                         entrypoint: str | os.PathLike = DEFAULT_ENTRYPOINT,
@@ -281,7 +297,7 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                         keep_work: bool = False, progress: bool = True,
                         simulate: Callable[..., dict] | None = None,
                         overlays: bool = True, in_process: bool = False, sandbox: bool = False,
-                        overwrite: bool = False) -> LocalChallengeResult:
+                        overwrite: bool = False, clicks_dir: str | os.PathLike | None = None) -> LocalChallengeResult:
     """Run the Task 1 protocol on a cohort and score it. See the module docstring.
 
     ``model``: passed to the entrypoint's ``--model`` (None: its default; "model-free").
@@ -301,6 +317,9 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     configuration, code and model does not repeat a run (case, step) whose prediction and log are
     intact and whose case inputs and clicks are unchanged; its record says ``resumed``.
     ``overwrite``: run everything again. In-process runs always run again.
+    ``clicks_dir``: each case's clicks from ``clicks_dir/<case>.json`` (the challenge's format, e.g.
+    a person's clicks saved by the viewer) instead of the simulated ones; step s takes the first s
+    of each kind, as with simulated clicks.
     Returns the runs, the metrics summary and the run log; writes everything under ``output_dir``.
     """
     import numpy as np
@@ -310,6 +329,8 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                                          write_mask)
     from autopet_common.socket_values import write_inputs_json
 
+    if clicks_dir is not None:
+        simulate = _clicks_from_folder(Path(clicks_dir))
     if simulate is None:
         from clicks import simulate_clicks as simulate
     if docker_image:

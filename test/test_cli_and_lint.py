@@ -46,6 +46,7 @@ TOOLS = {
     "Task2.convert_dataset": ["--cohort", "{missing}", "--output", "{out}"],
     "Task2.train_patch_model": ["--pairs", "0", "--work_dir", "{out}"],
     "publication_template.fill_paper": ["--task1", "{missing}", "-o", "{out}"],
+    "viewer.__main__": ["--cohort", "{missing}", "--model", "model-free"],
 }
 
 

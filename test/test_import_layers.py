@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = {"autopet_common": 0, "clicks": 1, "evaluation_metrics": 1, "publication_template": 1,
-          "Task1": 2, "Task2": 2, "local_challenge": 3, "inference": 4, "benchmarks": 4}
+          "Task1": 2, "Task2": 2, "local_challenge": 3, "viewer": 3, "inference": 4, "benchmarks": 4}
 
 
 def _module_name(path: Path) -> str:
