@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or update) the project's virtual environment in .venv and install the project
-# editable with its test extras. Safe to run again: an up-to-date .venv is left as it is.
+# editable with its test, cluster (Ray) and viewer (FastAPI) extras. Safe to run again: an up-to-date .venv is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -12,7 +12,7 @@ fi
 stamp=.venv/.installed-$( (cat setup.py requirements.txt constraints.txt autopet_common/compat/torchvision_ops_hook.py; ls -d ./*/__init__.py) | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
-    .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,cluster,viewer]"
     # nnU-Net's stock trainer search imports torchvision (via timm). Where PyPI's torchvision
     # cannot load next to the installed torch (a CPU torch build), install a lazy hook that
     # lets the import succeed; see autopet_common/compat/torchvision_ops_hook.py. Elsewhere: nothing.

@@ -81,16 +81,84 @@ def read_case_clicks(clicks_dir: Path | None, case: str, steps: Sequence[int]) -
     raise InputError(f"case {case}: no click file {name} or {case}.json in {clicks_dir}")
 
 
+_WORKER_METHODS: dict[str, Any] = {}  # in a Ray worker process: the method, loaded once per process
+
+
+def predict_case_remote(model: str, method_kwargs: dict, images: dict[str, bytes], clicks: dict, steps: list[int],
+                        budget: float | None) -> dict[int, bytes]:
+    """A Ray task (``--cluster``): one case at every step on a worker, from its images' bytes
+    (``images``: "ct" / "pet" -> (file name, bytes)); the model is loaded once per worker process.
+    Returns each step's mask file (``.nii.gz``) as bytes, for the driver to write."""
+    import tempfile
+
+    from autopet_common.image_io import check_same_grid, read_image, write_mask
+    from Task1.session import open_method, predict_steps
+
+    key = f"{model}|{method_kwargs!r}"
+    if key not in _WORKER_METHODS:
+        _WORKER_METHODS[key] = open_method(model, **method_kwargs)
+    method = _WORKER_METHODS[key]
+    with tempfile.TemporaryDirectory(prefix="autopet-batch-") as tmp:
+        paths = {}
+        for kind, (name, data) in images.items():
+            paths[kind] = Path(tmp) / f"{kind}_{Path(name).name}"
+            paths[kind].write_bytes(data)
+        pet, geometry = read_image(paths["pet"], np.float32, check_finite=True, what=f"PET {images['pet'][0]}")
+        ct, ct_geometry = read_image(paths["ct"], np.float32, check_finite=True, what=f"CT {images['ct'][0]}")
+        check_same_grid(ct_geometry, geometry, f"CT {images['ct'][0]}", f"PET {images['pet'][0]}")
+        results = predict_steps(method, method.prepare(ct, pet, geometry), clicks, steps, budget=budget)
+        return {step: write_mask(mask, geometry, Path(tmp) / f"pred{step}.nii.gz").read_bytes()
+                for step, (mask, _) in results.items()}
+
+
+def _predict_on_cluster(cluster: str, model, method_kwargs: dict, todo: dict, case_clicks: dict, steps: list[int],
+                        budget: float | None, out: Path, ledger, checks: dict, timings: dict, progress: bool) -> None:
+    """Every case of ``todo`` as a Ray task; the masks written here atomically, then recorded."""
+    from tqdm import tqdm
+
+    from autopet_common.image_io import atomic_write_bytes
+    from autopet_common.ray_cluster import RayRunner
+
+    runner = RayRunner(cluster)
+    bar = tqdm(total=len(todo), desc="batch predict (cluster)", unit="case", disable=not progress)
+    failed = []
+
+    def finish(job: dict, masks, problem: str) -> None:
+        case = job["case"]
+        if masks is None:
+            failed.append(f"{case}: {problem}")
+        else:
+            written = [atomic_write_bytes(out / f"{case}_pred{step}.nii.gz", data) for step, data in masks.items()]
+            ledger.record(case, written, checks[case])
+            timings["cases"][case] = time.perf_counter() - job["submitted"]
+        bar.set_postfix_str(runner.progress())
+        bar.update()
+
+    for case, (ct_path, pet_path) in todo.items():
+        images = {"ct": (ct_path.name, Path(ct_path).read_bytes()), "pet": (pet_path.name, Path(pet_path).read_bytes())}
+        runner.submit(predict_case_remote, {"case": case, "submitted": time.perf_counter()}, case, str(model),
+                      method_kwargs, images, case_clicks[case], steps, budget)
+        runner.collect(finish, block=False)
+    runner.collect(finish, block=True)
+    bar.close()
+    timings["cluster"] = runner.summary()
+    if failed:
+        raise InputError("batch predict on the cluster: " + "; ".join(failed))
+
+
 def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, output_folder: str | os.PathLike,
                    *, clicks_dir: str | os.PathLike | None = None, steps: Sequence[int] = range(11),
                    device: str = "auto", postprocess: Any = None, predictor_options: dict | None = None,
-                   time_budget: float | None = None, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+                   time_budget: float | None = None, progress: bool = True, overwrite: bool = False,
+                   cluster: str | None = None) -> dict[str, Any]:
     """Predict every case of ``input_folder`` at every step; see the module docstring.
 
     Resuming (:mod:`autopet_common.resume`): a rerun into the same ``output_folder`` with the
     same model, code and options skips a case whose masks of these steps are intact (sha256)
     and whose images and clicks are unchanged; ``overwrite`` predicts every case again.
     ``time_budget``: seconds per step's prediction, as the entrypoint gives (None: no limit).
+    ``cluster``: a Ray address (or "local"): one task per case, the model loaded once per worker
+    process, the masks written here (:mod:`autopet_common.ray_cluster`); the same files.
     Returns timings: load seconds, per-case seconds, number of masks written, resumed cases."""
     from dataclasses import asdict
 
@@ -125,6 +193,12 @@ def predict_folder(model: str | os.PathLike, input_folder: str | os.PathLike, ou
               f"{out} (masks checked by sha256): not predicted again (--overwrite redoes them)", file=sys.stderr)
     if not todo:
         timings["n_masks"] = 0
+        return timings
+    if cluster is not None:
+        _predict_on_cluster(cluster, model, {"device": device, "postprocess": postprocess,
+                                             "predictor_options": predictor_options or {}},
+                            todo, case_clicks, steps, time_budget, out, ledger, checks, timings, progress)
+        timings["n_masks"] = len(todo) * len(steps)
         return timings
     from Task1.session import open_method, predict_steps
 
@@ -167,11 +241,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every case again; by default a rerun into the same output skips the cases an "
                              "earlier run finished with the same model, code and options (masks checked by sha256)")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="predict each case as a Ray task on this cluster (HEAD_IP:6379, or 'local'; one GPU per "
+                             "task when the cluster has GPUs), the model loaded once per worker process; the masks "
+                             "are written here (pip install '.[cluster]')")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     timings = predict_folder(args.model, args.input, args.output, clicks_dir=args.clicks_dir,
                              steps=parse_steps(args.steps), time_budget=args.time_budget,
-                             progress=not args.no_progress, overwrite=args.overwrite, **method_options(args))
+                             progress=not args.no_progress, overwrite=args.overwrite, cluster=args.cluster,
+                             **method_options(args))
     per_case = list(timings["cases"].values())
     print(f"wrote {timings['n_masks']} mask(s) to {args.output}"
           + (f"; model load {timings['load_s']:.1f} s, median {np.median(per_case):.1f} s per case" if per_case else "")

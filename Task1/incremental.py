@@ -182,20 +182,29 @@ class _Null:
 
 def linear_resize_box(data: Any, out_shape: tuple[int, ...], box: tuple[slice, ...]) -> np.ndarray:
     """The part ``box`` of scikit-image's ``resize(data[c], out_shape, order=1, mode="edge",
-    anti_aliasing=False)`` for every channel of ``data`` ``(C, *in_shape)``: linear interpolation at
-    ``in = (out + 0.5) * n_in / n_out - 0.5``, clamped to the edge."""
-    from scipy.ndimage import map_coordinates
-
-    in_shape = data.shape[1:]
-    axes = [np.clip((np.arange(b.start, b.stop) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-            for b, n_in, n_out in zip(box, in_shape, out_shape)]
-    # read only the input slab the box needs
-    lo = [int(np.floor(a.min())) for a in axes]
-    hi = [int(np.floor(a.max())) + 2 for a in axes]
-    slab = data[(slice(None), *[slice(a, min(b, n)) for a, b, n in zip(lo, hi, in_shape)])]
-    grid = np.meshgrid(*[a - l for a, l in zip(axes, lo)], indexing="ij")
-    return np.stack([map_coordinates(np.asarray(slab[c], dtype=np.float64), grid, order=1, mode="nearest")
-                     for c in range(slab.shape[0])])
+    anti_aliasing=False)`` for every channel of ``data`` ``(C, *in_shape)`` (an array, or anything
+    with ``shape`` and slicing): linear interpolation at ``in = (out + 0.5) * n_in / n_out - 0.5``,
+    clamped to the edge, in float64 as nnU-Net resamples. Trilinear interpolation is a product of
+    1D ones, so it is done one axis after the other, reading only the input slab the box needs."""
+    in_shape = tuple(int(n) for n in data.shape[1:])
+    positions = [np.clip((np.arange(b.start, b.stop) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+                 for b, n_in, n_out in zip(box, in_shape, out_shape)]
+    lows = [np.floor(p).astype(int) for p in positions]
+    starts = [int(low.min()) for low in lows]
+    stops = [min(int(low.max()) + 2, n) for low, n in zip(lows, in_shape)]
+    part = np.asarray(data[(slice(None), *[slice(a, b) for a, b in zip(starts, stops)])], dtype=np.float64)
+    for axis, (position, low, first) in enumerate(zip(positions, lows, starts)):
+        size = part.shape[axis + 1]
+        below = low - first
+        above = np.minimum(below + 1, size - 1)
+        weight = (position - low).reshape([-1 if a == axis else 1 for a in range(part.ndim - 1)])
+        lower = np.take(part, below, axis=axis + 1)
+        upper = np.take(part, above, axis=axis + 1)
+        upper -= lower          # in place: lower + (upper - lower) * weight
+        upper *= weight
+        lower += upper
+        part = lower
+    return part
 
 
 class IncrementalExport:

@@ -189,8 +189,14 @@ class ClickSession:
         order = []
         for n in range(max(len(v) for v in checked.values()) if any(checked.values()) else 0):
             order += [(kind, checked[kind][n]) for kind in CLICK_KINDS if n < len(checked[kind])]
+        previous = self._clicks
         self._clicks = order
-        return self._predict()
+        try:
+            return self._predict()
+        except Exception:
+            self._clicks = previous
+            self._history.pop()
+            raise
 
     # ------------------------------------------------------------------ the challenge's clicks
     def simulated_clicks(self) -> dict[str, list]:

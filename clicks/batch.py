@@ -126,6 +126,74 @@ def _run_case(kwargs: dict) -> CaseResult:
         return CaseResult(case, "failed", f"{case}: unexpected {type(exc).__name__}: {exc}")
 
 
+def simulate_case_remote(kwargs: dict, label_bytes: bytes, pet_bytes: bytes | None) -> tuple[CaseResult, dict]:
+    """A Ray task (``--cluster``): one case simulated on a worker from its files' bytes; returns
+    the result and the outputs' bytes by their real paths, for the driver to write."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="autopet-clicks-") as tmp:
+        tmp = Path(tmp)
+        label_path = Path(kwargs["label_path"])
+        local = dict(kwargs, label_path=str(tmp / "labels" / label_path.name), json_output=str(tmp / "json"),
+                     output_heatmap=None if kwargs.get("output_heatmap") is None else str(tmp / "heatmaps"),
+                     input_pet=None, overwrite=True)
+        Path(local["label_path"]).parent.mkdir(parents=True)
+        Path(local["label_path"]).write_bytes(label_bytes)
+        if pet_bytes is not None:
+            pet_path = pet_path_for(local["label_path"])
+            pet_path.parent.mkdir(parents=True, exist_ok=True)
+            pet_path.write_bytes(pet_bytes)
+        result = _run_case(local)
+        case = case_name(label_path)
+        made = output_paths(case, kwargs["dataset_name"], local["json_output"], local["output_heatmap"])
+        real = output_paths(case, kwargs["dataset_name"], kwargs["json_output"], kwargs.get("output_heatmap"))
+        files = {str(real[key]): made[key].read_bytes() for key in made if made[key].is_file()}
+    return result, files
+
+
+def _simulate_on_cluster(jobs: list[dict], cluster: str, bar) -> list[CaseResult]:
+    """Every job as a Ray task; the outputs written here, atomically (all of a case or none)."""
+    from autopet_common.image_io import atomic_write_bytes
+    from autopet_common.ray_cluster import RayRunner
+
+    runner = RayRunner(cluster)
+    results: list[CaseResult] = []
+
+    def finish(job: dict, answer, problem: str) -> None:
+        case = case_name(job["label_path"])
+        if answer is None:
+            results.append(CaseResult(case, "failed", f"{case}: {problem}"))
+        else:
+            result, files = answer
+            if result.status == "done":
+                for path, data in files.items():
+                    atomic_write_bytes(path, data)
+            results.append(result)
+        bar.set_postfix_str(runner.progress())
+        bar.update()
+
+    for job in jobs:
+        case = case_name(job["label_path"])
+        paths = output_paths(case, job["dataset_name"], job["json_output"], job.get("output_heatmap"))
+        if not job.get("overwrite") and all(p.is_file() for p in paths.values()):
+            results.append(CaseResult(case, "skipped"))
+            bar.update()
+            continue
+        with_background, _ = dataset_settings(job["dataset_name"])
+        pet_path = pet_path_for(job["label_path"], job.get("input_pet")) if with_background else None
+        try:
+            label_bytes = Path(job["label_path"]).read_bytes()
+            pet_bytes = pet_path.read_bytes() if pet_path is not None else None
+        except OSError as exc:
+            results.append(CaseResult(case, "failed", f"{case}: {exc}"))
+            bar.update()
+            continue
+        runner.submit(simulate_case_remote, job, case, job, label_bytes, pet_bytes)
+        runner.collect(finish, block=False)
+    runner.collect(finish, block=True)
+    return results
+
+
 def list_label_files(input_label: str | os.PathLike) -> list[Path]:
     """Label images in a folder (sorted), or the single file ``input_label``."""
     from autopet_common.image_io import list_images
@@ -149,8 +217,11 @@ def list_label_files(input_label: str | os.PathLike) -> list[Path]:
 def simulate_folder(input_label: str | os.PathLike, json_output: str | os.PathLike,
                     dataset_name: str = "FDG-PETCT", input_pet: str | os.PathLike | None = None,
                     output_heatmap: str | os.PathLike | None = None, num_processes: int = 1,
-                    progress: bool = True, **options) -> list[CaseResult]:
+                    progress: bool = True, cluster: str | None = None, **options) -> list[CaseResult]:
     """Simulate clicks for every label in ``input_label`` (a folder or one file).
+
+    ``cluster``: a Ray address (or "local"): one task per case (:mod:`autopet_common.ray_cluster`),
+    the outputs written by this process; the same files as a local run.
 
     ``options`` are passed to :func:`simulate_case_files` (click_budget, center_offset,
     edge_offset, seed, background_in_component, encoding, encoding_size, encoding_in_mm,
@@ -170,7 +241,9 @@ def simulate_folder(input_label: str | os.PathLike, json_output: str | os.PathLi
     from tqdm import tqdm
     bar = tqdm(total=len(jobs), desc="simulating clicks", unit="case", disable=not progress)
     results: list[CaseResult] = []
-    if num_processes <= 1 or len(jobs) <= 1:
+    if cluster is not None:
+        results = _simulate_on_cluster(jobs, cluster, bar)
+    elif num_processes <= 1 or len(jobs) <= 1:
         for job in jobs:
             results.append(_run_case(job))
             bar.update()

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--encoding_size is in mm (uses the label's spacing)")
     parser.add_argument("--num_processes", type=positive_int, default=1, metavar="N",
                         help="cases simulated in parallel (default 1)")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="simulate each case as a Ray task on this cluster (HEAD_IP:6379, or 'local'); the "
+                             "outputs are written here, the same files as without it (pip install '.[cluster]')")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo cases whose outputs exist (default: skip them)")
     parser.add_argument("--background_in_component", action="store_true",
@@ -104,7 +107,7 @@ def main(argv=None) -> int:
 
     results = simulate_folder(
         args.input_label, args.json_output, args.dataset_name, input_pet=args.input_pet,
-        output_heatmap=args.output_heatmap, num_processes=args.num_processes,
+        output_heatmap=args.output_heatmap, num_processes=args.num_processes, cluster=args.cluster,
         progress=not args.quiet, click_budget=args.click_budget, center_offset=args.center_offset,
         edge_offset=args.edge_offset, seed=args.seed,
         background_in_component=args.background_in_component, encoding=args.encoding,

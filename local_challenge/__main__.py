@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run each step in the platform's runtime without Docker: no network, read-only "
                              "input, model and root file system, uid 65534, a fresh /tmp (needs root and "
                              "util-linux; see local_challenge/sandbox.py)")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="run each (case, step) as a Ray task on this cluster (a Ray address such as "
+                             "HEAD_IP:6379, or 'local' to start Ray on this machine): the same entrypoint, flags, "
+                             "budget and outputs, retried when a node is lost, resumable; needs pip install "
+                             "'.[cluster]' (see local_challenge/README.md, 'On a cluster')")
     parser.add_argument("--clicks", type=Path, default=None, metavar="DIR",
                         help="read each case's clicks from DIR/<case>.json (the challenge's JSON, e.g. clicks saved "
                              "by autopet-viewer) instead of simulating them; step s uses the first s of each kind")
@@ -131,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  max_cases=args.max_cases, n_steps=args.steps,
                                  keep_work=args.keep_work, progress=not args.no_progress,
                                  overlays=not args.no_overlays, in_process=args.in_process, sandbox=args.sandbox,
-                                 overwrite=args.overwrite, clicks_dir=args.clicks)
+                                 overwrite=args.overwrite, clicks_dir=args.clicks,
+                                 cluster=args.cluster)
     print(format_report(result))
     if args.platform_layout is not None:
         from .platform_layout import export_task1

@@ -26,11 +26,9 @@ import csv
 import logging
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from autopet_common.errors import InputError
+from local_challenge.process import run_process  # noqa: F401  (one run, timed and measured; re-exported)
 from autopet_common.contract import (TASK1_CLICKS_FILE, TASK1_CT_SUBDIR, TASK1_N_STEPS, TASK1_OUTPUT_SUBDIR,
                                      TASK1_PET_SUBDIR, TIME_BUDGET_SECONDS)
 
@@ -83,6 +82,7 @@ class LocalChallengeResult:
     summary: dict[str, Any] = field(default_factory=dict)
     run_log: dict[str, Any] = field(default_factory=dict)
     last_report: Any = None  # in process: the method's report of its last prediction
+    run_log_extra: dict[str, Any] = field(default_factory=dict)  # e.g. the cluster's retries
 
 
 # ----------------------------------------------------------------------------- cohort
@@ -144,81 +144,15 @@ def case_uuid(case_id: str, modality: str) -> str:
 
 # ----------------------------------------------------------------------------- running one step
 
-# Runs the command as its own child and reports that child's peak RSS. Measuring through this
-# small wrapper matters: Linux carries a process's pre-exec high-water mark into ru_maxrss, so a
-# child forked straight from the (large) runner would report at least the runner's own RSS.
-_MEASURE_WRAPPER = """
-import os, sys
-report, command = sys.argv[1], sys.argv[2:]
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(command[0], command)
-    except OSError as exc:
-        print(f"cannot run {command[0]}: {exc}", file=sys.stderr)
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-with open(report, "w") as handle:
-    handle.write(str(usage.ru_maxrss))
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
-"""
-
-
-def run_process(command: Sequence[str], log_path: Path, timeout: float | None,
-                env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None
-                ) -> tuple[float, float | None, int, bool]:
-    """Run ``command`` with stdout+stderr to ``log_path``; kill it after ``timeout`` seconds
-    (None: no limit).
-
-    Returns ``(seconds, peak_memory_mb, exit_code, timed_out)``. Peak memory is the command's
-    own ``ru_maxrss`` (``os.wait4`` in a small wrapper process, see ``_MEASURE_WRAPPER``);
-    None when the run was killed. A command killed by signal N exits with 128 + N.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    report = log_path.with_name(f".{log_path.name}.maxrss")
-    report.unlink(missing_ok=True)
-    timed_out = threading.Event()
-    wrapped = [sys.executable, "-I", "-S", "-c", _MEASURE_WRAPPER, str(report), *map(str, command)]
-    with open(log_path, "wb") as log_file:
-        start = time.perf_counter()
-        process = subprocess.Popen(wrapped, stdout=log_file, stderr=subprocess.STDOUT,
-                                   env=env, cwd=cwd, start_new_session=True)
-
-        def kill() -> None:
-            timed_out.set()
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # its own session: the command dies too
-            except ProcessLookupError:
-                pass
-
-        timer = None if timeout is None else threading.Timer(timeout, kill)
-        if timer is not None:
-            timer.start()
-        try:
-            exit_code = process.wait()
-        except BaseException:  # interrupted (Ctrl-C, a signal): the run in its own session dies too
-            kill()
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        seconds = time.perf_counter() - start
-    peak_mb = None
-    if report.is_file():
-        text = report.read_text().strip()
-        peak_mb = int(text) / 1024.0 if text.isdigit() else None  # Linux reports KB
-        report.unlink()
-    return seconds, peak_mb, exit_code, timed_out.is_set()
+def entrypoint_flags(model: str | None, time_budget: float, extra_args: Sequence[str] = ()) -> list[str]:
+    """The entrypoint's flags after ``--input`` and ``--output``: the time budget, the model, the rest."""
+    return ["--time_budget", f"{time_budget:g}", *(["--model", str(model)] if model else []), *extra_args]
 
 
 def entrypoint_command(input_dir: Path, output_dir: Path, entrypoint: Path, model: str | None,
                        time_budget: float, extra_args: Sequence[str] = ()) -> list[str]:
-    command = [sys.executable, str(entrypoint), "--input", str(input_dir), "--output", str(output_dir),
-               "--time_budget", f"{time_budget:g}"]
-    if model:
-        command += ["--model", str(model)]
-    return command + list(extra_args)
+    return [sys.executable, str(entrypoint), "--input", str(input_dir), "--output", str(output_dir),
+            *entrypoint_flags(model, time_budget, extra_args)]
 
 
 def docker_command(input_dir: Path, output_dir: Path, image: str) -> list[str]:
@@ -297,7 +231,8 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
                         keep_work: bool = False, progress: bool = True,
                         simulate: Callable[..., dict] | None = None,
                         overlays: bool = True, in_process: bool = False, sandbox: bool = False,
-                        overwrite: bool = False, clicks_dir: str | os.PathLike | None = None) -> LocalChallengeResult:
+                        overwrite: bool = False, clicks_dir: str | os.PathLike | None = None,
+                        cluster: str | None = None) -> LocalChallengeResult:
     """Run the Task 1 protocol on a cohort and score it. See the module docstring.
 
     ``model``: passed to the entrypoint's ``--model`` (None: its default; "model-free").
@@ -317,6 +252,9 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     configuration, code and model does not repeat a run (case, step) whose prediction and log are
     intact and whose case inputs and clicks are unchanged; its record says ``resumed``.
     ``overwrite``: run everything again. In-process runs always run again.
+    ``cluster``: a Ray address (or "local") to run each (case, step) on a Ray cluster
+    (:mod:`local_challenge.cluster`): the same entrypoint, flags, budget and outputs, written by
+    this process; resumable the same way.
     ``clicks_dir``: each case's clicks from ``clicks_dir/<case>.json`` (the challenge's format, e.g.
     a person's clicks saved by the viewer) instead of the simulated ones; step s takes the first s
     of each kind, as with simulated clicks.
@@ -371,12 +309,78 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
         "dataset_name": dataset_name}, overwrite=overwrite)
     result = LocalChallengeResult(output_dir)
     method = None
+    runner = None
+    if cluster is not None:
+        if docker_image or in_process or sandbox:
+            raise InputError("--cluster runs the entrypoint script on Ray workers; it does not combine with "
+                             "--docker, --in_process or --sandbox")
+        from autopet_common.ray_cluster import RayRunner
+
+        runner = RayRunner(cluster)
     if in_process:
         if docker_image:
             raise ValueError("in_process and docker_image exclude each other")
         method = load_in_process_method(model, entrypoint_args)
         model = model or method.name
     bar = tqdm(total=len(cases) * len(steps), desc="local challenge", unit="run", disable=not progress)
+    if runner is not None:
+        bar.write(f"local challenge on the Ray cluster {cluster}: {runner.describe()}")
+
+    def finish(job: dict, seconds: float, peak_mb: float | None, exit_code: int, timed_out: bool,
+               problem: str = "") -> None:
+        """A run's outputs into the output folder, its record, the ledger (local and cluster runs)."""
+        case_id, step, geometry, run_output, log_path = (job["case"], job["step"], job["geometry"], job["run_output"],
+                                                         job["log_path"])
+        if docker_image:
+            peak_mb = None  # the docker client's memory says nothing about the container
+        record = RunRecord(case_id, step, round(seconds, 3), None if peak_mb is None else round(peak_mb, 1), exit_code,
+                           over_budget=timed_out or seconds > time_budget, timed_out=timed_out)
+        mask_path, found = (None, problem or f"exit code {exit_code}") if exit_code != 0 or problem else \
+            collect_mask(run_output, job["mask_name"], geometry)
+        if timed_out:
+            found = f"killed after {timeout:g} s"
+        target = pred_dir / f"{case_id}_pred{step}.mha"
+        if mask_path is None:
+            record.output_ok, record.problem = False, found
+            write_mask(np.zeros(geometry.shape, np.uint8), geometry, target)  # scored as empty
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:] if log_path.is_file() else []
+            tqdm.write(f"run {case_id} step {step} failed: {found}; log {log_path}: " + " | ".join(tail),
+                       file=sys.stderr)
+            ledger.forget(f"{case_id}_step{step}")
+        else:
+            atomic_copy(mask_path, target)
+            report_path = logs_dir / f"{case_id}_step{step}.report.json"
+            if (run_output / REPORT_NAME).is_file():
+                atomic_copy(run_output / REPORT_NAME, report_path)
+            ledger.record(f"{case_id}_step{step}", [p for p in (target, log_path, report_path) if p.is_file()],
+                          {"inputs": job["inputs"], "clicks": job["clicks"], "run": asdict(record)})
+        result.runs.append(record)
+        if runner is not None:
+            bar.set_postfix_str(runner.progress())
+        else:
+            bar.set_postfix_str(f"{case_id} step {step}: {seconds:.1f} s")
+        bar.update(1)
+
+    def finish_remote(job: dict, remote, problem: str) -> None:
+        """A cluster run's log and output files written here, then :func:`finish`."""
+        from autopet_common.image_io import atomic_write_bytes
+
+        run_output = job["run_output"]
+        shutil.rmtree(run_output, ignore_errors=True)
+        run_output.mkdir(parents=True)
+        if remote is None:
+            atomic_write_bytes(job["log_path"], f"{problem}\n".encode())
+            finish(job, 0.0, None, -1, False, problem)
+            return
+        for relative, data in remote.files.items():
+            path = run_output / relative
+            if run_output.resolve() not in path.resolve().parents:
+                continue  # a name that leaves the run's folder: not written
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        atomic_write_bytes(job["log_path"], remote.log)
+        finish(job, remote.seconds, remote.peak_mb, remote.exit_code, remote.timed_out)
+    deferred_overlays: list = []
     for case in cases:
         ct, ct_geometry = read_image(case.ct_path, np.float32, check_finite=True, what=f"case {case.case_id} CT")
         pet, geometry = read_image(case.pet_path, np.float32, check_finite=True, what=f"case {case.case_id} PET")
@@ -419,6 +423,25 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
             if step == steps[0]:  # as the platform gives a job: its socket values, in today's shape
                 write_inputs_json(input_dir)
             run_output = work_dir / case.case_id / f"output_step{step}"
+            log_path = logs_dir / f"{case.case_id}_step{step}.log"
+            job = {"case": case.case_id, "step": step, "geometry": geometry, "run_output": run_output,
+                   "log_path": log_path, "mask_name": f"{ct_uuid}.mha", "inputs": case_inputs,
+                   "clicks": clicks_at_step(case_clicks, step)}
+            if runner is not None:  # the input folder's files travel with the task; the case's images once
+                files = {}
+                for path in sorted(p for p in input_dir.rglob("*") if p.is_file()):
+                    relative = str(path.relative_to(input_dir))
+                    shared = path.suffix == ".mha"
+                    files[relative] = runner.share(f"{case.case_id}/{relative}", path.read_bytes) if shared \
+                        else path.read_bytes()
+                from .cluster import OUTPUT_PLACEHOLDER, run_entrypoint_job
+
+                flags = entrypoint_flags(model, time_budget, ["--report", f"{OUTPUT_PLACEHOLDER}/{REPORT_NAME}",
+                                                              *entrypoint_args])
+                runner.submit(run_entrypoint_job, job, f"{case.case_id}_step{step}", files, flags, timeout,
+                              str(Path(entrypoint).resolve()))
+                runner.collect(finish_remote, block=False)
+                continue
             shutil.rmtree(run_output, ignore_errors=True)
             run_output.mkdir(parents=True)
             if docker_image:
@@ -436,44 +459,27 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
             else:
                 command = entrypoint_command(input_dir, run_output, Path(entrypoint), model, time_budget,
                                              ["--report", str(run_output / REPORT_NAME), *entrypoint_args])
-            log_path = logs_dir / f"{case.case_id}_step{step}.log"
             partial_log = log_path.with_name(f".{log_path.name}.part")  # renamed when the run ends
             seconds, peak_mb, exit_code, timed_out = run_process(command, partial_log, timeout)
             os.replace(partial_log, log_path)
-            if docker_image:
-                peak_mb = None  # the docker client's memory says nothing about the container
-            record = RunRecord(case.case_id, step, round(seconds, 3),
-                               None if peak_mb is None else round(peak_mb, 1), exit_code,
-                               over_budget=timed_out or seconds > time_budget, timed_out=timed_out)
-            mask_path, problem = (None, f"exit code {exit_code}") if exit_code != 0 else \
-                collect_mask(run_output, f"{ct_uuid}.mha", geometry)
-            if timed_out:
-                problem = f"killed after {timeout:g} s"
-            target = pred_dir / f"{case.case_id}_pred{step}.mha"
-            if mask_path is None:
-                record.output_ok, record.problem = False, problem
-                write_mask(np.zeros(geometry.shape, np.uint8), geometry, target)  # scored as empty
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-                tqdm.write(f"run {case.case_id} step {step} failed: {problem}; log {log_path}: "
-                           + " | ".join(tail), file=sys.stderr)
-                ledger.forget(f"{case.case_id}_step{step}")
-            else:
-                atomic_copy(mask_path, target)
-                report_path = logs_dir / f"{case.case_id}_step{step}.report.json"
-                if (run_output / REPORT_NAME).is_file():
-                    atomic_copy(run_output / REPORT_NAME, report_path)
-                ledger.record(f"{case.case_id}_step{step}", [p for p in (target, log_path, report_path) if p.is_file()],
-                              {"inputs": case_inputs, "clicks": clicks_at_step(case_clicks, step),
-                               "run": asdict(record)})
-            result.runs.append(record)
-            bar.set_postfix_str(f"{case.case_id} step {step}: {seconds:.1f} s")
-            bar.update(1)
-        if overlays:
+            finish(job, seconds, peak_mb, exit_code, timed_out)
+        if runner is not None:  # its runs may still be running: the overlay when all are back
+            runner.release(f"{case.case_id}/")  # its images leave the object store with its last run
+            deferred_overlays.append((case, case_clicks))
+        elif overlays:
             write_case_overlay(case.case_id, pet, label, geometry, case_clicks, pred_dir,
                                sorted({steps[0], steps[-1]}), output_dir / "overlays")
         del pet, label
-        if not keep_work:
+        if not keep_work and runner is None:
             shutil.rmtree(work_dir / case.case_id, ignore_errors=True)
+    if runner is not None:
+        runner.collect(finish_remote, block=True)
+        result.run_log_extra = {"cluster": runner.summary()}
+        for case, case_clicks in deferred_overlays if overlays else []:
+            pet, geometry = read_image(case.pet_path, np.float32, what=f"case {case.case_id} PET")
+            label = (read_image(case.label_path, what=f"case {case.case_id} label")[0] > 0).astype(np.uint8)
+            write_case_overlay(case.case_id, pet, label, geometry, case_clicks, pred_dir,
+                               sorted({steps[0], steps[-1]}), output_dir / "overlays")
     bar.close()
     if not keep_work:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -481,7 +487,9 @@ def run_local_challenge(cohort_dir: str | os.PathLike, output_dir: str | os.Path
     _write_runs_csv(output_dir / "runs.csv", result.runs)
     report_paths = [logs_dir / f"{r.case}_step{r.step}.report.json" for r in result.runs if r.output_ok]
     result.run_log = build_run_log(result.runs, model, docker_image, time_budget, report_paths)
-    result.run_log["mode"] = "in-process" if in_process else ("docker" if docker_image else "process per step")
+    result.run_log["mode"] = "in-process" if in_process else ("docker" if docker_image else
+                                                              ("Ray cluster" if runner else "process per step"))
+    result.run_log.update(result.run_log_extra)
     if method is not None and result.last_report is not None:  # in process: the method's own report
         result.run_log.update(result.last_report.model_fields())
     atomic_write_json(output_dir / "run_log.json", result.run_log)

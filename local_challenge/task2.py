@@ -49,7 +49,7 @@ def run_entrypoint(entrypoint: Path, input_dir: Path, output_dir: Path, model: s
         cmd += ["--model", str(model)]
     # The shared runner measures the child's own peak memory (a child forked straight from
     # this process would report at least this process's RSS).
-    from .runner import run_process
+    from .process import run_process
 
     seconds, peak_mb, exit_code, timed_out = run_process(cmd, log_path, timeout)
     return {"seconds": seconds, "peak_rss_mb": peak_mb, "exit_code": exit_code, "timed_out": timed_out,

@@ -86,9 +86,12 @@ def build_app(args: argparse.Namespace):
 
 @entrypoint(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
-    import uvicorn
-
     args = build_parser().parse_args(argv)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise InputError("the viewer needs its extra: pip install '.[viewer]' (./setup.sh installs it)") from None
     app = build_app(args)
     print(f"{PROG}: serving http://{args.host}:{args.port}/ (API docs at /docs); Ctrl+C stops", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
