@@ -87,16 +87,6 @@ class LocalChallengeResult:
 
 # ----------------------------------------------------------------------------- cohort
 
-def _image_with_stem(folder: Path, stem: str) -> Path | None:
-    from autopet_common.image_io import IMAGE_SUFFIXES
-
-    for suffix in IMAGE_SUFFIXES:
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def discover_cohort(cohort_dir: str | os.PathLike, dataset_name: str = "FDG-PETCT") -> list[CohortCase]:
     """Cases of an nnU-Net raw cohort (imagesTr + labelsTr, or imagesTs + labelsTs), sorted by id.
 
@@ -105,33 +95,22 @@ def discover_cohort(cohort_dir: str | os.PathLike, dataset_name: str = "FDG-PETC
     Raises :class:`autopet_common.errors.InputError` for a missing folder, a case without PET
     or without label.
     """
-    from autopet_common.errors import InputError
-    from autopet_common.image_io import list_images, strip_image_suffix
+    from autopet_common.raw_layout import raw_cohort
 
     cohort_dir = Path(cohort_dir)
     if not cohort_dir.is_dir():
         raise InputError(f"cohort folder not found: {cohort_dir}")
-    for images_name, labels_name in (("imagesTr", "labelsTr"), ("imagesTs", "labelsTs")):
-        images, labels = cohort_dir / images_name, cohort_dir / labels_name
-        if images.is_dir():
-            break
-    else:
+    found = raw_cohort(cohort_dir)
+    if found is None:
         raise InputError(f"{cohort_dir} is not an nnU-Net raw cohort: no imagesTr/ (or imagesTs/) folder")
+    images, labels, raw_cases = found
     if not labels.is_dir():
-        raise InputError(f"{cohort_dir}: {labels_name}/ not found; the local challenge needs labels to score")
+        raise InputError(f"{cohort_dir}: {labels.name}/ not found; the local challenge needs labels to score")
     cases = []
-    for ct_path in list_images(images):
-        stem = strip_image_suffix(ct_path)
-        if not stem.endswith("_0000"):
-            continue
-        case_id = stem[: -len("_0000")]
-        pet_path = _image_with_stem(images, f"{case_id}_0001")
-        if pet_path is None:
-            raise InputError(f"case {case_id}: PET image {images / (case_id + '_0001')}.* not found")
-        label_path = _image_with_stem(labels, case_id)
-        if label_path is None:
-            raise InputError(f"case {case_id}: label {labels / case_id}.* not found")
-        cases.append(CohortCase(case_id, ct_path, pet_path, label_path, dataset_name))
+    for raw in raw_cases:
+        if raw.label_path is None:
+            raise InputError(f"case {raw.case_id}: label {labels / raw.case_id}.* not found")
+        cases.append(CohortCase(raw.case_id, raw.ct_path, raw.pet_path, raw.label_path, dataset_name))
     if not cases:
         raise InputError(f"no cases (<case>_0000 CT images) in {images}")
     return cases

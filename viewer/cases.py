@@ -47,30 +47,13 @@ class LoadedCase:
 
 
 def _raw_cases(folder: Path) -> list[CaseSource]:
-    from autopet_common.image_io import IMAGE_SUFFIXES, list_images, strip_image_suffix
+    from autopet_common.raw_layout import raw_cohort
 
-    def with_stem(where: Path, stem: str) -> Path | None:
-        return next((where / f"{stem}{s}" for s in IMAGE_SUFFIXES if (where / f"{stem}{s}").is_file()), None)
-
-    for images_name, labels_name in (("imagesTr", "labelsTr"), ("imagesTs", "labelsTs")):
-        images, labels = folder / images_name, folder / labels_name
-        if images.is_dir():
-            break
-    else:
+    found = raw_cohort(folder)
+    if found is None:
         return []
-    cases = []
-    for ct_path in list_images(images):
-        stem = strip_image_suffix(ct_path)
-        if not stem.endswith("_0000"):
-            continue
-        name = stem[: -len("_0000")]
-        pet_path = with_stem(images, f"{name}_0001")
-        if pet_path is None:
-            raise InputError(f"case {name}: PET image {images / (name + '_0001')}.* not found")
-        label = with_stem(labels, name) if labels.is_dir() else None
-        dataset = "PSMA-FDG-PETCT" if "PSMA" in name.upper() else "FDG-PETCT"
-        cases.append(CaseSource(name, ct_path, pet_path, label, dataset))
-    return cases
+    return [CaseSource(raw.case_id, raw.ct_path, raw.pet_path, raw.label_path,
+                       "PSMA-FDG-PETCT" if "PSMA" in raw.case_id.upper() else "FDG-PETCT") for raw in found[2]]
 
 
 def _job_case(folder: Path) -> CaseSource | None:
