@@ -87,11 +87,14 @@ class TileCache:
         padded[(slice(None), *self.unpad[1:])] = clicks
         return padded
 
-    def _run(self, indices: list[int], clicks: np.ndarray) -> None:
+    def _run(self, indices: list[int], clicks: np.ndarray) -> dict[int, Any]:
+        """The weighted outputs of the tiles ``indices`` (nothing kept until all are done, so an
+        interrupted call leaves the cache as it was)."""
         import torch
 
         amp = torch.autocast(self.predictor.device.type) if self.predictor.device.type == "cuda" else _Null()
         click_tensor = torch.from_numpy(clicks)
+        outputs = {}
         with torch.inference_mode(), amp:
             for start in range(0, len(indices), TILE_BATCH):
                 batch = indices[start:start + TILE_BATCH]
@@ -105,7 +108,8 @@ class TileCache:
                     out = fold if out is None else out + fold
                 out = out / len(self.networks) * self.gaussian
                 for n, t in enumerate(batch):
-                    self.outputs[t] = out[n].clone()
+                    outputs[t] = out[n].clone()
+        return outputs
 
     def logits(self, clicks: np.ndarray) -> tuple[Any, tuple[slice, ...] | None]:
         import torch
@@ -117,8 +121,10 @@ class TileCache:
         else:  # the tiles whose input changed: a click's ball or Gaussian lies (partly) inside them
             differs = np.any(self.clicks != padded, axis=0)
             todo = [t for t, tile in enumerate(self.tiles) if differs[tile].any()]
+        new = self._run(todo, padded)
         old = {t: self.outputs[t] for t in todo}
-        self._run(todo, padded)
+        for t, output in new.items():
+            self.outputs[t] = output
         if self.blended is None:
             classes = self.outputs[0].shape[0]
             self.blended = torch.zeros((classes, *self.padded_shape), dtype=torch.float32)
