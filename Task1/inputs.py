@@ -29,6 +29,18 @@ def resample_onto(array: Any, geometry: Any, target: Any, default_value: float) 
     return sitk.GetArrayFromImage(moved).transpose(2, 1, 0)
 
 
+def ct_on_pet_grid(ct: Any, ct_geometry: Any, pet_geometry: Any) -> Any:
+    """The CT on the PET's grid: as it is when the grids agree, else resampled (linear, -1024 HU
+    outside) with a warning; masks are written on the PET grid."""
+    from autopet_common.image_io import same_grid
+
+    if same_grid(ct_geometry, pet_geometry):
+        return ct
+    log.warning("CT and PET grids differ: resampling CT (linear, -1024 HU outside) onto the "
+                "PET grid %s; the mask is written on the PET grid", pet_geometry.shape)
+    return resample_onto(ct, ct_geometry, pet_geometry, default_value=-1024.0)
+
+
 def read_task1_clicks(input_dir: Path, shape: Sequence[int]) -> dict[str, list[list[int]]]:
     """Clicks from ``lesion-clicks.json`` inside the image; absent or empty file = step 0."""
     from autopet_common.click_io import read_clicks_json, split_clicks_inside
@@ -59,7 +71,7 @@ def read_task1_pet(input_dir: Path):
 def read_task1_inputs(input_dir: Path):
     """(CT path, CT on the PET grid, PET, PET geometry, clicks inside the image), checked."""
     import numpy as np
-    from autopet_common.image_io import degenerate_image_problem, find_single_image, read_image, same_grid
+    from autopet_common.image_io import degenerate_image_problem, find_single_image, read_image
 
     ct_path = find_single_image(input_dir / TASK1_CT_SUBDIR, "CT")
     pet_path, pet, geometry = read_task1_pet(input_dir)
@@ -70,10 +82,7 @@ def read_task1_inputs(input_dir: Path):
         problem = degenerate_image_problem(array, name)
         if problem:
             log.warning("the %s image %s %s", name, path.name, problem)
-    if not same_grid(ct_geometry, geometry):
-        log.warning("CT and PET grids differ: resampling CT (linear, -1024 HU outside) onto the "
-                    "PET grid %s; the mask is written on the PET grid", geometry.shape)
-        ct = resample_onto(ct, ct_geometry, geometry, default_value=-1024.0)
+    ct = ct_on_pet_grid(ct, ct_geometry, geometry)
     return ct_path, ct, pet, geometry, read_task1_clicks(input_dir, geometry.shape)
 
 

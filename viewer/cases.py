@@ -100,13 +100,12 @@ def find_cases(cohort: str | os.PathLike | None = None, pairs: Iterable[Sequence
 def load_case(source: CaseSource) -> LoadedCase:
     """Read a case: PET (SUV) and CT on the PET grid (resampled when the grids differ), label on
     the same grid; :class:`InputError` naming the file for a missing, corrupt or mismatched one."""
-    from autopet_common.image_io import check_same_grid, read_image, same_grid
-    from Task1.inputs import resample_onto
+    from autopet_common.image_io import check_same_grid, read_image
+    from Task1.inputs import ct_on_pet_grid
 
     pet, geometry = read_image(source.pet_path, dtype=np.float32, check_finite=True, what=f"case {source.name} PET")
     ct, ct_geometry = read_image(source.ct_path, dtype=np.float32, check_finite=True, what=f"case {source.name} CT")
-    if not same_grid(ct_geometry, geometry):
-        ct = resample_onto(ct, ct_geometry, geometry, default_value=-1024.0)
+    ct = ct_on_pet_grid(ct, ct_geometry, geometry)
     label = None
     if source.label_path is not None:
         label, label_geometry = read_image(source.label_path, what=f"case {source.name} label")

@@ -205,14 +205,12 @@ def create_app(method: Any, cases: Sequence[CaseSource], *, store: SessionStore 
         return await run_in_threadpool(_open_upload, files)
 
     def _open_upload(files: dict) -> dict[str, Any]:
-        from autopet_common.image_io import same_grid
-        from Task1.inputs import resample_onto
+        from autopet_common.image_io import strip_image_suffix
+        from Task1.inputs import ct_on_pet_grid
 
         ct, ct_geometry = _read_upload(*files["CT"], "CT")
         pet, geometry = _read_upload(*files["PET"], "PET")
-        if not same_grid(ct_geometry, geometry):
-            ct = resample_onto(ct, ct_geometry, geometry, default_value=-1024.0)
-        from autopet_common.image_io import strip_image_suffix
+        ct = ct_on_pet_grid(ct, ct_geometry, geometry)
 
         name = f"upload:{strip_image_suffix(Path(files['PET'][1] or 'pet.nii.gz'))}"
         return open_session(LoadedCase(name, ct, pet, None, geometry))
