@@ -133,6 +133,12 @@ def _driver(cohort_dir: Path, output: Path, address: str) -> list[str]:
             "--model", "model-free", "--cluster", address, "--no_progress", "--no_overlays"]
 
 
+def _start_driver(cohort_dir: Path, output: Path, address: str, log: Path) -> subprocess.Popen:
+    """The local challenge on the cluster as its own process (its own session, so it can be killed whole)."""
+    return subprocess.Popen(_driver(cohort_dir, output, address), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=log.open("w"), start_new_session=True)
+
+
 def _hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((folder / "predictions").iterdir())}
 
@@ -164,8 +170,7 @@ def cluster(cohort):
 def test_driver_killed_and_restarted_repeats_no_finished_run(cohort, cluster):
     tmp, cohort_dir, local = cohort
     output = tmp / "killed_driver"
-    driver = subprocess.Popen(_driver(cohort_dir, output, cluster.address), cwd=REPO, env=_env(),
-                              stdout=subprocess.DEVNULL, stderr=(tmp / "driver1.log").open("w"), start_new_session=True)
+    driver = _start_driver(cohort_dir, output, cluster.address, tmp / "driver1.log")
     _wait_for_predictions(output, 6, driver)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
@@ -186,15 +191,14 @@ def test_driver_killed_and_restarted_repeats_no_finished_run(cohort, cluster):
 def test_two_node_cluster_equals_local_run_and_survives_a_lost_worker(cohort, cluster):
     tmp, cohort_dir, local = cohort
     output = tmp / "cluster_run"
-    driver = subprocess.Popen(_driver(cohort_dir, output, cluster.address), cwd=REPO, env=_env(),
-                              stdout=subprocess.PIPE, stderr=(tmp / "driver2.log").open("w"), text=True)
+    driver = _start_driver(cohort_dir, output, cluster.address, tmp / "driver2.log")
     _wait_for_predictions(output, 2, driver)
     deadline = time.time() + 300
     while cluster.runs_on_worker() == 0 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.05)
     assert cluster.runs_on_worker() > 0, "no run was ever seen on the worker node"
     cluster.kill_worker()  # mid-run: the worker node's runs are lost with it
-    out, _ = driver.communicate(timeout=900)
+    driver.wait(timeout=900)
     assert driver.returncode == 0, (tmp / "driver2.log").read_text()[-3000:]
     run_log = json.loads((output / "run_log.json").read_text())
     assert run_log["mode"] == "Ray cluster"
