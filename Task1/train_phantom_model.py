@@ -139,28 +139,49 @@ def varied_phantom(seed: int, n: int, *, max_voxels: int = 176):
     return case
 
 
+def randomised_phantom(seed: int, n: int):
+    """Case ``n`` of the domain-randomised training set of ``seed`` (tracer alternating; see
+    :mod:`autopet_common.phantoms.randomised`). Deterministic in (seed, n)."""
+    from autopet_common.phantoms.randomised import randomised_petct_case
+
+    return randomised_petct_case(("FDG", "PSMA")[n % 2], [seed, n, 20261204], case_id=f"phantom_{n:03d}")
+
+
+def mixed_phantom(seed: int, n: int):
+    """Case ``n`` of the mixed training set: :func:`varied_phantom` for every third case (the
+    standard anatomy stays in the training distribution), :func:`randomised_phantom` otherwise."""
+    return varied_phantom(seed, n) if n % 3 == 0 else randomised_phantom(seed, n)
+
+
+# --phantoms: training set name -> case maker (seed, n)
+PHANTOM_SETS = {"varied": varied_phantom, "randomised": randomised_phantom, "mixed": mixed_phantom}
+
+
 def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, *,
-                            progress: bool = True, organs: bool = False) -> Path:
-    """Write ``n_cases`` cases of :func:`varied_phantom` in the autoPET layout; returns the folder.
+                            progress: bool = True, organs: bool = False, phantoms: str = "varied") -> Path:
+    """Write ``n_cases`` cases of the training set ``phantoms`` (:data:`PHANTOM_SETS`:
+    :func:`varied_phantom` or :func:`randomised_phantom`) in the autoPET layout; returns the folder.
     With ``organs``, also ``organsTr/<case>.nii.gz`` organ maps (see :func:`write_organ_map`)."""
     from tqdm import tqdm
 
+    make_case = PHANTOM_SETS[phantoms]
     out = Path(out_dir)
     (out / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)
-    for n in tqdm(range(n_cases), desc="training phantoms", unit="case", disable=not progress):
-        _write_case(out, f"phantom_{n:03d}", varied_phantom(seed, n), organs=organs)
+    for n in tqdm(range(n_cases), desc=f"{phantoms} training phantoms", unit="case", disable=not progress):
+        _write_case(out, f"phantom_{n:03d}", make_case(seed, n), organs=organs)
     return out
 
 
 def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
                         dataset_id: int = 777, n_cases: int = 60, trainer: str | None = None,
                         configuration: str = CPU_CONFIGURATION, fold: str = "0", seed: int = 0,
-                        fixed_grid: bool = False, organs: bool = False) -> Path:
+                        fixed_grid: bool = False, organs: bool = False, phantoms: str = "varied") -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given).
     With ``organs``: the phantoms' organ maps go through ``convert_dataset --organs`` and
     ``-preprocessor_name autoPETOrganPreprocessor`` (use an organ-supervised trainer). ``trainer``
-    None: ``ORGAN_TRAINER`` with ``organs``, else ``autoPETTrainerClicks_cpu`` (the two shipped models')."""
+    None: ``ORGAN_TRAINER`` with ``organs``, else ``autoPETTrainerClicks_cpu`` (the two shipped models').
+    ``phantoms``: the training set (:data:`PHANTOM_SETS`)."""
     trainer = trainer or (ORGAN_TRAINER if organs else "autoPETTrainerClicks_cpu")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -171,7 +192,7 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
     if fixed_grid:
         source = write_phantom_source(work / "source", n_cases, seed, organs=organs)
     else:
-        source = write_training_phantoms(work / "source", n_cases, seed, organs=organs)
+        source = write_training_phantoms(work / "source", n_cases, seed, organs=organs, phantoms=phantoms)
     name = "PhantomClicksOrgans" if organs else "PhantomClicks"
     run_logged([sys.executable, "-m", "Task1.convert_dataset", str(source), "--nnunet_raw", env["nnUNet_raw"],
                 "-d", str(dataset_id), "--name", name, "--overwrite", "--no_progress",
@@ -188,7 +209,7 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
                                                     plan_args=plan_args)
     return finish_recipe(model, out, module="Task1.train_phantom_model", fold=fold, **CLICK_EXPORT, record={
         "cases": n_cases, "seed": seed, "trainer": trainer, "configuration": configuration, "fold": fold,
-        "fixed_grid": fixed_grid, "organs": organs, "training_seconds": round(training_seconds, 1)})
+        "fixed_grid": fixed_grid, "organs": organs, "phantoms": phantoms, "training_seconds": round(training_seconds, 1)})
 
 
 @entrypoint("python -m Task1.train_phantom_model")
@@ -215,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="organ supervision: write the phantoms' organ maps, convert with --organs, preprocess "
                              "with -preprocessor_name autoPETOrganPreprocessor (default trainer "
                              "autoPETTrainerClicks_cpu_organs_lesionpatches, the default model's)")
+    parser.add_argument("--phantoms", choices=sorted(PHANTOM_SETS), default="varied",
+                        help="training set: varied (the standard anatomy with varied grid, uptake and physics; "
+                             "models/task1_phantom), randomised (domain-randomised anatomy, uptake, field of "
+                             "view and physics, autopet_common/phantoms/randomised.py) or mixed (every third "
+                             "case varied, the others randomised; models/task1_phantom_organs)")
     parser.add_argument("--fixed_grid", action="store_true",
                         help="identical tiny 40x40x32 phantoms instead of the varied set (pipeline checks)")
     args = parser.parse_args(argv)
@@ -224,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = train_phantom_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_cases=args.cases,
                                     trainer=args.trainer, configuration=args.configuration, fold=args.fold,
-                                    seed=args.seed, fixed_grid=args.fixed_grid, organs=args.organs)
+                                    seed=args.seed, fixed_grid=args.fixed_grid, organs=args.organs,
+                                    phantoms=args.phantoms)
     except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
         print(f"python -m Task1.train_phantom_model: error: {exc}", file=sys.stderr)
         return 1

@@ -173,6 +173,9 @@ def build_parser() -> ArgumentParser:
                         help="write N validation phantoms of the training generator into --work/cohort")
     parser.add_argument("--seed", type=seed, default=2000,
                         help="phantom seed for --make_phantoms (training uses 0; default 2000)")
+    parser.add_argument("--phantoms", choices=["varied", "randomised", "mixed"], default="varied",
+                        help="training set whose generator --make_phantoms uses (Task1.train_phantom_model "
+                             "--phantoms; default varied)")
     parser.add_argument("--work", default="work_dirs/tune_recipe", help="folder for phantoms and the table")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
     parser.add_argument("--grow", type=float, nargs="+", default=[g for g in GROW if g is not None],
@@ -196,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.seed == 0:
             raise InputError("--seed 0 is the training seed: validation phantoms need another seed")
-        cohort = write_training_phantoms(work / "cohort", args.make_phantoms, seed=args.seed)
+        cohort = write_training_phantoms(work / "cohort", args.make_phantoms, seed=args.seed, phantoms=args.phantoms)
     else:
         cohort = Path(args.cohort)
     result = tune_recipe(args.model, cohort, thresholds=args.thresholds, grow=[None, *args.grow], device=args.device)
@@ -206,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nbest: {result['best']['setting']} (table in {work / TUNING_FILE})")
     if args.write:
         model = Path(args.model)
-        source = (f"{args.make_phantoms} validation phantoms of the training generator, seed {args.seed}"
+        source = (f"{args.make_phantoms} validation phantoms of the {args.phantoms} training generator, seed {args.seed}"
                   if args.make_phantoms is not None else f"the cohort {cohort}")
         recipe = recipe_for(result["best"], description=f"chosen by python -m Task1.tune_recipe on {source} "
                                                         f"(objective DSC@10 + AUC-DSC / 10); see {TUNING_FILE}")

@@ -1,16 +1,26 @@
 """Benchmark of Task 1 methods on held-out phantoms: the 11-step protocol, time and memory.
 
-    .venv/bin/python benchmarks/bench_task1_model.py [--cases 8] [--noclick_model DIR]
+    .venv/bin/python benchmarks/bench_task1_model.py [--cases 8] [--cohort standard] [--noclick_model DIR]
 
-1. Held-out phantoms: ``--cases`` cases (FDG and PSMA alternating; 128x128x96 at 4x4x6 mm and
-   200x200x160 at 3x3x4.5 mm in turn: grids and spacings the shipped model never trained on;
-   seeds ``[--seed, n]``, disjoint from the training seeds; 1 to 12 lesions each) written as a
-   raw cohort. ``--varied`` uses the training generator's variation (other uptake, blur, noise,
-   calibration, distractors, body position) with held-out seeds instead.
+1. Held-out phantoms (``--cohort``), ``--cases`` cases, FDG and PSMA alternating, seeds
+   ``[--seed, n]`` (disjoint from the training seeds), written as a raw cohort:
+
+   - ``standard`` (set (a) of issue 33): 128x128x96 at 4x4x6 mm and 200x200x160 at 3x3x4.5 mm in
+     turn, 1 to 12 lesions each; ``varied`` (or ``--varied``): the varied training generator's
+     variation (other uptake, blur, noise, calibration, distractors, body position);
+   - ``full`` (set (b)): the standard anatomy at the real autoPET grid, 400x400x326 at
+     2.04x2.04x3 mm (``autopet-phantoms task1 --size full``), 1 to 12 lesions each;
+   - ``second`` (set (c)): :mod:`autopet_common.phantoms.second_anatomy`, a body no training
+     generator can make (no bones, other organ shapes and places, a stomach or duodenum, uniform
+     lesions, additive noise), on 128x128x160 at 4x4x6 mm and 160x160x200 at 3.5x3.5x5 mm in
+     turn; ``second_full``: the same anatomy at the real grid.
 2. Each method runs in its own process (peak RSS of that process): the challenge's 10 + 10
    clicks per case (:func:`clicks.simulate_clicks`), steps 0..10 with the model loaded once
    (:func:`Task1.session.open_method`, the entrypoint's road and post-processing), scored with
-   the project's metrics. Methods: the shipped click model, the model-free baseline (the
+   the project's metrics. With ``--incremental`` (the default for the full-size cohorts) the
+   method keeps its sliding-window tiles between steps (``open_method(..., incremental=True)``,
+   the viewer's road: masks equal to a full prediction, tested in ``test/test_viewer.py``), so
+   11 steps of a full-size case cost about one cold step. Methods: the shipped click model, the model-free baseline (the
    reference, always measured), with ``--noclick_model`` the same network trained without
    clicks (``python -m Task1.train_phantom_model --trainer autoPETTrainerClicks_cpu_noclicks``),
    and ``--extra NAME=FOLDER`` rows for any other model folder (MONAI models:
@@ -19,8 +29,12 @@
    process per step (as Grand Challenge runs it) and ``--in_process``; the masks must be
    identical; the table reports both wall times.
 
+4. ``--cold_step``: the first case through ``inference.py`` at step 10 in its own process, as
+   Grand Challenge runs one step (wall time and peak RSS), for each model method.
+
 Prints Markdown tables (mean over cases; AUC by the trapezoid rule over steps 0..10; time per
-step is the median over cases of the in-process time per step).
+step is the median over cases of the in-process time per step) and the click criterion of issue
+33: the share of the step-0 error the clicks remove, (DSC@10 - DSC@0) / (1 - DSC@0).
 """
 from __future__ import annotations
 
@@ -38,23 +52,39 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 STEPS = list(range(11))
 SIZES = ("small", "medium")
+COHORTS = ("standard", "varied", "full", "second", "second_full")
+# the second anatomy's grids (shape, spacing): whole trunk and head in the field of view
+SECOND_GRIDS = (((128, 128, 160), (4.0, 4.0, 6.0)), ((160, 160, 200), (3.5, 3.5, 5.0)))
+FULL_GRID = ((400, 400, 326), (2.04, 2.04, 3.0))
 
 
-def write_heldout_cohort(out: Path, n_cases: int, seed: int, varied: bool, *, organs: bool = False) -> Path:
+def write_heldout_cohort(out: Path, n_cases: int, seed: int, varied: bool | str, *, organs: bool = False) -> Path:
     """Raw cohort (imagesTr/<case>_0000, _0001, labelsTr/<case>; with ``organs`` also
-    organsTr/<case>) of held-out phantoms."""
+    organsTr/<case>) of held-out phantoms of cohort ``varied`` (one of :data:`COHORTS`; True is
+    ``"varied"``, False ``"standard"``)."""
     from autopet_common.image_io import write_image, write_mask
     from autopet_common.phantoms import make_petct_case
+    from autopet_common.phantoms.second_anatomy import second_anatomy_case
     from Task1.train_phantom_model import varied_phantom
 
+    kind = {True: "varied", False: "standard"}.get(varied, varied)
+    if kind not in COHORTS:
+        raise ValueError(f"unknown cohort {kind!r}; choose one of {', '.join(COHORTS)}")
     for n in range(n_cases):
         tracer = ("FDG", "PSMA")[n % 2]
         size = SIZES[(n // 2) % 2]
-        if varied:
+        lesions = int(np.random.default_rng([seed, n, 7]).integers(1, 13))
+        if kind == "varied":
             case = varied_phantom(seed, n)
             case_id = f"HELDOUT_VARIED_{case.tracer}_{n:03d}"
+        elif kind == "full":
+            case = make_petct_case(size="full", tracer=tracer, seed=[seed, n], n_lesions=lesions)
+            case_id = f"HELDOUT_FULL_{tracer}_{n:03d}"
+        elif kind.startswith("second"):
+            shape, spacing = FULL_GRID if kind == "second_full" else SECOND_GRIDS[(n // 2) % 2]
+            case = second_anatomy_case(tracer, [seed, n], size=None, shape=shape, spacing=spacing)
+            case_id = f"HELDOUT_{kind.upper()}_{tracer}_{n:03d}"
         else:
-            lesions = int(np.random.default_rng([seed, n, 7]).integers(1, 13))
             case = make_petct_case(size=size, tracer=tracer, seed=[seed, n], n_lesions=lesions)
             case_id = f"HELDOUT_{tracer}_{size}_{n:03d}"
         write_image(np.round(case.ct).astype(np.int16), case.geometry, out / "imagesTr" / f"{case_id}_0000.nii.gz")
@@ -67,7 +97,7 @@ def write_heldout_cohort(out: Path, n_cases: int, seed: int, varied: bool, *, or
     return out
 
 
-def worker(model: str, cohort: Path, result_path: Path) -> None:
+def worker(model: str, cohort: Path, result_path: Path, incremental: bool = False) -> None:
     """One method on every case: metrics per step and seconds per step, as JSON."""
     from autopet_common.image_io import atomic_write_json, read_image
     from clicks import simulate_clicks
@@ -76,7 +106,7 @@ def worker(model: str, cohort: Path, result_path: Path) -> None:
     from Task1.session import open_method, predict_steps
 
     started = time.perf_counter()
-    method = open_method(model, device="cpu")
+    method = open_method(model, device="cpu", incremental=incremental)
     load_s = time.perf_counter() - started
     cases = {}
     for case, (ct_path, pet_path) in find_case_images(cohort / "imagesTr").items():
@@ -94,13 +124,14 @@ def worker(model: str, cohort: Path, result_path: Path) -> None:
     atomic_write_json(result_path, {"model": method.name, "load_s": load_s, "cases": cases})
 
 
-def run_method(name: str, model: str, cohort: Path, work: Path) -> dict:
+def run_method(name: str, model: str, cohort: Path, work: Path, incremental: bool = False) -> dict:
     from local_challenge.runner import run_process
 
     result_path = work / f"result_{name}.json"
     log = work / f"log_{name}.txt"
-    seconds, peak_mb, code, _ = run_process([sys.executable, __file__, "--worker", model, "--cohort", str(cohort),
-                                             "--result", str(result_path)], log, None)
+    seconds, peak_mb, code, _ = run_process([sys.executable, __file__, "--worker", model, "--worker_cohort", str(cohort),
+                                             "--result", str(result_path)] + (["--incremental"] if incremental else []),
+                                            log, None)
     if code != 0:
         raise SystemExit(f"{name} failed ({code}); log {log}:\n{log.read_text()[-2000:]}")
     result = json.loads(result_path.read_text())
@@ -117,6 +148,33 @@ def summarise(result: dict) -> dict:
     return {"per_step": per_step, "auc": auc,
             "seconds_per_step": statistics.median(c["seconds_per_step"] for c in cases),
             "peak_rss_mb": result["peak_rss_mb"], "load_s": result["load_s"]}
+
+
+def cold_step(model: str, cohort: Path, work: Path, step: int = 10) -> dict:
+    """The first case of ``cohort`` through ``inference.py`` at ``step``, in its own process as
+    Grand Challenge runs one step: wall seconds and peak RSS (MB)."""
+    from autopet_common.click_io import clicks_at_step, write_clicks_json
+    from autopet_common.image_io import read_image, write_image
+    from clicks import simulate_clicks
+    from local_challenge.runner import run_process
+    from Task1.batch_predict import find_case_images
+
+    case, (ct_path, pet_path) = next(iter(find_case_images(cohort / "imagesTr").items()))
+    folder = work / f"cold_{Path(model).name}"
+    for kind, path in (("ct", ct_path), ("pet", pet_path)):
+        image, geometry = read_image(path, np.float32)
+        write_image(image, geometry, folder / "input" / "images" / kind / f"{kind}.mha")
+    label, _ = read_image(cohort / "labelsTr" / f"{case}.nii.gz")
+    pet, _ = read_image(pet_path, np.float32)
+    clicks = simulate_clicks((label > 0).astype(np.uint8), pet, dataset_name="FDG-PETCT", case=case)
+    write_clicks_json(folder / "input" / "lesion-clicks.json", clicks_at_step(clicks, step), gc_format=True)
+    seconds, peak_mb, code, _ = run_process([sys.executable, str(REPO / "inference.py"), "--input",
+                                             str(folder / "input"), "--output", str(folder / "output"),
+                                             "--model", model, "--device", "cpu"], work / f"cold_{Path(model).name}.log",
+                                            None)
+    if code != 0:
+        raise SystemExit(f"inference.py failed ({code}) on {case}; log {work / f'cold_{Path(model).name}.log'}")
+    return {"case": case, "step": step, "seconds": seconds, "peak_rss_mb": peak_mb}
 
 
 def identity_check(model: str, cohort: Path, work: Path, n_cases: int) -> dict:
@@ -158,6 +216,12 @@ def print_tables(summaries: dict, reference: str, n_cases: int, cohort_kind: str
     print("\nMean DSC per step 0..10:\n")
     for name, s in summaries.items():
         print(f"- {name}: " + ", ".join(_f(v, 2) for v in s["per_step"]["dice"]))
+    print("\nClick criterion (issue 33): share of the step-0 error removed, (DSC@10 - DSC@0) / (1 - DSC@0); "
+          "gain DSC@10 - DSC@0:\n")
+    for name, s in summaries.items():
+        d0, d10 = s["per_step"]["dice"][0], s["per_step"]["dice"][-1]
+        share = (d10 - d0) / (1 - d0) if d0 < 1 else float("nan")
+        print(f"- {name}: {share:.0%} of the error removed, gain {d10 - d0:+.3f}")
 
 
 def main(argv=None) -> int:
@@ -166,7 +230,14 @@ def main(argv=None) -> int:
     parser.add_argument("--noclick_model", default=None, help="the same network trained without clicks")
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1000, help="phantom seed (training used 0)")
-    parser.add_argument("--varied", action="store_true", help="held-out phantoms with the training variation")
+    parser.add_argument("--cohort", choices=COHORTS, default="standard",
+                        help="held-out set: standard (a), varied, full (b: the real grid), second (c: another "
+                             "anatomy), second_full (c at the real grid); default standard")
+    parser.add_argument("--varied", action="store_true", help="the same as --cohort varied")
+    parser.add_argument("--incremental", action="store_true",
+                        help="keep the sliding-window tiles between steps (exact; default for full-size cohorts)")
+    parser.add_argument("--cold_step", action="store_true",
+                        help="also time one cold inference.py step 10 (own process, peak RSS) on the first case")
     parser.add_argument("--methods", default="click,noclick,model-free",
                         help="comma-separated subset of click,noclick,model-free (noclick needs --noclick_model; "
                              "the model-free reference is always measured)")
@@ -176,15 +247,18 @@ def main(argv=None) -> int:
     parser.add_argument("--identity_cases", type=int, default=1, help="cases for the process/in-process check")
     parser.add_argument("--json", default=None, help="also write the summaries here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--cohort", help=argparse.SUPPRESS)
+    parser.add_argument("--worker_cohort", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, Path(args.cohort), Path(args.result))
+        worker(args.worker, Path(args.worker_cohort), Path(args.result), incremental=args.incremental)
         return 0
+    kind = "varied" if args.varied else args.cohort
+    incremental = args.incremental or kind in ("full", "second_full")
     with tempfile.TemporaryDirectory(prefix="bench_task1_model.") as tmp:
         work = Path(tmp)
-        cohort = write_heldout_cohort(work / "cohort", args.cases, args.seed, args.varied)
+        print(f"writing {args.cases} {kind} held-out phantoms ...", file=sys.stderr, flush=True)
+        cohort = write_heldout_cohort(work / "cohort", args.cases, args.seed, kind)
         wanted = {m.strip() for m in args.methods.split(",")} | {"model-free"}
         methods = {}
         if "click" in wanted:
@@ -200,8 +274,16 @@ def main(argv=None) -> int:
         summaries = {}
         for n, (name, model) in enumerate(methods.items()):
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            summaries[name] = summarise(run_method(f"method{n}", model, cohort, work))
-        print_tables(summaries, "model-free baseline (reference)", args.cases, "varied" if args.varied else "standard")
+            summaries[name] = summarise(run_method(f"method{n}", model, cohort, work, incremental))
+        print_tables(summaries, "model-free baseline (reference)", args.cases, kind)
+        if args.cold_step:
+            cold = {name: cold_step(model, cohort, work) for name, model in methods.items() if model != "model-free"}
+            print("\n**One cold step** (`inference.py`, own process, step 10, first case):\n")
+            print("| method | case | wall (s) | peak RSS (MB) |")
+            print("|---|---|---:|---:|")
+            for name, row in cold.items():
+                print(f"| {name} | {row['case']} | {row['seconds']:.1f} | {row['peak_rss_mb'] or float('nan'):.0f} |")
+                summaries[name]["cold_step"] = row
         identity = None
         if args.identity_cases:
             print("process-per-step versus in-process ...", file=sys.stderr, flush=True)

@@ -376,6 +376,14 @@ class autoPETTrainerClicks_cpu_organs_caseclicks(autoPETTrainerClicks_cpu_organs
     click_case_extra_lesions = 11
 
 
+class autoPETTrainerClicks_cpu_organs_randomised(autoPETTrainerClicks_cpu_organs_lesionpatches):
+    """``_cpu_organs_lesionpatches`` trained 30 % longer (130 epochs): for the domain-randomised
+    phantoms (``Task1.train_phantom_model --phantoms randomised``), whose anatomy, uptake and
+    physics change with every case, so the network has more to learn than on the varied set."""
+
+    epochs = 130
+
+
 class autoPETTrainerClicks_organs(autoPETTrainerClicks):
     """nnU-Net's schedule with organ supervision (see ``autoPETTrainerClicks_cpu_organs``)."""
 

@@ -4,7 +4,8 @@ Arrays are indexed ``[i, j, k]`` (NIfTI order). CLI: ``python -m autopet_common.
 """
 from .anatomy import ORGANS, UPTAKE
 from .common import PRESETS, resolve_grid
-from .task1 import PetCtCase, PetVariation, make_petct_case, write_organ_map, write_task1_cohort
+from .task1 import PetCtCase, PetVariation, make_petct_case, write_organ_map
+from .task1_cohort import write_task1_cohort
 from .task2 import (LongitudinalPair, baseline_to_followup, followup_to_baseline,
                     make_longitudinal_pair, write_task2_cohort)
 

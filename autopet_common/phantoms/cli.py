@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     t1.add_argument("--no_gc", action="store_true", help="skip the Grand Challenge .mha layout")
     t1.add_argument("--empty_every", type=positive_int, default=None,
                     help="every N-th case has no lesion (default: none forced)")
+    t1.add_argument("--anatomy", default="standard", choices=["standard", "randomised", "second"],
+                    help="standard (default); randomised: domain-randomised body, organs, uptake, field of view "
+                         "and physics, the grid drawn per case (--size unused), the training data of "
+                         "models/task1_phantom_organs; second: another body (no bones, other organ shapes and "
+                         "places) that no training generator makes, for generalisation checks")
     t1.add_argument("--organs", action="store_true",
                     help="also write organsTr/<case>.nii.gz organ maps (TotalSegmentator numbering, "
                          "organ_classes.json) for Task1.convert_dataset --organs")
@@ -58,12 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "task1":
-        from .task1 import write_task1_cohort
+        from .task1_cohort import write_task1_cohort
         root = write_task1_cohort(args.out, n_cases=args.n_cases, tracer=args.tracer, size=args.size,
                                   seed=args.seed, dataset_id=args.dataset_id,
                                   dataset_name=args.dataset_name, gc_layout=not args.no_gc,
                                   empty_every=args.empty_every, n_lesions=args.n_lesions,
-                                  progress=True, organs=args.organs)
+                                  progress=True, organs=args.organs, anatomy=args.anatomy)
     else:
         from .task2 import write_task2_cohort
         root = write_task2_cohort(args.out, n_pairs=args.n_pairs, size=args.size, seed=args.seed,

@@ -1,4 +1,5 @@
-"""Task 1 phantoms: whole-body PET/CT cases with lesions, and cohorts on disk.
+"""Task 1 phantoms: whole-body PET/CT cases with lesions (the standard anatomy); cohorts on disk are
+written by :mod:`.task1_cohort`.
 
 Arrays are indexed ``[i, j, k]`` (NIfTI order, shape ``(nx, ny, nz)``); CT in HU (float32),
 PET in SUV (float32), label uint8 0/1. See :mod:`.anatomy` for the body layout.
@@ -13,12 +14,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..image_io import Geometry, atomic_write_json, write_image, write_mask
+from ..image_io import Geometry, atomic_write_json, write_image
 from ..organ_classes import ORGAN_CLASSES_FILE, TOTALSEGMENTATOR_TOTAL
-from ..output_folder import check_folder_name, staged_contents
 from .anatomy import (HOT_ORGANS, ORGANS, Box, body_profile, body_r2, build_anatomy,
                       ellipsoid_q, norm_to_index, norm_to_voxels)
-from .common import add_ct_noise, deterministic_uuid, make_rng, resolve_grid, seed_label
+from .common import add_ct_noise, make_rng, resolve_grid, seed_label
 
 TRACERS = ("FDG", "PSMA")
 LESION_SUV_RANGE = (3.0, 20.0)
@@ -28,7 +28,8 @@ PET_FWHM_MM = 6.5
 # Phantom organ -> value in the organ maps the writers save (TotalSegmentator's ``total`` task
 # numbering where it has the structure; 201-204 for the salivary glands of its head task).
 _TOTALSEGMENTATOR_NAME = {"spleen": "spleen", "kidney_right": "kidney_right", "kidney_left": "kidney_left",
-                          "liver": "liver", "bladder": "urinary_bladder", "heart": "heart", "brain": "brain"}
+                          "liver": "liver", "bladder": "urinary_bladder", "heart": "heart", "brain": "brain",
+                          "bowel": "small_bowel"}  # bowel: randomised phantoms only
 ORGAN_MAP_CLASSES: dict[int, str] = {
     **{value: name for value, name in TOTALSEGMENTATOR_TOTAL.items() if name in _TOTALSEGMENTATOR_NAME.values()},
     201: "parotid_gland_right", 202: "parotid_gland_left", 203: "submandibular_gland_right",
@@ -314,7 +315,7 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
         label[sl][mask] = 1
         painted.append((plan, sl, mask))
 
-    lesions = _describe_lesions(label, painted, geometry)
+    lesions = describe_lesions(label, painted, geometry)
     if variation.distractors:
         _paint_distractors(pet, label, r2, spacing3, rng, variation.distractors, variation.distractor_suv_range)
 
@@ -338,7 +339,7 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
                      lesions=lesions, organ_boxes=anatomy.organs, uptake=anatomy.uptake, seed=seed)
 
 
-def _describe_lesions(label, painted, geometry: Geometry) -> list[dict[str, Any]]:
+def describe_lesions(label, painted, geometry: Geometry) -> list[dict[str, Any]]:
     """Per-lesion metadata, with which lesions ended up in the same 26-connected component."""
     import cc3d
 
@@ -382,88 +383,3 @@ def write_organ_map(case: PetCtCase, folder, name: str) -> Path:
     if not table.is_file():
         atomic_write_json(table, {str(v): n for v, n in sorted(ORGAN_MAP_CLASSES.items())})
     return path
-
-
-def _case_tracers(tracer: str, n_cases: int) -> list[str]:
-    t = str(tracer).upper()
-    if t == "MIXED":
-        return [TRACERS[i % 2] for i in range(n_cases)]
-    if t not in TRACERS:
-        raise InputError(f"unknown tracer {tracer!r}; choose FDG, PSMA or mixed")
-    return [t] * n_cases
-
-
-def write_task1_cohort(out_dir, n_cases: int = 3, tracer: str = "FDG", size: str = "tiny",
-                       seed: int = 0, dataset_id: int | None = None, dataset_name: str | None = None,
-                       gc_layout: bool = True, empty_every: int | None = None,
-                       n_lesions: int | None = None, progress: bool = False, organs: bool = False) -> Path:
-    """Write a Task 1 cohort in nnU-Net raw layout (and Grand Challenge layout); return its folder.
-
-    Layout under the returned folder (``out_dir``, or ``out_dir/DatasetXXX_Name`` when
-    ``dataset_id`` is given): ``imagesTr/<case>_0000.nii.gz`` (CT, HU, int16),
-    ``imagesTr/<case>_0001.nii.gz`` (PET, SUV, float32), ``labelsTr/<case>.nii.gz`` (uint8),
-    ``dataset.json``, ``lesions.json`` (per-case lesion metadata) and, with ``gc_layout``,
-    ``gc/<case>/images/ct/<uuid>.mha`` + ``gc/<case>/images/pet/<uuid>.mha``.
-    ``tracer`` may be ``"mixed"`` (FDG, PSMA alternating). With ``empty_every=N`` every N-th
-    case has no lesion. Case ``n`` uses seed ``[seed, n]``. With ``organs``, ``organsTr/<case>.nii.gz``
-    holds each case's organ map (:func:`write_organ_map`) for ``Task1.convert_dataset --organs``.
-    """
-    if n_cases < 1:
-        raise InputError(f"n_cases must be >= 1, got {n_cases}")
-    if empty_every is not None and empty_every < 1:
-        raise InputError(f"empty_every must be >= 1, got {empty_every}")
-    tracers = _case_tracers(tracer, n_cases)
-    root = Path(out_dir)
-    if dataset_id is not None:
-        if not 1 <= int(dataset_id) <= 999:
-            raise InputError(f"dataset_id must be in 1..999, got {dataset_id}")
-        name = dataset_name or f"Phantom{str(tracer).upper() if str(tracer).upper() != 'MIXED' else 'PETCT'}"
-        root = root / f"Dataset{int(dataset_id):03d}_{check_folder_name(name, 'dataset name')}"
-    # the cohort's entries are built aside and replace the old ones whole: a rerun with fewer
-    # cases leaves no stale case next to a dataset.json that counts fewer
-    with staged_contents(root, ("imagesTr", "labelsTr", "organsTr", "gc", "dataset.json", "lesions.json")) as work:
-        _write_task1_cases(work, root.name, n_cases, tracers, size, seed, empty_every, n_lesions, gc_layout,
-                           progress, organs)
-    return root
-
-
-def _write_task1_cases(root: Path, name: str, n_cases: int, tracers: list, size: str, seed: int,
-                       empty_every: int | None, n_lesions: int | None, gc_layout: bool, progress: bool,
-                       organs: bool = False) -> None:
-    uuid_rng = make_rng([seed, 987654321])
-    meta: dict[str, Any] = {}
-    iterator = range(n_cases)
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(iterator, desc="task1 phantoms", unit="case")
-    for n in iterator:
-        case_tracer = tracers[n]
-        case_id = f"PHANTOM_{case_tracer}_{n:04d}"
-        empty = bool(empty_every) and (n + 1) % empty_every == 0
-        case = make_petct_case(size=size, tracer=case_tracer, seed=[seed, n], empty=empty,
-                               n_lesions=n_lesions, case_id=case_id)
-        ct16 = np.round(case.ct).astype(np.int16)
-        write_image(ct16, case.geometry, root / "imagesTr" / f"{case_id}_0000.nii.gz")
-        write_image(case.pet, case.geometry, root / "imagesTr" / f"{case_id}_0001.nii.gz", dtype=np.float32)
-        write_mask(case.label, case.geometry, root / "labelsTr" / f"{case_id}.nii.gz")
-        if organs:
-            write_organ_map(case, root / "organsTr", case_id)
-        entry: dict[str, Any] = {"tracer": case_tracer, "seed": [seed, n], "empty": empty,
-                                 "geometry": case.geometry.to_dict(), "lesions": case.lesions}
-        if gc_layout:
-            ct_uuid, pet_uuid = deterministic_uuid(uuid_rng), deterministic_uuid(uuid_rng)
-            write_image(ct16, case.geometry, root / "gc" / case_id / "images" / "ct" / f"{ct_uuid}.mha")
-            write_image(case.pet, case.geometry, root / "gc" / case_id / "images" / "pet" / f"{pet_uuid}.mha")
-            entry["gc"] = {"ct": f"gc/{case_id}/images/ct/{ct_uuid}.mha",
-                           "pet": f"gc/{case_id}/images/pet/{pet_uuid}.mha"}
-        meta[case_id] = entry
-        del case
-    atomic_write_json(root / "dataset.json", {
-        "name": name,
-        "description": f"Synthetic autoPET/CT IV Task 1 phantoms ({size}, seed {seed}); not patient data.",
-        "channel_names": {"0": "CT", "1": "PET"},
-        "labels": {"background": 0, "lesion": 1},
-        "numTraining": n_cases,
-        "file_ending": ".nii.gz",
-    })
-    atomic_write_json(root / "lesions.json", meta)

@@ -1,0 +1,95 @@
+"""The domain-randomised training phantoms and the second anatomy (issue 33)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from autopet_common.phantoms.randomised import randomised_petct_case
+from autopet_common.phantoms.second_anatomy import second_anatomy_case
+
+
+@pytest.fixture(scope="module")
+def randomised_cases():
+    # small caps keep the module fast; the grid is still drawn per case
+    return [randomised_petct_case(("FDG", "PSMA")[n % 2], [3, n], max_inplane=96, max_slices=96) for n in range(10)]
+
+
+def test_randomised_case_is_deterministic_in_its_seed():
+    a = randomised_petct_case("PSMA", [7, 1], max_inplane=64, max_slices=64)
+    b = randomised_petct_case("PSMA", [7, 1], max_inplane=64, max_slices=64)
+    c = randomised_petct_case("PSMA", [7, 2], max_inplane=64, max_slices=64)
+    for name in ("ct", "pet", "label"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.geometry == b.geometry
+    assert a.geometry != c.geometry or not np.array_equal(a.pet, c.pet)
+
+
+def test_randomised_cases_vary_grid_bones_and_organs(randomised_cases):
+    spacings = [c.geometry.spacing for c in randomised_cases]
+    assert min(s[0] for s in spacings) < 3.0 and max(s[0] for s in spacings) > 4.5
+    assert len({c.geometry.spacing for c in randomised_cases}) == len(randomised_cases)
+    # bones are drawn per case: some cases have none in view (nothing denser than a lesion + noise)
+    dense = [float(c.ct.max()) > 400 for c in randomised_cases]
+    assert any(dense) and not all(dense)
+    # organ positions move: the liver's centre (mm, relative to the body's extent) is not fixed
+    organ_values = [set(np.unique(c.organ_map()).tolist()) for c in randomised_cases]
+    assert any(18 in v for v in organ_values), "bowel loops (small_bowel) in the organ maps"
+    for c in randomised_cases:
+        assert c.ct.dtype == np.float32 and c.pet.dtype == np.float32 and c.label.dtype == np.uint8
+        assert c.ct.shape == c.pet.shape == c.label.shape == c.geometry.shape
+        assert np.isfinite(c.pet).all() and c.pet.min() >= 0
+        assert -1024 <= c.ct.min() and c.ct.max() <= 3071
+
+
+def test_randomised_lesions_are_labelled_and_described(randomised_cases):
+    with_lesions = [c for c in randomised_cases if c.label.any()]
+    assert len(with_lesions) >= 7
+    for c in with_lesions:
+        assert c.lesions, c.case_id
+        assert sum(les["n_voxels"] for les in c.lesions) >= int(c.label.sum())  # overlaps count twice
+        # lesions are hotter than the body on average, after blur and noise
+        body = c.ct > -500
+        assert c.pet[c.label > 0].mean() > c.pet[body & (c.label == 0)].mean()
+
+
+def test_second_anatomy_is_deterministic_boneless_and_not_a_training_set():
+    from Task1.train_phantom_model import PHANTOM_SETS
+
+    a = second_anatomy_case("FDG", [5000, 0], size=None, shape=(64, 64, 80), spacing=(8.0, 8.0, 12.0))
+    b = second_anatomy_case("FDG", [5000, 0], size=None, shape=(64, 64, 80), spacing=(8.0, 8.0, 12.0))
+    assert np.array_equal(a.pet, b.pet) and np.array_equal(a.label, b.label)
+    assert a.ct.max() < 400, "the second anatomy has no bones"
+    assert a.label.any() and a.lesions
+    assert {"brain", "heart", "bladder", "liver"} <= set(a.organ_boxes)
+    # an organ the training anatomy does not have
+    assert "stomach" in a.organ_boxes
+    assert "second" not in PHANTOM_SETS
+
+
+def test_cohort_writer_and_cli_take_an_anatomy(tmp_path):
+    from autopet_common.phantoms.cli import main
+
+    assert main(["task1", "--out", str(tmp_path / "second"), "--n_cases", "2", "--tracer", "mixed",
+                 "--anatomy", "second", "--no_gc"]) == 0
+    meta = json.loads((tmp_path / "second" / "dataset.json").read_text())
+    assert "second anatomy" in meta["description"]
+    assert len(list((tmp_path / "second" / "labelsTr").glob("*.nii.gz"))) == 2
+    with pytest.raises(SystemExit):
+        main(["task1", "--out", str(tmp_path / "x"), "--anatomy", "other"])
+
+
+def test_mixed_training_set_alternates_generators(tmp_path):
+    from autopet_common.image_io import read_image
+    from Task1.train_phantom_model import PHANTOM_SETS, varied_phantom, write_training_phantoms
+
+    assert set(PHANTOM_SETS) == {"varied", "randomised", "mixed"}
+    source = write_training_phantoms(tmp_path / "source", 2, seed=0, progress=False, organs=True, phantoms="mixed")
+    # case 0 is the varied set's case 0, case 1 a randomised one (its own grid)
+    label0, geometry0 = read_image(source / "labelsTr" / "phantom_000.nii.gz")
+    reference = varied_phantom(0, 0)
+    assert geometry0.shape == reference.geometry.shape and np.array_equal(label0, reference.label)
+    organs1, geometry1 = read_image(source / "organsTr" / "phantom_001.nii.gz")
+    assert geometry1.shape == PHANTOM_SETS["randomised"](0, 1).geometry.shape
+    assert organs1.any()
