@@ -28,11 +28,13 @@ def find_task1_model(folder: str | os.PathLike) -> Path | None:
     return Path(folder) if is_monai_model(folder) else find_nnunet_model(folder)
 
 
-def load_predictor(model_dir: str | os.PathLike, **options):
+def load_predictor(model_dir: str | os.PathLike, *, incremental: bool = False, **options):
     """The predictor of a Task 1 model folder: :class:`Task1.monai_backend.predict.MonaiPredictor`
     for a MONAI folder, else :class:`Task1.predict.Task1Predictor` (``options`` are its keyword
     arguments; a MONAI model takes ``device``, ``time_budget`` and ignores nnU-Net's folds,
-    checkpoint and mirroring). Both have the same prediction interface."""
+    checkpoint and mirroring). Both have the same prediction interface. ``incremental``: an
+    nnU-Net predictor keeps each prepared case's sliding-window tiles (:mod:`Task1.incremental`);
+    a MONAI predictor predicts the whole case each time and ignores it."""
     from Task1.monai_backend.config import is_monai_model
 
     if is_monai_model(model_dir):
@@ -41,4 +43,6 @@ def load_predictor(model_dir: str | os.PathLike, **options):
         return MonaiPredictor(model_dir, **options)
     from Task1.predict import Task1Predictor
 
-    return Task1Predictor(model_dir, **options)
+    predictor = Task1Predictor(model_dir, **options)
+    predictor.incremental = incremental
+    return predictor

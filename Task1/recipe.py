@@ -319,9 +319,7 @@ class RecipeRunner:
             self._predictors[ref] = load_predictor(
                 self.recipe.folder / ref.folder, folds=list(ref.folds) if ref.folds is not None else None,
                 device=self.device, use_mirroring=self.recipe.mirroring != "off",
-                tile_step_size=self.recipe.tile_step_size)
-            if self.incremental and hasattr(self._predictors[ref], "incremental"):
-                self._predictors[ref].incremental = True
+                tile_step_size=self.recipe.tile_step_size, incremental=self.incremental)
         return self._predictors[ref]
 
     def load_models(self) -> None:

@@ -286,10 +286,8 @@ class NetworkMethod(_ChainedMethod):
 
         super().__init__(postprocess)
         folder = find_task1_model(folder) or folder  # an nnU-Net folder may lie up to three levels below
-        self.predictor = load_predictor(folder, device=device, **dict(predictor_options or {}))
+        self.predictor = load_predictor(folder, device=device, incremental=incremental, **dict(predictor_options or {}))
         self.name = str(self.predictor.model_dir)
-        if incremental and hasattr(self.predictor, "incremental"):
-            self.predictor.incremental = True
 
     def prepare(self, ct: np.ndarray, pet: np.ndarray, geometry) -> PreparedCase:
         started = time.perf_counter()
