@@ -226,7 +226,8 @@ def print_tables(summaries: dict, reference: str, n_cases: int, cohort_kind: str
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(REPO / "models" / "task1_phantom"), help="click model folder")
+    parser.add_argument("--model", default=str(REPO / "models" / "task1_phantom_organs"),
+                        help="click model folder (default: the entrypoint's default, models/task1_phantom_organs)")
     parser.add_argument("--noclick_model", default=None, help="the same network trained without clicks")
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1000, help="phantom seed (training used 0)")
@@ -262,7 +263,7 @@ def main(argv=None) -> int:
         wanted = {m.strip() for m in args.methods.split(",")} | {"model-free"}
         methods = {}
         if "click" in wanted:
-            methods["click model (shipped)"] = args.model
+            methods[f"click model ({Path(args.model).name})"] = args.model
         if "noclick" in wanted and args.noclick_model:
             methods["same network, no clicks"] = args.noclick_model
         for item in args.extra:
