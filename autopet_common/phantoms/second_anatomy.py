@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .anatomy import Box
+from .anatomy import Box, ellipsoid_q
 from .common import make_rng, resolve_grid
 from .task1 import TRACERS, PetCtCase, describe_lesions
 
@@ -39,16 +39,9 @@ SECOND_UPTAKE = {
 
 
 def _sphere(shape, spacing, origin, centre_mm, radii_mm):
-    """(slices, q) of an axis-aligned ellipsoid given in mm (q <= 1 inside); None outside."""
-    c = (np.asarray(centre_mm, dtype=float) - origin) / spacing
-    r = np.maximum(np.asarray(radii_mm, dtype=float) / spacing, 0.6)
-    lo = np.maximum(np.floor(c - r).astype(int), 0)
-    hi = np.minimum(np.ceil(c + r).astype(int) + 1, np.asarray(shape))
-    if np.any(hi <= lo):
-        return None, None
-    ax = [((np.arange(lo[d], hi[d]) - c[d]) / r[d]).astype(np.float32) ** 2 for d in range(3)]
-    q = ax[0][:, None, None] + ax[1][None, :, None] + ax[2][None, None, :]
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)), q
+    """(slices, q) of an axis-aligned ellipsoid given in mm (q <= 1 inside); (None, None) outside."""
+    return ellipsoid_q(shape, (np.asarray(centre_mm, dtype=float) - origin) / spacing,
+                       np.asarray(radii_mm, dtype=float) / spacing)
 
 
 def second_anatomy_case(tracer: str = "FDG", seed: Any = 0, *, size: str | None = "small",
