@@ -160,7 +160,8 @@ PHANTOM_SETS = {"varied": varied_phantom, "randomised": randomised_phantom, "mix
 def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, *,
                             progress: bool = True, organs: bool = False, phantoms: str = "varied") -> Path:
     """Write ``n_cases`` cases of the training set ``phantoms`` (:data:`PHANTOM_SETS`:
-    :func:`varied_phantom` or :func:`randomised_phantom`) in the autoPET layout; returns the folder.
+    :func:`varied_phantom`, :func:`randomised_phantom` or :func:`mixed_phantom`) in the autoPET
+    layout; returns the folder.
     With ``organs``, also ``organsTr/<case>.nii.gz`` organ maps (see :func:`write_organ_map`)."""
     from tqdm import tqdm
 

@@ -164,8 +164,8 @@ def cold_step(model: str, cohort: Path, work: Path, step: int = 10) -> dict:
     for kind, path in (("ct", ct_path), ("pet", pet_path)):
         image, geometry = read_image(path, np.float32)
         write_image(image, geometry, folder / "input" / "images" / kind / f"{kind}.mha")
+    pet = image  # the last one read
     label, _ = read_image(cohort / "labelsTr" / f"{case}.nii.gz")
-    pet, _ = read_image(pet_path, np.float32)
     clicks = simulate_clicks((label > 0).astype(np.uint8), pet, dataset_name="FDG-PETCT", case=case)
     write_clicks_json(folder / "input" / "lesion-clicks.json", clicks_at_step(clicks, step), gc_format=True)
     seconds, peak_mb, code, _ = run_process([sys.executable, str(REPO / "inference.py"), "--input",
