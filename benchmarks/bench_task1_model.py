@@ -55,7 +55,6 @@ SIZES = ("small", "medium")
 COHORTS = ("standard", "varied", "full", "second", "second_full")
 # the second anatomy's grids (shape, spacing): whole trunk and head in the field of view
 SECOND_GRIDS = (((128, 128, 160), (4.0, 4.0, 6.0)), ((160, 160, 200), (3.5, 3.5, 5.0)))
-FULL_GRID = ((400, 400, 326), (2.04, 2.04, 3.0))
 
 
 def write_heldout_cohort(out: Path, n_cases: int, seed: int, varied: bool | str, *, organs: bool = False) -> Path:
@@ -63,7 +62,7 @@ def write_heldout_cohort(out: Path, n_cases: int, seed: int, varied: bool | str,
     organsTr/<case>) of held-out phantoms of cohort ``varied`` (one of :data:`COHORTS`; True is
     ``"varied"``, False ``"standard"``)."""
     from autopet_common.image_io import write_image, write_mask
-    from autopet_common.phantoms import make_petct_case
+    from autopet_common.phantoms import PRESETS, make_petct_case
     from autopet_common.phantoms.second_anatomy import second_anatomy_case
     from Task1.train_phantom_model import varied_phantom
 
@@ -81,7 +80,7 @@ def write_heldout_cohort(out: Path, n_cases: int, seed: int, varied: bool | str,
             case = make_petct_case(size="full", tracer=tracer, seed=[seed, n], n_lesions=lesions)
             case_id = f"HELDOUT_FULL_{tracer}_{n:03d}"
         elif kind.startswith("second"):
-            shape, spacing = FULL_GRID if kind == "second_full" else SECOND_GRIDS[(n // 2) % 2]
+            shape, spacing = PRESETS["full"] if kind == "second_full" else SECOND_GRIDS[(n // 2) % 2]
             case = second_anatomy_case(tracer, [seed, n], size=None, shape=shape, spacing=spacing)
             case_id = f"HELDOUT_{kind.upper()}_{tracer}_{n:03d}"
         else:
@@ -168,12 +167,12 @@ def cold_step(model: str, cohort: Path, work: Path, step: int = 10) -> dict:
     label, _ = read_image(cohort / "labelsTr" / f"{case}.nii.gz")
     clicks = simulate_clicks((label > 0).astype(np.uint8), pet, dataset_name="FDG-PETCT", case=case)
     write_clicks_json(folder / "input" / "lesion-clicks.json", clicks_at_step(clicks, step), gc_format=True)
+    log = work / f"cold_{Path(model).name}.log"
     seconds, peak_mb, code, _ = run_process([sys.executable, str(REPO / "inference.py"), "--input",
                                              str(folder / "input"), "--output", str(folder / "output"),
-                                             "--model", model, "--device", "cpu"], work / f"cold_{Path(model).name}.log",
-                                            None)
+                                             "--model", model, "--device", "cpu"], log, None)
     if code != 0:
-        raise SystemExit(f"inference.py failed ({code}) on {case}; log {work / f'cold_{Path(model).name}.log'}")
+        raise SystemExit(f"inference.py failed ({code}) on {case}; log {log}")
     return {"case": case, "step": step, "seconds": seconds, "peak_rss_mb": peak_mb}
 
 

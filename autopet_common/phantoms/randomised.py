@@ -36,6 +36,7 @@ import numpy as np
 from ..image_io import Geometry
 from .anatomy import (_HEAD_A, _HEAD_B, _HEAD_CENTRE_W, _HEAD_HALF_W, _HEAD_V, _TORSO_KNOTS, _TORSO_TOP,
                       FAT_RATIO, ORGANS, Box)
+from ..errors import InputError
 from .common import make_rng
 from .task1 import TRACERS, PetCtCase, describe_lesions
 
@@ -256,7 +257,7 @@ def randomised_petct_case(tracer: str = "FDG", seed: Any = 0, *, spacing: Sequen
 
     tracer = str(tracer).upper()
     if tracer not in TRACERS:
-        raise ValueError(f"unknown tracer {tracer!r}; choose FDG or PSMA")
+        raise InputError(f"unknown tracer {tracer!r}; choose FDG or PSMA")
     rng = make_rng(seed)
     layout = _draw_layout(rng, tracer)
     if spacing is None:

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .anatomy import Box, ellipsoid_q
+from ..errors import InputError
 from .common import make_rng, resolve_grid
 from .task1 import TRACERS, PetCtCase, describe_lesions
 
@@ -53,7 +54,7 @@ def second_anatomy_case(tracer: str = "FDG", seed: Any = 0, *, size: str | None 
 
     tracer = str(tracer).upper()
     if tracer not in TRACERS:
-        raise ValueError(f"unknown tracer {tracer!r}; choose FDG or PSMA")
+        raise InputError(f"unknown tracer {tracer!r}; choose FDG or PSMA")
     rng = make_rng(seed)
     geometry = resolve_grid(size, shape, spacing)
     shape3 = geometry.shape
