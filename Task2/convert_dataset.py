@@ -44,7 +44,7 @@ from autopet_common.output_folder import check_folder_name, staged_folder
 from autopet_common.image_io import atomic_write_json, read_image, write_image
 
 from .channels import CHANNEL_NAMES, followup_channels
-from .lesion_patches import PATCH_CHANNEL_NAMES
+from .lesion_patches import PATCH_CHANNEL_NAMES, PROPOSAL_CHANNEL_NAMES
 from .cohort import TRUTH_NAME, find_pairs
 from .inference import read_followup_inputs
 
@@ -75,9 +75,10 @@ def convert_pair(pair_dir: Path, images_dir: Path, labels_dir: Path, case_id: st
     return case_id
 
 
-def convert_pair_patches(pair_dir: Path, images_dir: Path, labels_dir: Path, params=None) -> list[str]:
-    """Write one pair's lesion patch samples (step 1 and step 2, see the module docstring);
-    returns their case ids."""
+def convert_pair_patches(pair_dir: Path, images_dir: Path, labels_dir: Path, params=None, *,
+                         proposal: bool = False) -> list[str]:
+    """Write one pair's lesion patch samples (step 1 and step 2, see the module docstring; with
+    ``proposal`` the sixth channel, :mod:`Task2.lesion_patches`); returns their case ids."""
     from .lesion_patches import PatchMaker
     from .pipeline import carry_baseline
 
@@ -85,7 +86,7 @@ def convert_pair_patches(pair_dir: Path, images_dir: Path, labels_dir: Path, par
     names = (f"follow-up CT of {pair_dir.name}", f"baseline CT of {pair_dir.name}")
     carried = carry_baseline(item.baseline_ct, item.baseline_geometry, item.baseline_mask, item.followup_ct,
                              item.followup_geometry, item.baseline_points, item.followup_points, params, names)
-    maker = PatchMaker(carried, item.baseline_geometry, item.followup_ct, item.followup_geometry)
+    maker = PatchMaker(carried, item.baseline_geometry, item.followup_ct, item.followup_geometry, proposal=proposal)
     cases = []
     for step, patches in ((1, maker.step_patches({})), (2, maker.step_patches())):
         for patch in patches:
@@ -93,7 +94,7 @@ def convert_pair_patches(pair_dir: Path, images_dir: Path, labels_dir: Path, par
             patch_geometry = item.followup_geometry.sub_grid(patch.region)
             for index, channel in enumerate(patch.channels):
                 write_image(channel, patch_geometry, images_dir / f"{case_id}_{index:04d}.nii.gz",
-                            dtype=np.uint8 if index == 2 else np.float32)
+                            dtype=np.uint8 if index in (2, 5) else np.float32)
             write_image((truth[patch.region] == patch.lesion_id).astype(np.uint8), patch_geometry,
                         labels_dir / f"{case_id}.nii.gz")
             cases.append(case_id)
@@ -101,9 +102,12 @@ def convert_pair_patches(pair_dir: Path, images_dir: Path, labels_dir: Path, par
 
 
 def convert_cohort(cohort_dir: str | os.PathLike, nnunet_raw: str | os.PathLike, dataset_id: int = 502,
-                   name: str = "Task2Longitudinal", progress: bool = True, *, patches: bool = False) -> Path:
+                   name: str = "Task2Longitudinal", progress: bool = True, *, patches: bool = False,
+                   proposal: bool = False) -> Path:
     """Convert every pair of ``cohort_dir`` (whole follow-ups, or lesion patches with
-    ``patches``); returns the dataset folder."""
+    ``patches``, with the model-free proposal channel with ``proposal``); returns the dataset folder."""
+    if proposal and not patches:
+        raise InputError("the proposal channel is a channel of lesion patches: it needs patches=True")
     from tqdm import tqdm
 
     if not 1 <= int(dataset_id) <= 999:
@@ -119,17 +123,19 @@ def convert_cohort(cohort_dir: str | os.PathLike, nnunet_raw: str | os.PathLike,
         cases = []
         for pair in tqdm(pairs, desc="pairs", unit="pair", disable=not progress):
             if patches:
-                cases += convert_pair_patches(pair, images, labels)
+                cases += convert_pair_patches(pair, images, labels, proposal=proposal)
             else:
                 cases.append(convert_pair(pair, images, labels))
         if not cases:
             raise InputError(f"{cohort_dir}: no lesion patch in any pair (no baseline or follow-up lesions)")
         description = ("autoPET/CT IV Task 2 lesion patches: follow-up CT, carried baseline CT, carried baseline "
-                       "lesion mask, follow-up point blob, baseline point blob" if patches else
+                       "lesion mask, follow-up point blob, baseline point blob"
+                       + (", model-free proposal" if proposal else "") if patches else
                        "autoPET/CT IV Task 2: follow-up CT, registered baseline CT, registered baseline "
                        "mask, follow-up click map")
         atomic_write_json(work / "dataset.json", {
-            "channel_names": PATCH_CHANNEL_NAMES if patches else CHANNEL_NAMES,
+            "channel_names": (PROPOSAL_CHANNEL_NAMES if proposal else PATCH_CHANNEL_NAMES) if patches
+            else CHANNEL_NAMES,
             "labels": {"background": 0, "lesion": 1},
             "numTraining": len(cases),
             "file_ending": ".nii.gz",
@@ -153,10 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patches", action="store_true",
                         help="per-lesion patch samples for the learned LongiSeg-style model (5 channels, see the "
                              "module docstring) instead of whole follow-ups")
+    parser.add_argument("--proposal", action="store_true",
+                        help="with --patches: a sixth channel, the model-free pipeline's segmentation of the "
+                             "lesion, for a model that refines it")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.proposal and not args.patches:
+        parser.error("--proposal needs --patches")
     dataset = convert_cohort(args.cohort, args.output, args.dataset_id, args.name, progress=not args.no_progress,
-                             patches=args.patches)
+                             patches=args.patches, proposal=args.proposal)
     print(dataset)
     return 0
 

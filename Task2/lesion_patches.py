@@ -18,7 +18,13 @@ patch, float32):
 2. that baseline lesion's mask carried the same way (0/1; zeros for a new lesion);
 3. follow-up point blob: a Gaussian of peak 1 at the follow-up click (zeros at step 1);
 4. baseline point blob: a Gaussian of peak 1 at the lesion's carried baseline centre (zeros for
-   a new lesion).
+   a new lesion);
+5. only with ``proposal`` (``PROPOSAL_CHANNEL_NAMES``): the model-free segmentation of this lesion
+   (0/1), what the registration pipeline would answer for it
+   (:func:`Task2.pipeline.segment_carried_lesion` at step 1,
+   :func:`Task2.pipeline.segment_clicked_lesion` at step 2). The network then refines a proposal
+   instead of fitting the lesion from scratch; this is how a learned model can start from the
+   pipeline's answer and still see the images.
 
 The same code makes the training samples (:mod:`Task2.convert_dataset` ``--patches``) and the
 prediction inputs (:mod:`Task2.patch_model`), so both see the same channels.
@@ -34,6 +40,7 @@ from scipy import ndimage as ndi
 from autopet_common.image_io import Geometry, to_sitk
 
 PATCH_CHANNEL_NAMES = {"0": "CT", "1": "CT", "2": "noNorm", "3": "noNorm", "4": "noNorm"}
+PROPOSAL_CHANNEL_NAMES = {**PATCH_CHANNEL_NAMES, "5": "noNorm"}
 PATCH_HALF_SIZE_MM = 48.0     # a 96 mm box: a 3-25 mm lesion, grown 1.6x, with its surroundings
 MAX_HALF_SIZE_MM = 96.0       # the box grows with a large carried lesion up to this
 BLOB_SIGMA_MM = 4.0           # Gaussian point blobs (peak 1)
@@ -87,10 +94,13 @@ def lesion_half_size_mm(lesion, spacing) -> float:
 
 
 class PatchMaker:
-    """Makes the patches of one follow-up from a :class:`Task2.pipeline.CarriedBaseline`."""
+    """Makes the patches of one follow-up from a :class:`Task2.pipeline.CarriedBaseline`;
+    ``proposal``: add channel 5 (the model-free segmentation, see the module docstring)."""
 
-    def __init__(self, carried, baseline_geometry: Geometry, followup_ct: np.ndarray, followup_geometry: Geometry):
+    def __init__(self, carried, baseline_geometry: Geometry, followup_ct: np.ndarray, followup_geometry: Geometry,
+                 *, proposal: bool = False):
         self.carried = carried
+        self.proposal = proposal
         self.baseline_geometry = baseline_geometry
         self.followup_ct = followup_ct
         self.followup_geometry = followup_geometry
@@ -112,7 +122,7 @@ class PatchMaker:
         shape = tuple(s.stop - s.start for s in region)
         start = np.array([s.start for s in region], dtype=float)
         transform = lesion.transform if lesion is not None else self.carried.registration.transform
-        channels = np.zeros((5, *shape), dtype=np.float32)
+        channels = np.zeros((6 if self.proposal else 5, *shape), dtype=np.float32)
         channels[0] = self.followup_ct[region]
         channels[1] = resample_image_region(self.carried.baseline_image, geometry, region, transform,
                                             nearest=False, default=AIR_HU)
@@ -122,6 +132,12 @@ class PatchMaker:
             channels[4] = gaussian_blob(shape, lesion.centre - start, spacing)
         if followup_click:
             channels[3] = gaussian_blob(shape, np.asarray(centre, float) - start, spacing)
+        if self.proposal:
+            from .pipeline import segment_carried_lesion, segment_clicked_lesion
+
+            answer = (segment_clicked_lesion(self.followup_ct, spacing, self.carried, lesion_id, centre)
+                      if followup_click else segment_carried_lesion(self.followup_ct, spacing, lesion))
+            channels[5] = answer[region]
         kind = "new" if lesion is None else ("clicked" if followup_click else "carried")
         return LesionPatch(int(lesion_id), kind, region, np.asarray(centre, float), channels)
 

@@ -1,7 +1,8 @@
 """The learned Task 2 model (LongiSeg style): one forward pass per lesion patch, stitched with ids.
 
 A patch model is an nnU-Net folder trained on :mod:`Task2.lesion_patches` samples (its
-dataset.json has the five patch channels, ``PATCH_CHANNEL_NAMES``). Prediction:
+dataset.json has the five patch channels, ``PATCH_CHANNEL_NAMES``, or six with the model-free
+proposal, ``PROPOSAL_CHANNEL_NAMES``). Prediction:
 
 1. register and carry the baseline (:func:`Task2.pipeline.carry_baseline`, as the model-free
    method does: the registration places the patch, the network segments);
@@ -26,18 +27,25 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .lesion_patches import PATCH_CHANNEL_NAMES, LesionPatch
+from .lesion_patches import PATCH_CHANNEL_NAMES, PROPOSAL_CHANNEL_NAMES, LesionPatch
 
 DEFAULT_THRESHOLD = 0.5
 
 
-def is_patch_model(model_dir: str | os.PathLike) -> bool:
-    """True when ``model_dir`` is an nnU-Net folder trained on Task 2 lesion patches."""
+def patch_channel_names(model_dir: str | os.PathLike) -> dict | None:
+    """The channel names of ``model_dir``'s dataset.json when it is an nnU-Net folder trained on
+    Task 2 lesion patches (with or without the proposal channel), else None."""
     try:
         channels = json.loads((Path(model_dir) / "dataset.json").read_text()).get("channel_names", {})
-    except (OSError, ValueError):
-        return False
-    return {str(k): v for k, v in channels.items()} == PATCH_CHANNEL_NAMES
+        channels = {str(k): v for k, v in channels.items()}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return channels if channels in (PATCH_CHANNEL_NAMES, PROPOSAL_CHANNEL_NAMES) else None
+
+
+def is_patch_model(model_dir: str | os.PathLike) -> bool:
+    """True when ``model_dir`` is an nnU-Net folder trained on Task 2 lesion patches."""
+    return patch_channel_names(model_dir) is not None
 
 
 def predict_patch(predictor: Any, patch: LesionPatch, spacing: Sequence[float]) -> np.ndarray:
@@ -105,6 +113,7 @@ class PatchModelSegmenter:
         self.predictor = load_predictor(self.model_dir, device)
         self.threshold = threshold
         self.click_fallback = click_fallback
+        self.proposal = patch_channel_names(self.model_dir) == PROPOSAL_CHANNEL_NAMES
 
     def segment(self, baseline_ct, baseline_geometry, baseline_mask, followup_ct, followup_geometry,
                 baseline_points, followup_points, params=None,
@@ -119,7 +128,8 @@ class PatchModelSegmenter:
                                  baseline_points, followup_points, params, names, local_refinement)
         timings = carried.timings
         t0 = time.perf_counter()
-        patches = PatchMaker(carried, baseline_geometry, followup_ct, followup_geometry).step_patches()
+        patches = PatchMaker(carried, baseline_geometry, followup_ct, followup_geometry,
+                             proposal=self.proposal).step_patches()
         probabilities = [predict_patch(self.predictor, patch, followup_geometry.spacing) for patch in patches]
         labels = stitch_patches(followup_ct.shape, patches, probabilities, self.threshold)
         timings["network_s"] = time.perf_counter() - t0

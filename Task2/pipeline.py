@@ -212,7 +212,7 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
     if not fu_points:
         step = 1  # each carried lesion keeps its baseline id
         for label, lesion in lesions.items():
-            add(segment_with_prior(followup_ct, spacing, lesion, lesion.centre, detect=True), ids[label])
+            add(segment_carried_lesion(followup_ct, spacing, lesion), ids[label])
     else:
         step = 2  # each lesion takes the id of the click it grows from
         for lesion_id, point in fu_points.items():
@@ -225,6 +225,12 @@ def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
     return FollowupResult(mask=mask, labels=labels, step=step, registration=transform_to_dict(reg),
                           carried_points=carried_baseline.carried_points(),
                           skipped_points=outside, timings=timings, carried_labels=carried)
+
+
+def segment_carried_lesion(followup_ct: np.ndarray, spacing, lesion) -> np.ndarray:
+    """Step 1, model-free: a carried baseline lesion (:class:`~Task2.segmentation.CarriedLesion`)
+    searched for at its carried centre; empty when it vanished. A boolean mask on the follow-up grid."""
+    return segment_with_prior(followup_ct, spacing, lesion, lesion.centre, detect=True)
 
 
 def segment_clicked_lesion(followup_ct: np.ndarray, spacing, carried: CarriedBaseline, lesion_id: int,

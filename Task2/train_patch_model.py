@@ -41,7 +41,7 @@ DEFAULT_TRAINER = "autoPETTrainerLongitudinalPatches_cpu"
 
 def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, dataset_id: int = 504,
                       n_pairs: int = 48, seed: int = 0, trainer: str = DEFAULT_TRAINER, fold: str = "0",
-                      progress: bool = True) -> Path:
+                      progress: bool = True, proposal: bool = False) -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given)."""
     from autopet_common.phantoms import write_task2_cohort
     from autopet_common.phantoms.task2 import VARIED
@@ -57,14 +57,14 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
     write_task2_cohort(cohort, n_pairs=n_pairs, size=VARIED, seed=seed, progress=progress)
     run_logged([sys.executable, "-m", "Task2.convert_dataset", "--cohort", str(cohort), "--output",
                 env["nnUNet_raw"], "--dataset_id", str(dataset_id), "--name", DATASET_NAME, "--patches",
-                "--no_progress"], env, log_file)
+                "--no_progress", *(["--proposal"] if proposal else [])], env, log_file)
     data_seconds = time.perf_counter() - started
     model, training_seconds = plan_preprocess_train(env, log_file, dataset_id=dataset_id, dataset_name=DATASET_NAME,
                                                     trainer=trainer, fold=fold, spacing=PATCH_SPACING,
                                                     patch_size=PATCH_SIZE)
     n_samples = len(list((Path(env["nnUNet_raw"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}" / "labelsTr").glob("*")))
     return finish_recipe(model, out, module="Task2.train_patch_model", fold=fold, record={
-        "pairs": n_pairs, "seed": seed, "grid": "varied (autopet_common.phantoms.task2.varied_grid)",
+        "pairs": n_pairs, "seed": seed, "proposal_channel": proposal, "grid": "varied (autopet_common.phantoms.task2.varied_grid)",
         "samples": n_samples, "trainer": trainer, "configuration": CPU_CONFIGURATION, "fold": fold,
         "data_seconds": round(data_seconds, 1), "training_seconds": round(training_seconds, 1)})
 
@@ -84,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=seed, default=0, help="phantom seed (pair n uses [seed, n])")
     parser.add_argument("--trainer", default=DEFAULT_TRAINER,
                         help=f"{DEFAULT_TRAINER} (the shipped model) or autoPETTrainerLongitudinalPatches_smoke")
+    parser.add_argument("--proposal", action="store_true",
+                        help="a sixth input channel, the model-free pipeline's segmentation of the lesion: the network "
+                             "refines the pipeline's answer (Task2.lesion_patches)")
     parser.add_argument("--fold", default="0")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -93,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = train_patch_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_pairs=args.pairs,
                                   seed=args.seed, trainer=args.trainer, fold=args.fold,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, proposal=args.proposal)
     except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
         print(f"python -m Task2.train_patch_model: error: {exc}", file=sys.stderr)
         return 1

@@ -25,6 +25,12 @@
    ``id acc.`` = kept / (kept + swapped) pooled over pairs; time per step is the median over
    pairs (model loaded once; reading and writing not included).
 
+4. Per lesion (``--per_lesion``), to see where a method loses: each follow-up lesion of the truth
+   with its status in the phantom's record (grown, shrunk, stable, new, split; a merged pair's
+   survivor keeps its own) and its size, scored by the Dice of the prediction (any id) with the
+   lesion inside the lesion's box grown by 10 mm, and counted as empty when no predicted voxel
+   touches it.
+
 Prints Markdown tables; ``--json`` also writes the per-pair rows.
 """
 from __future__ import annotations
@@ -75,6 +81,52 @@ def score(pair, labels: np.ndarray) -> dict:
             **{k: tracking[k] for k in ("n_kept", "n_swapped", "n_lost", "n_new")}}
 
 
+LESION_MARGIN_MM = 10.0
+SIZE_CLASSES_ML = ((0.5, "< 0.5 ml"), (4.0, "0.5-4 ml"), (float("inf"), ">= 4 ml"))
+
+
+def lesion_scores(pair, labels: np.ndarray) -> list[dict]:
+    """Per follow-up truth lesion: status, size class, local Dice and emptiness (module docstring, 4)."""
+    from scipy import ndimage as ndi
+
+    truth = pair.followup_labels
+    spacing = np.asarray(pair.followup_geometry.spacing, dtype=float)
+    status = {int(r["id"]): r["status"] for r in pair.lesions}
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    out = []
+    for lesion_id, box in enumerate(ndi.find_objects(truth), start=1):
+        if box is None:
+            continue
+        grow = np.ceil(LESION_MARGIN_MM / spacing).astype(int)
+        box = tuple(slice(max(0, s.start - g), min(n, s.stop + g)) for s, g, n in zip(box, grow, truth.shape))
+        lesion, predicted = truth[box] == lesion_id, labels[box] > 0
+        volume = float(lesion.sum()) * voxel_ml
+        out.append({"id": lesion_id, "status": status.get(lesion_id, "?"),
+                    "size": next(name for limit, name in SIZE_CLASSES_ML if volume < limit), "volume_ml": volume,
+                    "dice": 2.0 * np.count_nonzero(lesion & predicted) / (lesion.sum() + predicted.sum()),
+                    "empty": not np.any(lesion & predicted)})
+    return out
+
+
+def print_lesion_table(rows: list[dict], runners) -> None:
+    """Mean local Dice and empty lesions per method and step, by status and by size class."""
+    lesions = [dict(lesion, method=r["method"], step=r["step"]) for r in rows for lesion in r["lesions"]]
+    for key in ("status", "size"):
+        present = {lesion[key] for lesion in lesions}
+        groups = [name for _, name in SIZE_CLASSES_ML if name in present] if key == "size" else sorted(present)
+        print(f"\nper lesion, by {key}: mean local Dice (empty / lesions)\n")
+        print(f"| method | step | {' | '.join(groups)} |")
+        print("|---|---:|" + "---:|" * len(groups))
+        for step in (1, 2):
+            for method in runners:
+                cells = []
+                for group in groups:
+                    chosen = [x for x in lesions if x["method"] == method and x["step"] == step and x[key] == group]
+                    cells.append(f"{np.mean([x['dice'] for x in chosen]):.3f} "
+                                 f"({sum(x['empty'] for x in chosen)}/{len(chosen)})" if chosen else "-")
+                print(f"| {method} | {step} | {' | '.join(cells)} |")
+
+
 def run(method, pair, points: dict) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     result = method(pair.baseline_ct, pair.baseline_geometry, pair.baseline_labels, pair.followup_ct,
@@ -120,6 +172,8 @@ def main(argv=None) -> int:
     parser.add_argument("--real", type=int, default=1, help="held-out pairs of 512x512x300 at 0.8x0.8x2.5 mm")
     parser.add_argument("--seed", type=int, default=1000, help="phantom seed (training used 0)")
     parser.add_argument("--json", default=None, help="also write the per-pair rows here")
+    parser.add_argument("--per_lesion", action="store_true",
+                        help="also print per-lesion tables by status and size (module docstring, 4)")
     args = parser.parse_args(argv)
 
     import contextlib
@@ -132,7 +186,8 @@ def main(argv=None) -> int:
             for step, points in ((1, {}), (2, dict(pair.followup_centres))):
                 labels, seconds = run(segment, pair, points)
                 rows.append({"pair": name, "method": method, "step": step, "seconds": seconds,
-                             "shape": list(pair.followup_geometry.shape), **score(pair, labels)})
+                             "shape": list(pair.followup_geometry.shape), **score(pair, labels),
+                             "lesions": lesion_scores(pair, labels)})
                 print(f"{name} {method} step {step}: Dice {rows[-1]['dice']:.3f}, {seconds:.1f} s", file=sys.stderr,
                       flush=True)
     groups = {"all held-out pairs": lambda r: True,
@@ -152,6 +207,8 @@ def main(argv=None) -> int:
                 print(f"| {method} | {step} | {s['dice']:.3f} | {s['fpv']:.2f} | {s['fnv']:.2f} | "
                       f"{s['id_accuracy']:.3f} | {s['lost']} | {s['new']} | {s['seconds']:.1f} | "
                       f"{s['seconds'] / reference:.2f}x |")
+    if args.per_lesion:
+        print_lesion_table(rows, runners)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

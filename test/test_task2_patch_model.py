@@ -68,6 +68,32 @@ def test_patches_carry_the_baseline_lesion_and_the_points(carried_pair):
                 assert dice > 0.5
 
 
+def test_proposal_channel_is_the_pipelines_answer_for_the_lesion(carried_pair):
+    from Task2.lesion_patches import PROPOSAL_CHANNEL_NAMES, PatchMaker
+    from Task2.pipeline import segment_carried_lesion, segment_clicked_lesion
+
+    pair, carried = carried_pair
+    spacing = pair.followup_geometry.spacing
+    plain = PatchMaker(carried, pair.baseline_geometry, pair.followup_ct, pair.followup_geometry)
+    maker = PatchMaker(carried, pair.baseline_geometry, pair.followup_ct, pair.followup_geometry, proposal=True)
+    assert len(PROPOSAL_CHANNEL_NAMES) == 6 and PROPOSAL_CHANNEL_NAMES["5"] == "noNorm"
+    step1 = maker.step_patches({})
+    for patch, without in zip(step1, plain.step_patches({})):
+        # the first five channels are those of the model without the proposal
+        assert patch.channels.shape == (6, *patch.shape)
+        np.testing.assert_array_equal(patch.channels[:5], without.channels)
+        label = carried.baseline_label(patch.lesion_id)
+        expected = segment_carried_lesion(pair.followup_ct, spacing, carried.lesions[label])[patch.region]
+        np.testing.assert_array_equal(patch.channels[5] > 0, expected)
+    assert any(p.channels[5].any() for p in step1)
+    for patch in maker.step_patches():
+        expected = segment_clicked_lesion(pair.followup_ct, spacing, carried, patch.lesion_id, patch.centre)
+        np.testing.assert_array_equal(patch.channels[5] > 0, expected[patch.region])
+        truth = pair.followup_labels[patch.region] == patch.lesion_id
+        # the click's proposal lies on its lesion
+        assert np.count_nonzero(truth & (patch.channels[5] > 0)) > 0.3 * truth.sum()
+
+
 def test_stitching_gives_each_voxel_to_the_surest_lesion_and_drops_strays():
     from Task2.lesion_patches import LesionPatch
     from Task2.patch_model import stitch_patches
@@ -135,6 +161,33 @@ def test_convert_dataset_patches(tmp_path):
         assert (label.any()) == (lesion["status"] != "vanished")
         blob, blob_geometry = read_image(dataset / "imagesTr" / f"{case}_0003.nii.gz")
         assert blob_geometry.shape == geometry.shape and not blob.any()
+
+
+def test_convert_dataset_patches_with_proposal(tmp_path):
+    from autopet_common.errors import InputError
+    from autopet_common.phantoms import write_task2_cohort
+    from Task2.convert_dataset import convert_cohort
+    from Task2.patch_model import is_patch_model, patch_channel_names
+
+    cohort = write_task2_cohort(tmp_path / "pairs", n_pairs=1, size="tiny", seed=3)
+    with pytest.raises(InputError, match="patches"):
+        convert_cohort(cohort, tmp_path / "raw", dataset_id=505, name="Whole", progress=False, proposal=True)
+    assert not (tmp_path / "raw" / "Dataset505_Whole").exists()
+    dataset = convert_cohort(cohort, tmp_path / "raw", dataset_id=505, name="Proposal", progress=False,
+                             patches=True, proposal=True)
+    meta = json.loads((dataset / "dataset.json").read_text())
+    assert meta["channel_names"]["5"] == "noNorm" and len(meta["channel_names"]) == 6
+    assert is_patch_model(dataset) and len(patch_channel_names(dataset)) == 6
+    assert len(patch_channel_names(SHIPPED)) == 5
+    overlaps = []
+    for label_file in sorted((dataset / "labelsTr").iterdir()):
+        case = label_file.name[:-len(".nii.gz")]
+        truth, _ = read_image(label_file)
+        proposal, _ = read_image(dataset / "imagesTr" / f"{case}_0005.nii.gz")
+        assert set(np.unique(proposal)) <= {0, 1}
+        if truth.any():
+            overlaps.append(2 * np.sum((truth > 0) & (proposal > 0)) / (truth.sum() + proposal.sum()))
+    assert overlaps and np.mean(overlaps) > 0.5  # the pipeline's answer is a good start
 
 
 def test_patch_trainers_found_by_nnunet():
