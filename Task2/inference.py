@@ -192,7 +192,7 @@ def run_task2(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
         elif not is_task2_model(model_dir):
             # E.g. /opt/ml/model holds a Task 1 (PET/CT) model: it cannot read Task 2 inputs.
             log.warning("%s is not a Task 2 nnU-Net model (dataset.json without the 4 Task 2 channels "
-                        "CT, CT, noNorm, noNorm or the 5 lesion-patch channels): using the model-free method",
+                        "CT, CT, noNorm, noNorm or the 5 or 6 lesion-patch channels): using the model-free method",
                         model_dir)
             model_dir = None
     results = []

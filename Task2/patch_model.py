@@ -15,7 +15,12 @@ proposal, ``PROPOSAL_CHANNEL_NAMES``). Prediction:
 4. ``click_fallback`` (default on): a step-2 click says a lesion is there, so where the network
    marks nothing for a clicked lesion, the model-free segmentation of that lesion
    (:func:`Task2.segmentation.segment_with_prior` / :func:`~Task2.segmentation.segment_new_lesion`)
-   fills in, on voxels no other lesion holds.
+   fills in, on voxels no other lesion holds;
+5. with the proposal channel (a model trained with ``--proposal``), at both steps: a lesion the
+   network left empty whose proposal (the pipeline's answer) is smaller than the network's grid
+   resolves (``MIN_RESOLVED_VOXELS`` voxels of the model's spacing, 3 voxels across) keeps the
+   proposal (:func:`keep_unresolved_proposals`): at 2 mm a lesion of a few voxels of a 0.8 mm grid
+   is a speck the network cannot draw, not a lesion it decided is gone.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import numpy as np
 from .lesion_patches import PATCH_CHANNEL_NAMES, PROPOSAL_CHANNEL_NAMES, LesionPatch
 
 DEFAULT_THRESHOLD = 0.5
+MIN_RESOLVED_VOXELS = 27  # a lesion narrower than 3 voxels of the network's grid is below its resolution
 
 
 def patch_channel_names(model_dir: str | os.PathLike) -> dict | None:
@@ -102,6 +108,23 @@ def fill_empty_clicked_lesions(labels: np.ndarray, patches: Sequence[LesionPatch
     return filled
 
 
+def keep_unresolved_proposals(labels: np.ndarray, patches: Sequence[LesionPatch], spacing: Sequence[float],
+                              network_spacing: Sequence[float]) -> list[int]:
+    """Step 5 of the module docstring (in place, on free voxels only); returns the ids kept."""
+    smallest_ml = MIN_RESOLVED_VOXELS * float(np.prod(network_spacing)) / 1000.0
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    kept = []
+    for patch in patches:
+        proposal = patch.channels[5] > 0
+        view = labels[patch.region]
+        if not proposal.any() or np.any(view == patch.lesion_id):
+            continue
+        if np.count_nonzero(proposal) * voxel_ml < smallest_ml:
+            view[proposal & (view == 0)] = patch.lesion_id
+            kept.append(patch.lesion_id)
+    return kept
+
+
 class PatchModelSegmenter:
     """Loads a patch model once; :meth:`segment` runs one follow-up (arrays in, label map out)."""
 
@@ -133,6 +156,9 @@ class PatchModelSegmenter:
         probabilities = [predict_patch(self.predictor, patch, followup_geometry.spacing) for patch in patches]
         labels = stitch_patches(followup_ct.shape, patches, probabilities, self.threshold)
         timings["network_s"] = time.perf_counter() - t0
+        if self.proposal:
+            keep_unresolved_proposals(labels, patches, followup_geometry.spacing,
+                                      self.predictor.configuration_manager.spacing)
         if self.click_fallback and carried.step == 2:
             fill_empty_clicked_lesions(labels, patches, carried, followup_ct, followup_geometry.spacing)
         return FollowupResult(mask=labels > 0, labels=labels, step=carried.step,

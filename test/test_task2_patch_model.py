@@ -121,6 +121,30 @@ def test_stitching_gives_each_voxel_to_the_surest_lesion_and_drops_strays():
     assert labels[13, 0, 0] == 0
 
 
+def test_unresolved_proposals_are_kept_only_where_the_network_left_a_speck_empty():
+    from Task2.lesion_patches import LesionPatch
+    from Task2.patch_model import keep_unresolved_proposals
+
+    shape, spacing = (40, 40, 40), (0.8, 0.8, 2.5)  # 1.6 mm3 per voxel; 27 voxels of 2 mm = 216 mm3
+
+    def patch(lesion_id, lo, proposal_box):
+        region = tuple(slice(a, a + 12) for a in lo)
+        channels = np.zeros((6, 12, 12, 12), np.float32)
+        channels[5][proposal_box] = 1
+        return LesionPatch(lesion_id, "carried", region, np.asarray(lo, float) + 6, channels)
+
+    speck = patch(1, (0, 0, 0), (slice(4, 7), slice(4, 7), slice(4, 7)))          # 27 voxels = 43 mm3
+    large = patch(2, (20, 0, 0), (slice(0, 12), slice(0, 12), slice(0, 2)))      # 288 voxels = 461 mm3
+    found = patch(3, (0, 20, 0), (slice(4, 6), slice(4, 6), slice(4, 6)))        # a speck the network drew
+    labels = np.zeros(shape, np.uint16)
+    labels[5, 25, 5] = 3
+    kept = keep_unresolved_proposals(labels, [speck, large, found], spacing, (2.0, 2.0, 2.0))
+    assert kept == [1]
+    assert np.count_nonzero(labels == 1) == 27 and (labels[4:7, 4:7, 4:7] == 1).all()
+    assert not np.any(labels == 2)  # big enough for the network to draw: its empty answer stands
+    assert np.count_nonzero(labels == 3) == 1  # what the network drew is left alone
+
+
 def test_click_fallback_fills_every_clicked_lesion_the_network_left_empty(carried_pair):
     from Task2.lesion_patches import PatchMaker
     from Task2.patch_model import fill_empty_clicked_lesions
