@@ -9,7 +9,8 @@ is a stock command or this package's CLI, run as a subprocess, so what runs is w
    (:func:`autopet_common.phantoms.task2.varied_grid`: 1.5-5 mm in-plane, 2-6 mm slices,
    varied field of view), seed ``--seed``;
 2. ``python -m Task2.convert_dataset --patches``: registration and carrying once per pair, then
-   a step-1 and a step-2 sample per lesion (:mod:`Task2.lesion_patches`);
+   a step-1 and a step-2 sample per lesion (:mod:`Task2.lesion_patches`; ``--proposal`` adds the
+   model-free pipeline's segmentation of the lesion as a sixth channel);
 3. ``nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres --no_pp``, then a ``3d_cpu``
    configuration added to the plans (:func:`autopet_common.nnunet_recipe.add_cpu_configuration`:
    2 mm isotropic, 48^3 patch = the 96 mm lesion box, 4 stages of 16-128 features, a
