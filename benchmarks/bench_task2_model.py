@@ -89,22 +89,23 @@ def lesion_scores(pair, labels: np.ndarray) -> list[dict]:
     """Per follow-up truth lesion: status, size class, local Dice and emptiness (module docstring, 4)."""
     from scipy import ndimage as ndi
 
+    from evaluation_metrics.metrics import dice_score
+
     truth = pair.followup_labels
     spacing = np.asarray(pair.followup_geometry.spacing, dtype=float)
     status = {int(r["id"]): r["status"] for r in pair.lesions}
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    grow = np.ceil(LESION_MARGIN_MM / spacing).astype(int)
     out = []
     for lesion_id, box in enumerate(ndi.find_objects(truth), start=1):
         if box is None:
             continue
-        grow = np.ceil(LESION_MARGIN_MM / spacing).astype(int)
         box = tuple(slice(max(0, s.start - g), min(n, s.stop + g)) for s, g, n in zip(box, grow, truth.shape))
         lesion, predicted = truth[box] == lesion_id, labels[box] > 0
         volume = float(lesion.sum()) * voxel_ml
         out.append({"id": lesion_id, "status": status.get(lesion_id, "?"),
                     "size": next(name for limit, name in SIZE_CLASSES_ML if volume < limit), "volume_ml": volume,
-                    "dice": 2.0 * np.count_nonzero(lesion & predicted) / (lesion.sum() + predicted.sum()),
-                    "empty": not np.any(lesion & predicted)})
+                    "dice": dice_score(lesion, predicted), "empty": not np.any(lesion & predicted)})
     return out
 
 
