@@ -5,9 +5,11 @@
 The recipe of the shipped ``models/task2_phantom_patches`` (see its ``MODEL_CARD.md``); each step
 is a stock command or this package's CLI, run as a subprocess, so what runs is what a user types:
 
-1. ``--pairs`` longitudinal phantom pairs, each on a grid of its own
-   (:func:`autopet_common.phantoms.task2.varied_grid`: 1.5-5 mm in-plane, 2-6 mm slices,
-   varied field of view), seed ``--seed``;
+1. ``--pairs`` longitudinal phantom pairs, each on a grid of its own, seed ``--seed``;
+   ``--grids varied`` (the shipped model; :func:`autopet_common.phantoms.task2.varied_grid`:
+   2.4-5 mm in-plane, 2.4-6 mm slices, varied field of view) or ``--grids mixed`` (every third
+   pair from :func:`~autopet_common.phantoms.task2.fine_grid`, 0.7-2 mm in-plane, finer than the
+   network's 2 mm grid as the challenge's 0.8 mm CT is);
 2. ``python -m Task2.convert_dataset --patches``: registration and carrying once per pair, then
    a step-1 and a step-2 sample per lesion (:mod:`Task2.lesion_patches`; ``--proposal`` adds the
    model-free pipeline's segmentation of the lesion as a sixth channel);
@@ -42,11 +44,13 @@ DEFAULT_TRAINER = "autoPETTrainerLongitudinalPatches_cpu"
 
 def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, dataset_id: int = 504,
                       n_pairs: int = 48, seed: int = 0, trainer: str = DEFAULT_TRAINER, fold: str = "0",
-                      progress: bool = True, proposal: bool = False) -> Path:
+                      progress: bool = True, proposal: bool = False, grids: str = "varied") -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given)."""
     from autopet_common.phantoms import write_task2_cohort
-    from autopet_common.phantoms.task2 import VARIED
+    from autopet_common.phantoms.task2 import GRID_SETS
 
+    if grids not in GRID_SETS:
+        raise ValueError(f"grids must be one of {', '.join(GRID_SETS)}, got {grids!r}")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     env = nnunet_environment(work, trainers=TRAINERS)
@@ -55,7 +59,7 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
     cohort = work / "pairs"
     shutil.rmtree(cohort, ignore_errors=True)
     started = time.perf_counter()
-    write_task2_cohort(cohort, n_pairs=n_pairs, size=VARIED, seed=seed, progress=progress)
+    write_task2_cohort(cohort, n_pairs=n_pairs, size=grids, seed=seed, progress=progress)
     run_logged([sys.executable, "-m", "Task2.convert_dataset", "--cohort", str(cohort), "--output",
                 env["nnUNet_raw"], "--dataset_id", str(dataset_id), "--name", DATASET_NAME, "--patches",
                 "--no_progress", *(["--proposal"] if proposal else [])], env, log_file)
@@ -65,7 +69,7 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
                                                     patch_size=PATCH_SIZE)
     n_samples = len(list((Path(env["nnUNet_raw"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}" / "labelsTr").glob("*")))
     return finish_recipe(model, out, module="Task2.train_patch_model", fold=fold, record={
-        "pairs": n_pairs, "seed": seed, "proposal_channel": proposal, "grid": "varied (autopet_common.phantoms.task2.varied_grid)",
+        "pairs": n_pairs, "seed": seed, "proposal_channel": proposal, "grids": f"{grids} (autopet_common.phantoms.task2.pair_grid)",
         "samples": n_samples, "trainer": trainer, "configuration": CPU_CONFIGURATION, "fold": fold,
         "data_seconds": round(data_seconds, 1), "training_seconds": round(training_seconds, 1)})
 
@@ -88,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--proposal", action="store_true",
                         help="a sixth input channel, the model-free pipeline's segmentation of the lesion: the network "
                              "refines the pipeline's answer (Task2.lesion_patches)")
+    parser.add_argument("--grids", choices=("varied", "mixed"), default="varied",
+                        help="varied: every pair on a 2.4-5 mm in-plane grid (the shipped model); mixed: every third "
+                             "pair on a 0.7-2 mm in-plane grid instead (fine_grid), finer than the network's 2 mm, "
+                             "as the challenge's CT is (about 8 more minutes of data for 48 pairs)")
     parser.add_argument("--fold", default="0")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -97,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = train_patch_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_pairs=args.pairs,
                                   seed=args.seed, trainer=args.trainer, fold=args.fold,
-                                  progress=not args.no_progress, proposal=args.proposal)
+                                  progress=not args.no_progress, proposal=args.proposal, grids=args.grids)
     except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
         print(f"python -m Task2.train_patch_model: error: {exc}", file=sys.stderr)
         return 1

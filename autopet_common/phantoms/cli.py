@@ -5,7 +5,7 @@ import argparse
 
 from ..cli import ArgumentParser, entrypoint, non_negative_int, positive_int, seed
 from .common import PRESETS
-from .task2 import VARIED
+from .task2 import GRID_SETS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "truth/followup-tumor-lesion-seg.mha, transform.json")
     t2.add_argument("--out", required=True, help="output folder")
     t2.add_argument("--n_pairs", type=positive_int, default=2, help="number of pairs (default 2)")
-    t2.add_argument("--size", default="tiny", choices=[*PRESETS, VARIED],
-                    help="grid preset (ct_real = 512x512x300 at 0.8x0.8x2.5 mm), or varied (a grid and spacing "
-                         "per pair, see varied_grid); default tiny")
+    t2.add_argument("--size", default="tiny", choices=[*PRESETS, *GRID_SETS],
+                    help="grid preset (ct_real = 512x512x300 at 0.8x0.8x2.5 mm), or a grid and spacing per pair: "
+                         "varied (2.4-5 mm in-plane, see varied_grid), varied_fine (0.7-2 mm in-plane, see "
+                         "fine_grid), mixed (every third pair varied_fine); default tiny")
     t2.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     t2.add_argument("--n_merging", type=non_negative_int, default=0,
                     help="per pair: baseline lesion pairs that merge into one follow-up lesion (default 0)")

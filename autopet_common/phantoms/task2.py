@@ -423,6 +423,9 @@ def _add_merging_and_splitting(rng, n_merging: int, n_splitting: int, next_id: i
 
 
 VARIED = "varied"  # write_task2_cohort's size for a grid and spacing of its own per pair
+VARIED_FINE = "varied_fine"  # the same, every grid finer in-plane than the learned model's 2 mm
+MIXED = "mixed"  # every third pair (n % 3 == 2) varied_fine, the others varied
+GRID_SETS = (VARIED, VARIED_FINE, MIXED)
 
 
 def varied_grid(seed: int, n: int, *, max_in_plane: int = 160, max_slices: int = 128
@@ -430,15 +433,43 @@ def varied_grid(seed: int, n: int, *, max_in_plane: int = 160, max_slices: int =
     """Shape and spacing of pair ``n`` of a ``size="varied"`` cohort: in-plane spacing
     1.5-5 mm, slices 2-6 mm, a 380-520 mm by 300-600 mm field of view (so body size varies), at
     most ``max_in_plane`` x ``max_in_plane`` x ``max_slices`` voxels (the spacing grows instead).
-    Deterministic in (seed, n)."""
+    With the default limits the in-plane spacing is in fact 2.4-5 mm (a 380 mm field of view in
+    160 voxels), coarser than the learned Task 2 model's 2 mm grid. Deterministic in (seed, n)."""
     rng = make_rng([seed, n, 20261130])
-    spacing = np.array([rng.uniform(1.5, 5.0)] * 2 + [rng.uniform(2.0, 6.0)])
+    return _draw_grid(rng, (1.5, 5.0), (2.0, 6.0), (max_in_plane, max_slices))
+
+
+def fine_grid(seed: int, n: int, *, max_in_plane: int = 512, max_slices: int = 240
+              ) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Shape and spacing of pair ``n`` of a ``size="varied_fine"`` cohort: in-plane spacing
+    0.7-2 mm and slices 1.5-3.5 mm, as clinical CT (the challenge's is about 0.8 x 0.8 x 2.5 mm),
+    the field of view of :func:`varied_grid`, at most 512 x 512 x 240 voxels (then the spacing
+    grows). Finer than the 2 mm the learned model resamples to, so its training sees CT noise and
+    edges as downsampling leaves them, not only as upsampling does. Deterministic in (seed, n)."""
+    rng = make_rng([seed, n, 20261204])
+    return _draw_grid(rng, (0.7, 2.0), (1.5, 3.5), (max_in_plane, max_slices))
+
+
+def _draw_grid(rng: np.random.Generator, in_plane_mm, slice_mm, limits):
+    spacing = np.array([rng.uniform(*in_plane_mm)] * 2 + [rng.uniform(*slice_mm)])
     fov = np.array([rng.uniform(380.0, 520.0)] * 2 + [rng.uniform(300.0, 600.0)])
-    limit = np.array([max_in_plane, max_in_plane, max_slices])
+    limit = np.array([limits[0], limits[0], limits[1]])
     shape = np.round(fov / spacing).astype(int)
     spacing = np.where(shape > limit, fov / limit, spacing)
     shape = np.clip(shape, 32, limit)
     return tuple(int(v) for v in shape), tuple(round(float(v), 3) for v in spacing)
+
+
+def pair_grid(size: str, seed: int, n: int) -> dict:
+    """Keyword arguments of :func:`make_longitudinal_pair` for pair ``n`` of a cohort of ``size``:
+    a preset name, or one of ``GRID_SETS`` (a grid per pair)."""
+    if size == MIXED:
+        size = VARIED_FINE if n % 3 == 2 else VARIED
+    if size == VARIED:
+        return dict(zip(("shape", "spacing"), varied_grid(seed, n)))
+    if size == VARIED_FINE:
+        return dict(zip(("shape", "spacing"), fine_grid(seed, n)))
+    return {"size": size}
 
 
 def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int = 0,
@@ -451,7 +482,7 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
     ``input/primary-followup-lesion-clicks.json`` (step-2 clicks: one per follow-up lesion),
     ``truth/followup-tumor-lesion-seg.mha`` (lesion ids) and ``transform.json`` (transform,
     both geometries, per-lesion status). Pair ``n`` uses seed ``[seed, n]``. ``size``: a preset
-    (``PRESETS``) or ``"varied"`` (a grid per pair from :func:`varied_grid`). ``n_merging`` /
+    (``PRESETS``) or one of ``GRID_SETS`` (a grid per pair, :func:`pair_grid`). ``n_merging`` /
     ``n_splitting``: merging pairs and splitting lesions per pair (:func:`make_longitudinal_pair`).
     """
 
@@ -478,9 +509,8 @@ def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: 
         iterator = tqdm(iterator, desc="task2 phantoms", unit="pair")
     for n in iterator:
         pair_id = f"PHANTOM_CT_{n:04d}"
-        grid = dict(zip(("shape", "spacing"), varied_grid(seed, n))) if size == VARIED else {"size": size}
         pair = make_longitudinal_pair(seed=[seed, n], pair_id=pair_id, n_merging=n_merging,
-                                      n_splitting=n_splitting, **grid)
+                                      n_splitting=n_splitting, **pair_grid(size, seed, n))
         root = out / pair_id
         inp = root / "input"
         ids = [deterministic_uuid(uuid_rng) for _ in range(3)]
