@@ -302,6 +302,26 @@ def test_task2_cohort_files_and_points(tmp_path):
             assert np.allclose(point, center_of_mass(labels == lesion_id), atol=1e-3)
 
 
+def test_task2_grid_sets_coarse_fine_and_mixed():
+    from autopet_common.phantoms.task2 import GRID_SETS, fine_grid, pair_grid, varied_grid
+
+    assert GRID_SETS == ("varied", "varied_fine", "mixed")
+    for n in range(12):
+        shape, spacing = varied_grid(0, n)
+        assert spacing[0] >= 2.4 and max(shape) <= 160  # coarser in-plane than the model's 2 mm
+        fine_shape, fine_spacing = fine_grid(0, n)
+        assert 0.7 <= fine_spacing[0] == fine_spacing[1] <= 2.0 and 1.5 <= fine_spacing[2] <= 3.5
+        assert fine_shape[0] <= 512 and fine_shape[2] <= 240
+        fov = np.multiply(fine_shape, fine_spacing)
+        assert 370 <= fov[0] <= 530 and 290 <= fov[2] <= 610  # the same bodies as the varied set
+        assert fine_grid(0, n) == (fine_shape, fine_spacing)  # deterministic
+        mixed = pair_grid("mixed", 0, n)
+        expected = fine_grid(0, n) if n % 3 == 2 else varied_grid(0, n)
+        assert (mixed["shape"], mixed["spacing"]) == expected
+    assert fine_grid(1, 0) != fine_grid(0, 0)
+    assert pair_grid("small", 0, 0) == {"size": "small"}
+
+
 # ---------------------------------------------------------------------------- committed sample
 def test_committed_sample_is_what_make_sample_writes():
     sys.path.insert(0, str(Path(__file__).parent))
