@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, positive_int, seed
+from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, positive_int, probability, seed
 from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, finish_recipe, nnunet_environment,
                                           plan_preprocess_train, run_logged)
 
@@ -44,10 +44,13 @@ DEFAULT_TRAINER = "autoPETTrainerLongitudinalPatches_cpu"
 
 def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, dataset_id: int = 504,
                       n_pairs: int = 48, seed: int = 0, trainer: str = DEFAULT_TRAINER, fold: str = "0",
-                      progress: bool = True, proposal: bool = False, grids: str = "varied") -> Path:
+                      progress: bool = True, proposal: bool = False, grids: str = "varied",
+                      vanish_probability: float | None = None) -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given)."""
     from autopet_common.phantoms import write_task2_cohort
-    from autopet_common.phantoms.task2 import GRID_SETS
+    from autopet_common.phantoms.task2 import GRID_SETS, VANISH_PROBABILITY
+
+    vanish_probability = VANISH_PROBABILITY if vanish_probability is None else vanish_probability
 
     if grids not in GRID_SETS:
         raise ValueError(f"grids must be one of {', '.join(GRID_SETS)}, got {grids!r}")
@@ -59,7 +62,8 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
     cohort = work / "pairs"
     shutil.rmtree(cohort, ignore_errors=True)
     started = time.perf_counter()
-    write_task2_cohort(cohort, n_pairs=n_pairs, size=grids, seed=seed, progress=progress)
+    write_task2_cohort(cohort, n_pairs=n_pairs, size=grids, seed=seed, progress=progress,
+                       vanish_probability=vanish_probability)
     run_logged([sys.executable, "-m", "Task2.convert_dataset", "--cohort", str(cohort), "--output",
                 env["nnUNet_raw"], "--dataset_id", str(dataset_id), "--name", DATASET_NAME, "--patches",
                 "--no_progress", *(["--proposal"] if proposal else [])], env, log_file)
@@ -70,6 +74,7 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
     n_samples = len(list((Path(env["nnUNet_raw"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}" / "labelsTr").glob("*")))
     return finish_recipe(model, out, module="Task2.train_patch_model", fold=fold, record={
         "pairs": n_pairs, "seed": seed, "proposal_channel": proposal, "grids": f"{grids} (autopet_common.phantoms.task2.pair_grid)",
+        "vanish_probability": vanish_probability,
         "samples": n_samples, "trainer": trainer, "configuration": CPU_CONFIGURATION, "fold": fold,
         "data_seconds": round(data_seconds, 1), "training_seconds": round(training_seconds, 1)})
 
@@ -96,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="varied: every pair on a 2.4-5 mm in-plane grid (the shipped model); mixed: every third "
                              "pair on a 0.7-2 mm in-plane grid instead (fine_grid), finer than the network's 2 mm, "
                              "as the challenge's CT is (about 8 more minutes of data for 48 pairs)")
+    parser.add_argument("--vanish_probability", type=probability, default=None,
+                        help="chance that a baseline lesion of a training pair vanishes at follow-up (default: the "
+                             "phantoms' 0.15); more vanished lesions are more step-1 samples whose answer is empty")
     parser.add_argument("--fold", default="0")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -105,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = train_patch_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_pairs=args.pairs,
                                   seed=args.seed, trainer=args.trainer, fold=args.fold,
-                                  progress=not args.no_progress, proposal=args.proposal, grids=args.grids)
+                                  progress=not args.no_progress, proposal=args.proposal, grids=args.grids,
+                                  vanish_probability=args.vanish_probability)
     except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
         print(f"python -m Task2.train_patch_model: error: {exc}", file=sys.stderr)
         return 1

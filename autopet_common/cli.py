@@ -224,6 +224,10 @@ def non_negative_float(text: str) -> float:
     return _number(text, float, "a finite number >= 0", lambda value: value >= 0)
 
 
+def probability(text: str) -> float:
+    return _number(text, float, "a probability 0..1", lambda value: 0 <= value <= 1)
+
+
 def int_list(text: str) -> list[int]:
     """Comma- or space-separated whole numbers >= 0 (``0,1,2``)."""
     parts = [p for p in text.replace(",", " ").split() if p]

@@ -208,6 +208,12 @@ def test_cli_help_and_errors(tmp_path, capsys):
     assert not out.exists()
     with pytest.raises(SystemExit):
         cli_main(["task1", "--out", str(out), "--size", "gigantic"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as caught:
+        cli_main(["task2", "--out", str(out), "--vanish_probability", "1.5"])
+    assert caught.value.code == 2
+    assert "--vanish_probability: expected a probability 0..1" in capsys.readouterr().err
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------------------------- Task 2
@@ -320,6 +326,20 @@ def test_task2_grid_sets_coarse_fine_and_mixed():
         assert (mixed["shape"], mixed["spacing"]) == expected
     assert fine_grid(1, 0) != fine_grid(0, 0)
     assert pair_grid("small", 0, 0) == {"size": "small"}
+
+
+def test_vanish_probability_changes_only_the_statuses():
+    default = make_longitudinal_pair("tiny", seed=[5, 1], n_lesions=4, n_new=0)
+    gone = make_longitudinal_pair("tiny", seed=[5, 1], n_lesions=4, n_new=0, vanish_probability=1.0)
+    kept = make_longitudinal_pair("tiny", seed=[5, 1], n_lesions=4, n_new=0, vanish_probability=0.0)
+    assert np.array_equal(gone.baseline_ct, default.baseline_ct)  # same baseline, same draws
+    assert np.array_equal(gone.baseline_labels, default.baseline_labels)
+    assert [r["status"] for r in gone.lesions] == ["vanished"] * len(default.lesions)
+    assert not gone.followup_labels.any()
+    assert "vanished" not in [r["status"] for r in kept.lesions]
+    assert set(np.unique(kept.followup_labels)) - {0} == {r["id"] for r in kept.lesions}
+    with pytest.raises(InputError, match="vanish_probability"):
+        make_longitudinal_pair("tiny", seed=0, vanish_probability=1.5)
 
 
 # ---------------------------------------------------------------------------- committed sample

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import ArgumentParser, entrypoint, non_negative_int, positive_int, seed
+from ..cli import ArgumentParser, entrypoint, non_negative_int, positive_int, probability, seed
 from .common import PRESETS
-from .task2 import GRID_SETS
+from .task2 import GRID_SETS, VANISH_PROBABILITY
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="per pair: baseline lesion pairs that merge into one follow-up lesion (default 0)")
     t2.add_argument("--n_splitting", type=non_negative_int, default=0,
                     help="per pair: baseline lesions that split into two follow-up lesions (default 0)")
+    t2.add_argument("--vanish_probability", type=probability, default=VANISH_PROBABILITY,
+                    help="chance that a baseline lesion vanishes at follow-up; the other statuses share the rest "
+                         f"(default {VANISH_PROBABILITY})")
     return parser
 
 
@@ -73,6 +76,7 @@ def main(argv=None) -> int:
     else:
         from .task2 import write_task2_cohort
         root = write_task2_cohort(args.out, n_pairs=args.n_pairs, size=args.size, seed=args.seed,
-                                  progress=True, n_merging=args.n_merging, n_splitting=args.n_splitting)
+                                  progress=True, n_merging=args.n_merging, n_splitting=args.n_splitting,
+                                  vanish_probability=args.vanish_probability)
     print(root)
     return 0

@@ -34,6 +34,11 @@ from .common import add_ct_noise, deterministic_uuid, make_rng, resolve_grid, se
 
 
 
+# what becomes of a baseline lesion at follow-up (make_longitudinal_pair); "vanished" last
+STATUS_PROBABILITIES = {"grown": 0.35, "shrunk": 0.3, "stable": 0.2, "vanished": 0.15}
+VANISH_PROBABILITY = STATUS_PROBABILITIES["vanished"]
+
+
 @dataclass
 class LongitudinalPair:
     """A baseline/follow-up CT pair. Label arrays hold lesion ids; ``*_mask`` are binary."""
@@ -229,7 +234,8 @@ def _centres_of_gravity(labels: np.ndarray) -> dict[int, tuple[float, float, flo
 def make_longitudinal_pair(size: str | None = "tiny", seed: Any = 0, n_lesions: int | None = None,
                            n_new: int | None = None, shape=None, spacing=None,
                            pair_id: str | None = None, *, n_merging: int = 0,
-                           n_splitting: int = 0) -> LongitudinalPair:
+                           n_splitting: int = 0, vanish_probability: float = VANISH_PROBABILITY
+                           ) -> LongitudinalPair:
     """Make a baseline/follow-up CT pair with a known transform and changing lesions.
 
     Baseline lesions get ids 1..n; each one grows, shrinks, stays or vanishes at follow-up,
@@ -242,7 +248,13 @@ def make_longitudinal_pair(size: str | None = "tiny", seed: Any = 0, n_lesions: 
     split into two follow-up lesions, the first keeping the id and the second getting a new one
     (``"status": "split", "split_from": <id>``). Both are drawn from their own generator, so
     pairs without them are unchanged.
+
+    ``vanish_probability``: the chance that a baseline lesion vanishes (``STATUS_PROBABILITIES``
+    by default); the other statuses share the rest in their default proportions. It draws
+    nothing more from the generator, so a pair differs from the default one only in its statuses.
     """
+    if not 0.0 <= vanish_probability <= 1.0:
+        raise InputError(f"vanish_probability must be in [0, 1], got {vanish_probability}")
     rng = make_rng(seed)
     base_geom = resolve_grid(size, shape, spacing)
     shape3 = base_geom.shape
@@ -253,6 +265,8 @@ def make_longitudinal_pair(size: str | None = "tiny", seed: Any = 0, n_lesions: 
     fu_geom = _followup_geometry(base_geom, rng)
     fu_clean = resample_through(clean, base_geom, fu_geom, transform, fill=-1000.0)
 
+    scale = (1.0 - vanish_probability) / (1.0 - VANISH_PROBABILITY)  # exactly 1.0 by default
+    status_p = [p * scale for p in list(STATUS_PROBABILITIES.values())[:-1]] + [vanish_probability]
     if n_lesions is None:
         n_lesions = int(rng.integers(1, 7))
     if n_new is None:
@@ -294,7 +308,7 @@ def make_longitudinal_pair(size: str | None = "tiny", seed: Any = 0, n_lesions: 
         if _paint_lesion(base_ct, base_labels, centre, radii, spacing3, next_id, hu) == 0:
             continue
         placed.append((centre_mm, 1.6 * float(radii.max())))
-        status = str(rng.choice(["grown", "shrunk", "stable", "vanished"], p=[0.35, 0.3, 0.2, 0.15]))
+        status = str(rng.choice(list(STATUS_PROBABILITIES), p=status_p))
         factor = {"grown": rng.uniform(1.2, 1.6), "shrunk": rng.uniform(0.5, 0.8),
                   "stable": rng.uniform(0.95, 1.05), "vanished": 0.0}[status]
         fu_centre_mm = baseline_to_followup(centre_mm, transform)
@@ -473,7 +487,8 @@ def pair_grid(size: str, seed: int, n: int) -> dict:
 
 
 def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int = 0,
-                       progress: bool = False, *, n_merging: int = 0, n_splitting: int = 0) -> Path:
+                       progress: bool = False, *, n_merging: int = 0, n_splitting: int = 0,
+                       vanish_probability: float = VANISH_PROBABILITY) -> Path:
     """Write ``n_pairs`` longitudinal pairs in the Grand Challenge Task 2 input layout.
 
     Per pair ``<out>/<pair>/``: ``input/images/primary-baseline-ct/<uuid>.mha`` (int16 HU),
@@ -483,7 +498,8 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
     ``truth/followup-tumor-lesion-seg.mha`` (lesion ids) and ``transform.json`` (transform,
     both geometries, per-lesion status). Pair ``n`` uses seed ``[seed, n]``. ``size``: a preset
     (``PRESETS``) or one of ``GRID_SETS`` (a grid per pair, :func:`pair_grid`). ``n_merging`` /
-    ``n_splitting``: merging pairs and splitting lesions per pair (:func:`make_longitudinal_pair`).
+    ``n_splitting``: merging pairs and splitting lesions per pair, ``vanish_probability``: the
+    chance that a baseline lesion vanishes (:func:`make_longitudinal_pair`).
     """
 
     if n_pairs < 1:
@@ -494,12 +510,12 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
     if out.is_dir():
         owned |= {p.name for p in out.glob("PHANTOM_CT_*") if p.is_dir()}
     with staged_contents(out, sorted(owned)) as work:
-        _write_task2_pairs(work, n_pairs, size, seed, progress, n_merging, n_splitting)
+        _write_task2_pairs(work, n_pairs, size, seed, progress, n_merging, n_splitting, vanish_probability)
     return out
 
 
 def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: bool, n_merging: int = 0,
-                       n_splitting: int = 0) -> None:
+                       n_splitting: int = 0, vanish_probability: float = VANISH_PROBABILITY) -> None:
     from ..click_io import write_task2_points
 
     uuid_rng = make_rng([seed, 123456789])
@@ -510,7 +526,8 @@ def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: 
     for n in iterator:
         pair_id = f"PHANTOM_CT_{n:04d}"
         pair = make_longitudinal_pair(seed=[seed, n], pair_id=pair_id, n_merging=n_merging,
-                                      n_splitting=n_splitting, **pair_grid(size, seed, n))
+                                      n_splitting=n_splitting, vanish_probability=vanish_probability,
+                                      **pair_grid(size, seed, n))
         root = out / pair_id
         inp = root / "input"
         ids = [deterministic_uuid(uuid_rng) for _ in range(3)]
