@@ -46,14 +46,13 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
                       n_pairs: int = 48, seed: int = 0, trainer: str = DEFAULT_TRAINER, fold: str = "0",
                       progress: bool = True, proposal: bool = False, grids: str = "varied",
                       vanish_probability: float | None = None) -> Path:
-    """Run the steps of the module docstring; returns the model folder (``out`` if given)."""
+    """Run the steps of the module docstring; returns the model folder (``out`` if given).
+    ``grids``: a size of :func:`autopet_common.phantoms.write_task2_cohort` (``"varied"``,
+    ``"mixed"``, ...); ``vanish_probability``: None for the phantoms' default."""
     from autopet_common.phantoms import write_task2_cohort
-    from autopet_common.phantoms.task2 import GRID_SETS, VANISH_PROBABILITY
+    from autopet_common.phantoms.task2 import VANISH_PROBABILITY
 
     vanish_probability = VANISH_PROBABILITY if vanish_probability is None else vanish_probability
-
-    if grids not in GRID_SETS:
-        raise ValueError(f"grids must be one of {', '.join(GRID_SETS)}, got {grids!r}")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     env = nnunet_environment(work, trainers=TRAINERS)
