@@ -29,7 +29,8 @@
    with its status in the phantom's record (grown, shrunk, stable, new, split; a merged pair's
    survivor keeps its own) and its size, scored by the Dice of the prediction (any id) with the
    lesion inside the lesion's box grown by 10 mm, and counted as empty when no predicted voxel
-   touches it.
+   touches it. Each baseline lesion that vanished at follow-up is listed too, with the volume
+   drawn with its id (step 1 carries baseline ids): what a method redraws where nothing is left.
 
 Prints Markdown tables; ``--json`` also writes the per-pair rows.
 """
@@ -109,6 +110,14 @@ def lesion_scores(pair, labels: np.ndarray) -> list[dict]:
     return out
 
 
+def vanished_drawn(pair, labels: np.ndarray) -> list[dict]:
+    """Per baseline lesion that vanished at follow-up: the volume (ml) drawn with its id."""
+    voxel_ml = float(np.prod(pair.followup_geometry.spacing)) / 1000.0
+    return [{"id": int(r["id"]), "radius_mm": r["radius_mm"],
+             "drawn_ml": float(np.count_nonzero(labels == int(r["id"]))) * voxel_ml}
+            for r in pair.lesions if r["status"] == "vanished"]
+
+
 def print_lesion_table(rows: list[dict], runners) -> None:
     """Mean local Dice and empty lesions per method and step, by status and by size class."""
     lesions = [dict(lesion, method=r["method"], step=r["step"]) for r in rows for lesion in r["lesions"]]
@@ -126,6 +135,16 @@ def print_lesion_table(rows: list[dict], runners) -> None:
                     cells.append(f"{np.mean([x['dice'] for x in chosen]):.3f} "
                                  f"({sum(x['empty'] for x in chosen)}/{len(chosen)})" if chosen else "-")
                 print(f"| {method} | {step} | {' | '.join(cells)} |")
+    vanished = [dict(v, method=r["method"], step=r["step"]) for r in rows for v in r["vanished"]]
+    if vanished:
+        print("\nbaseline lesions that vanished: drawn with their id (lesions drawn / vanished, total ml)\n")
+        print("| method | step | drawn | ml |")
+        print("|---|---:|---:|---:|")
+        for step in (1, 2):
+            for method in runners:
+                chosen = [v for v in vanished if v["method"] == method and v["step"] == step]
+                print(f"| {method} | {step} | {sum(v['drawn_ml'] > 0 for v in chosen)}/{len(chosen)} | "
+                      f"{sum(v['drawn_ml'] for v in chosen):.2f} |")
 
 
 def run(method, pair, points: dict) -> tuple[np.ndarray, float]:
@@ -188,7 +207,7 @@ def main(argv=None) -> int:
                 labels, seconds = run(segment, pair, points)
                 rows.append({"pair": name, "method": method, "step": step, "seconds": seconds,
                              "shape": list(pair.followup_geometry.shape), **score(pair, labels),
-                             "lesions": lesion_scores(pair, labels)})
+                             "lesions": lesion_scores(pair, labels), "vanished": vanished_drawn(pair, labels)})
                 print(f"{name} {method} step {step}: Dice {rows[-1]['dice']:.3f}, {seconds:.1f} s", file=sys.stderr,
                       flush=True)
     groups = {"all held-out pairs": lambda r: True,
