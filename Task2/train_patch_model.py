@@ -9,7 +9,8 @@ is a stock command or this package's CLI, run as a subprocess, so what runs is w
    ``--grids varied`` (the shipped model; :func:`autopet_common.phantoms.task2.varied_grid`:
    2.4-5 mm in-plane, 2.4-6 mm slices, varied field of view) or ``--grids mixed`` (every third
    pair from :func:`~autopet_common.phantoms.task2.fine_grid`, 0.7-2 mm in-plane, finer than the
-   network's 2 mm grid as the challenge's 0.8 mm CT is);
+   network's 2 mm grid as the challenge's 0.8 mm CT is); ``--events``: every second pair also has a
+   merging pair of lesions and a splitting lesion (:func:`~autopet_common.phantoms.task2.pair_events`);
 2. ``python -m Task2.convert_dataset --patches``: registration and carrying once per pair, then
    a step-1 and a step-2 sample per lesion (:mod:`Task2.lesion_patches`; ``--proposal`` adds the
    model-free pipeline's segmentation of the lesion as a sixth channel);
@@ -40,15 +41,18 @@ DATASET_NAME = "Task2LesionPatches"
 PATCH_SPACING = (2.0, 2.0, 2.0)
 PATCH_SIZE = (48, 48, 48)  # 96 mm at 2 mm: the lesion box of Task2.lesion_patches
 DEFAULT_TRAINER = "autoPETTrainerLongitudinalPatches_cpu"
+# --events: one merging pair and one splitting lesion on every second pair, as the benchmark's held-out pairs
+EVENTS = {"n_merging": 1, "n_splitting": 1, "event_every": 2}
 
 
 def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, dataset_id: int = 504,
                       n_pairs: int = 48, seed: int = 0, trainer: str = DEFAULT_TRAINER, fold: str = "0",
                       progress: bool = True, proposal: bool = False, grids: str = "varied",
-                      vanish_probability: float | None = None) -> Path:
+                      vanish_probability: float | None = None, events: bool = False) -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given).
     ``grids``: a size of :func:`autopet_common.phantoms.write_task2_cohort` (``"varied"``,
-    ``"mixed"``, ...); ``vanish_probability``: None for the phantoms' default."""
+    ``"mixed"``, ...); ``vanish_probability``: None for the phantoms' default; ``events``: merging
+    and splitting lesions on every second pair (:data:`EVENTS`)."""
     from autopet_common.phantoms import write_task2_cohort
     from autopet_common.phantoms.task2 import VANISH_PROBABILITY
 
@@ -62,7 +66,7 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
     shutil.rmtree(cohort, ignore_errors=True)
     started = time.perf_counter()
     write_task2_cohort(cohort, n_pairs=n_pairs, size=grids, seed=seed, progress=progress,
-                       vanish_probability=vanish_probability)
+                       vanish_probability=vanish_probability, **(EVENTS if events else {}))
     run_logged([sys.executable, "-m", "Task2.convert_dataset", "--cohort", str(cohort), "--output",
                 env["nnUNet_raw"], "--dataset_id", str(dataset_id), "--name", DATASET_NAME, "--patches",
                 "--no_progress", *(["--proposal"] if proposal else [])], env, log_file)
@@ -73,7 +77,7 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
     n_samples = len(list((Path(env["nnUNet_raw"]) / f"Dataset{dataset_id:03d}_{DATASET_NAME}" / "labelsTr").glob("*")))
     return finish_recipe(model, out, module="Task2.train_patch_model", fold=fold, record={
         "pairs": n_pairs, "seed": seed, "proposal_channel": proposal, "grids": f"{grids} (autopet_common.phantoms.task2.pair_grid)",
-        "vanish_probability": vanish_probability,
+        "vanish_probability": vanish_probability, "events": EVENTS if events else None,
         "samples": n_samples, "trainer": trainer, "configuration": CPU_CONFIGURATION, "fold": fold,
         "data_seconds": round(data_seconds, 1), "training_seconds": round(training_seconds, 1)})
 
@@ -103,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vanish_probability", type=probability, default=None,
                         help="chance that a baseline lesion of a training pair vanishes at follow-up (default: the "
                              "phantoms' 0.15); more vanished lesions are more step-1 samples whose answer is empty")
+    parser.add_argument("--events", action="store_true",
+                        help="every second training pair also has two baseline lesions that merge and one that splits "
+                             "(as the benchmark's held-out pairs): samples where a lesion outgrows or leaves its "
+                             "baseline shape")
     parser.add_argument("--fold", default="0")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -113,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = train_patch_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_pairs=args.pairs,
                                   seed=args.seed, trainer=args.trainer, fold=args.fold,
                                   progress=not args.no_progress, proposal=args.proposal, grids=args.grids,
-                                  vanish_probability=args.vanish_probability)
+                                  vanish_probability=args.vanish_probability, events=args.events)
     except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
         print(f"python -m Task2.train_patch_model: error: {exc}", file=sys.stderr)
         return 1

@@ -53,10 +53,10 @@ REFERENCE = "registration + propagation"
 def heldout_pairs(n_pairs: int, n_real: int, seed: int):
     """Yield (name, LongitudinalPair) of the held-out set (see the module docstring)."""
     from autopet_common.phantoms import make_longitudinal_pair
-    from autopet_common.phantoms.task2 import varied_grid
+    from autopet_common.phantoms.task2 import pair_events, varied_grid
 
     for n in range(n_pairs):
-        events = {"n_merging": 1, "n_splitting": 1} if n % 2 else {}
+        events = pair_events(n, 1, 1, every=2)
         if n % 4 < 2:
             shape, spacing = varied_grid(seed, n)
             grid = {"shape": shape, "spacing": spacing}
@@ -64,7 +64,7 @@ def heldout_pairs(n_pairs: int, n_real: int, seed: int):
         else:
             grid = {"size": "small"}
             name = f"small_{n:02d}"
-        yield name + ("_events" if events else ""), make_longitudinal_pair(seed=[seed, n], **grid, **events)
+        yield name + ("_events" if events["n_merging"] else ""), make_longitudinal_pair(seed=[seed, n], **grid, **events)
     for n in range(n_real):
         yield f"ct_real_{n:02d}", make_longitudinal_pair(size="ct_real", seed=[seed, 500 + n])
 

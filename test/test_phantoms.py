@@ -214,6 +214,11 @@ def test_cli_help_and_errors(tmp_path, capsys):
     assert caught.value.code == 2
     assert "--vanish_probability: expected a probability 0..1" in capsys.readouterr().err
     assert not out.exists()
+    with pytest.raises(SystemExit) as caught:
+        cli_main(["task2", "--out", str(out), "--n_merging", "1", "--event_every", "0"])
+    assert caught.value.code == 2
+    assert "--event_every: expected a whole number >= 1" in capsys.readouterr().err
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------------------------- Task 2
@@ -388,3 +393,23 @@ def test_merging_and_splitting_lesions():
     plain = make_longitudinal_pair(size="tiny", seed=4)
     again = make_longitudinal_pair(size="tiny", seed=4, n_merging=0, n_splitting=0)
     assert np.array_equal(plain.followup_labels, again.followup_labels) and plain.lesions == again.lesions
+
+
+def test_events_on_every_kth_pair_only(tmp_path):
+    """``event_every`` puts the merging and splitting lesions on the pairs n with (n + 1) % k == 0
+    (the benchmark's odd pairs for 2); the other pairs are the plain pairs."""
+    from autopet_common.phantoms.task2 import pair_events, write_task2_cohort
+
+    assert [pair_events(n, 1, 2, every=2)["n_splitting"] for n in range(4)] == [0, 2, 0, 2]
+    assert all(pair_events(n, 1, 1)["n_merging"] == 1 for n in range(3))
+    with pytest.raises(InputError, match="every"):
+        write_task2_cohort(tmp_path / "bad", n_pairs=2, n_merging=1, event_every=0)
+    assert not (tmp_path / "bad").exists()
+    root = write_task2_cohort(tmp_path / "cohort", n_pairs=2, size="small", seed=3, n_merging=1, n_splitting=1,
+                              event_every=2)
+    statuses = [{r["status"] for r in json.loads((root / f"PHANTOM_CT_{n:04d}" / "transform.json").read_text())["lesions"]}
+                for n in range(2)]
+    assert not statuses[0] & {"merged", "split"} and {"merged", "split"} <= statuses[1]
+    plain = make_longitudinal_pair(size="small", seed=[3, 0])
+    written, _ = read_image(next((root / "PHANTOM_CT_0000" / "truth").glob("*.mha")))
+    assert np.array_equal(written, plain.followup_labels)

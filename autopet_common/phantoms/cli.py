@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="per pair: baseline lesion pairs that merge into one follow-up lesion (default 0)")
     t2.add_argument("--n_splitting", type=non_negative_int, default=0,
                     help="per pair: baseline lesions that split into two follow-up lesions (default 0)")
+    t2.add_argument("--event_every", type=positive_int, default=1,
+                    help="put the merging and splitting lesions on every k-th pair only (pairs n with "
+                         "(n + 1) %% k == 0; default 1, every pair; 2: the odd pairs)")
     t2.add_argument("--vanish_probability", type=probability, default=VANISH_PROBABILITY,
                     help="chance that a baseline lesion vanishes at follow-up; the other statuses share the rest "
                          f"(default {VANISH_PROBABILITY})")
@@ -77,6 +80,6 @@ def main(argv=None) -> int:
         from .task2 import write_task2_cohort
         root = write_task2_cohort(args.out, n_pairs=args.n_pairs, size=args.size, seed=args.seed,
                                   progress=True, n_merging=args.n_merging, n_splitting=args.n_splitting,
-                                  vanish_probability=args.vanish_probability)
+                                  event_every=args.event_every, vanish_probability=args.vanish_probability)
     print(root)
     return 0

@@ -486,9 +486,21 @@ def pair_grid(size: str, seed: int, n: int) -> dict:
     return {"size": size}
 
 
+def pair_events(n: int, n_merging: int, n_splitting: int, every: int = 1) -> dict:
+    """Keyword arguments of :func:`make_longitudinal_pair` for pair ``n``: ``n_merging`` merging
+    pairs and ``n_splitting`` splitting lesions on every ``every``-th pair (the pairs with
+    ``(n + 1) % every == 0``: all pairs for 1, the odd ones for 2, as in
+    ``benchmarks/bench_task2_model.py``), none on the others."""
+    if every < 1:
+        raise InputError(f"every must be >= 1, got {every}")
+    if (n + 1) % every:
+        return {"n_merging": 0, "n_splitting": 0}
+    return {"n_merging": int(n_merging), "n_splitting": int(n_splitting)}
+
+
 def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int = 0,
                        progress: bool = False, *, n_merging: int = 0, n_splitting: int = 0,
-                       vanish_probability: float = VANISH_PROBABILITY) -> Path:
+                       event_every: int = 1, vanish_probability: float = VANISH_PROBABILITY) -> Path:
     """Write ``n_pairs`` longitudinal pairs in the Grand Challenge Task 2 input layout.
 
     Per pair ``<out>/<pair>/``: ``input/images/primary-baseline-ct/<uuid>.mha`` (int16 HU),
@@ -498,24 +510,28 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
     ``truth/followup-tumor-lesion-seg.mha`` (lesion ids) and ``transform.json`` (transform,
     both geometries, per-lesion status). Pair ``n`` uses seed ``[seed, n]``. ``size``: a preset
     (``PRESETS``) or one of ``GRID_SETS`` (a grid per pair, :func:`pair_grid`). ``n_merging`` /
-    ``n_splitting``: merging pairs and splitting lesions per pair, ``vanish_probability``: the
+    ``n_splitting``: merging pairs and splitting lesions per pair, on every ``event_every``-th pair
+    (:func:`pair_events`), ``vanish_probability``: the
     chance that a baseline lesion vanishes (:func:`make_longitudinal_pair`).
     """
 
     if n_pairs < 1:
         raise InputError(f"n_pairs must be >= 1, got {n_pairs}")
+    pair_events(0, n_merging, n_splitting, event_every)  # a bad event_every fails before anything is written
     out = Path(out_dir)
     # pairs are built aside and replace this writer's earlier pairs whole: no stale pair is left
     owned = {f"PHANTOM_CT_{n:04d}" for n in range(n_pairs)}
     if out.is_dir():
         owned |= {p.name for p in out.glob("PHANTOM_CT_*") if p.is_dir()}
     with staged_contents(out, sorted(owned)) as work:
-        _write_task2_pairs(work, n_pairs, size, seed, progress, n_merging, n_splitting, vanish_probability)
+        _write_task2_pairs(work, n_pairs, size, seed, progress, n_merging, n_splitting, vanish_probability,
+                           event_every)
     return out
 
 
 def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: bool, n_merging: int = 0,
-                       n_splitting: int = 0, vanish_probability: float = VANISH_PROBABILITY) -> None:
+                       n_splitting: int = 0, vanish_probability: float = VANISH_PROBABILITY,
+                       event_every: int = 1) -> None:
     from ..click_io import write_task2_points
 
     uuid_rng = make_rng([seed, 123456789])
@@ -525,8 +541,8 @@ def _write_task2_pairs(out: Path, n_pairs: int, size: str, seed: int, progress: 
         iterator = tqdm(iterator, desc="task2 phantoms", unit="pair")
     for n in iterator:
         pair_id = f"PHANTOM_CT_{n:04d}"
-        pair = make_longitudinal_pair(seed=[seed, n], pair_id=pair_id, n_merging=n_merging,
-                                      n_splitting=n_splitting, vanish_probability=vanish_probability,
+        pair = make_longitudinal_pair(seed=[seed, n], pair_id=pair_id, vanish_probability=vanish_probability,
+                                      **pair_events(n, n_merging, n_splitting, event_every),
                                       **pair_grid(size, seed, n))
         root = out / pair_id
         inp = root / "input"
