@@ -7,6 +7,10 @@
    ``varied`` grids and the ``small`` preset (128x128x96 at 4x4x6 mm); every second pair has a
    merging pair of lesions and a splitting lesion; plus ``--real`` pairs of the ``ct_real``
    preset (512x512x300 at 0.8x0.8x2.5 mm, a grid and spacing far outside training).
+   ``--anatomy second``: the same seeds and grids from
+   :func:`autopet_common.phantoms.second_anatomy.second_anatomy_pair` instead (another body,
+   lesion model and growth; no merging or splitting), to see how a method does on pairs of a
+   generator it was not built on.
 2. Methods, in this process, each on the same inputs, steps 1 (no follow-up clicks) and 2 (one
    click per follow-up lesion):
    - ``registration + propagation``: the model-free pipeline
@@ -50,23 +54,30 @@ sys.path.insert(0, str(REPO))
 REFERENCE = "registration + propagation"
 
 
-def heldout_pairs(n_pairs: int, n_real: int, seed: int):
+def heldout_pairs(n_pairs: int, n_real: int, seed: int, anatomy: str = "standard"):
     """Yield (name, LongitudinalPair) of the held-out set (see the module docstring)."""
     from autopet_common.phantoms import make_longitudinal_pair
+    from autopet_common.phantoms.second_anatomy import second_anatomy_pair
     from autopet_common.phantoms.task2 import pair_events, varied_grid
 
     for n in range(n_pairs):
-        events = pair_events(n, 1, 1, every=2)
         if n % 4 < 2:
             shape, spacing = varied_grid(seed, n)
-            grid = {"shape": shape, "spacing": spacing}
+            grid = {"size": None, "shape": shape, "spacing": spacing}
             name = f"varied_{n:02d}"
         else:
             grid = {"size": "small"}
             name = f"small_{n:02d}"
+        if anatomy == "second":
+            yield f"second_{name}", second_anatomy_pair([seed, n], **grid)
+            continue
+        events = pair_events(n, 1, 1, every=2)
         yield name + ("_events" if events["n_merging"] else ""), make_longitudinal_pair(seed=[seed, n], **grid, **events)
     for n in range(n_real):
-        yield f"ct_real_{n:02d}", make_longitudinal_pair(size="ct_real", seed=[seed, 500 + n])
+        if anatomy == "second":
+            yield f"second_ct_real_{n:02d}", second_anatomy_pair([seed, 500 + n], size="ct_real")
+        else:
+            yield f"ct_real_{n:02d}", make_longitudinal_pair(size="ct_real", seed=[seed, 500 + n])
 
 
 def score(pair, labels: np.ndarray) -> dict:
@@ -191,6 +202,10 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=8, help="held-out pairs on varied and small grids")
     parser.add_argument("--real", type=int, default=1, help="held-out pairs of 512x512x300 at 0.8x0.8x2.5 mm")
     parser.add_argument("--seed", type=int, default=1000, help="phantom seed (training used 0)")
+    parser.add_argument("--anatomy", choices=("standard", "second"), default="standard",
+                        help="standard: pairs of the training generator (other seeds); second: pairs of the second "
+                             "anatomy (autopet_common.phantoms.second_anatomy.second_anatomy_pair), another body, "
+                             "lesion model and growth that no training pair has, on the same grids")
     parser.add_argument("--json", default=None, help="also write the per-pair rows here")
     parser.add_argument("--per_lesion", action="store_true",
                         help="also print per-lesion tables by status and size (module docstring, 4)")
@@ -201,7 +216,7 @@ def main(argv=None) -> int:
     with contextlib.redirect_stdout(sys.stderr):  # nnU-Net's loading chatter stays out of the tables
         runners = methods(args.model or None)
     rows = []
-    for name, pair in heldout_pairs(args.pairs, args.real, args.seed):
+    for name, pair in heldout_pairs(args.pairs, args.real, args.seed, args.anatomy):
         for method, segment in runners.items():
             for step, points in ((1, {}), (2, dict(pair.followup_centres))):
                 labels, seconds = run(segment, pair, points)

@@ -1,4 +1,4 @@
-"""The domain-randomised training phantoms and the second anatomy (issue 33)."""
+"""The domain-randomised training phantoms and the second anatomy (issues 33 and 34)."""
 from __future__ import annotations
 
 import json
@@ -93,3 +93,39 @@ def test_mixed_training_set_alternates_generators(tmp_path):
     organs1, geometry1 = read_image(source / "organsTr" / "phantom_001.nii.gz")
     assert geometry1.shape == PHANTOM_SETS["randomised"](0, 1).geometry.shape
     assert organs1.any()
+
+
+def test_second_anatomy_pair_keeps_its_records():
+    """Task 2 pairs of the second anatomy: deterministic; every record's status is what the label
+    maps hold (vanished: baseline only; new: follow-up only; else both, grown larger, shrunk
+    smaller); each id one blob; every lesion differs from the tissue around it; and the pair is
+    not a training pair (no setting of the training generator gives the same baseline)."""
+    import cc3d
+    from scipy import ndimage as ndi
+
+    from autopet_common.phantoms import make_longitudinal_pair
+    from autopet_common.phantoms.second_anatomy import second_anatomy_pair
+
+    grid = {"size": None, "shape": (96, 96, 80), "spacing": (4.0, 4.0, 6.0)}
+    pairs = [second_anatomy_pair([6000, n], **grid) for n in range(4)]
+    again = second_anatomy_pair([6000, 0], **grid)
+    assert np.array_equal(again.followup_ct, pairs[0].followup_ct) and again.lesions == pairs[0].lesions
+    statuses = set()
+    for pair in pairs:
+        assert pair.baseline_ct.max() < 400, "no bones"
+        for record in pair.lesions:
+            lesion_id, status = record["id"], record["status"]
+            statuses.add(status)
+            base, follow = pair.baseline_labels == lesion_id, pair.followup_labels == lesion_id
+            assert base.any() == (status != "new") and follow.any() == (status != "vanished"), record
+            for mask, ct, labels in ((base, pair.baseline_ct, pair.baseline_labels),
+                                     (follow, pair.followup_ct, pair.followup_labels)):
+                if mask.any():
+                    assert cc3d.connected_components(mask.astype(np.uint8), connectivity=26).max() == 1
+                    ring = ndi.binary_dilation(mask, iterations=2) & (labels == 0)
+                    assert abs(float(np.median(ct[mask])) - float(np.median(ct[ring]))) > 10.0, record
+            if status in ("grown", "shrunk") and base.sum() > 20:
+                assert (follow.sum() > base.sum()) == (status == "grown"), record
+    assert {"vanished", "new"} <= statuses
+    plain = make_longitudinal_pair(seed=[6000, 0], **grid)
+    assert not np.array_equal(plain.baseline_ct, pairs[0].baseline_ct)
