@@ -98,8 +98,8 @@ def test_mixed_training_set_alternates_generators(tmp_path):
 def test_second_anatomy_pair_keeps_its_records():
     """Task 2 pairs of the second anatomy: deterministic; every record's status is what the label
     maps hold (vanished: baseline only; new: follow-up only; else both, grown larger, shrunk
-    smaller); each id one blob; every lesion differs from the tissue around it; and the pair is
-    not a training pair (no setting of the training generator gives the same baseline)."""
+    smaller); each id one blob; every lesion differs from the tissue around it; and the training
+    generator's pair of the same seed and grid is another pair."""
     import cc3d
     from scipy import ndimage as ndi
 

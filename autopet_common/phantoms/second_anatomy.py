@@ -236,8 +236,6 @@ def second_anatomy_pair(seed: Any = 0, *, size: str | None = "small", shape: Seq
     own (``SECOND_STATUSES``: more vanish, growth up to 1.8x), CT noise 15 HU. The scanner
     geometry and the smooth deformation between the scans are :mod:`.task2`'s. Deterministic in
     ``seed``."""
-    import math as _math
-
     from .task2 import (LongitudinalPair, _centres_of_gravity, _followup_geometry, _random_transform,
                         baseline_to_followup, resample_through)
 
@@ -266,7 +264,7 @@ def second_anatomy_pair(seed: Any = 0, *, size: str | None = "small", shape: Seq
             if not len(sites):
                 return None
             centre = sites[int(rng.integers(0, len(sites)))].astype(float) + rng.uniform(-1, 1, 3)
-            radius = float(_math.exp(rng.uniform(_math.log(r_min), _math.log(max(18.0, 2 * r_min)))))
+            radius = float(math.exp(rng.uniform(math.log(r_min), math.log(max(18.0, 2 * r_min)))))
             centre_mm = base_geom.index_to_physical(centre)
             if all(np.linalg.norm(centre_mm - c) > 1.8 * radius + e + 2 * sp.max() for c, e in placed):
                 return centre, centre_mm, radius
