@@ -28,9 +28,10 @@ import numpy as np
 
 from .anatomy import Box, ellipsoid_q
 from ..errors import InputError
-from .common import make_rng, resolve_grid
+from .common import make_rng, resolve_grid, seed_label
 from .task1 import TRACERS, PetCtCase, describe_lesions
 
+SECOND_CT_NOISE_HU = 15.0  # Gaussian CT noise of this anatomy (the training phantoms: common.CT_NOISE_HU)
 # SUV ranges of this anatomy's organs, per tracer
 SECOND_UPTAKE = {
     "FDG": {"brain": (6.0, 9.0), "heart": (2.0, 10.0), "kidney_right": (3.0, 6.0), "kidney_left": (3.0, 6.0),
@@ -96,7 +97,7 @@ def second_anatomy_case(tracer: str = "FDG", seed: Any = 0, *, size: str | None 
     pet = gaussian_filter(pet, sigma=(7.0 / 2.3548) / sp, truncate=3.0, output=np.float32)
     pet += rng.normal(0.0, rng.uniform(0.1, 0.3), size=shape3).astype(np.float32)
     np.maximum(pet, 0, out=pet)
-    ct += rng.normal(0.0, 15.0, size=shape3).astype(np.float32)
+    ct += rng.normal(0.0, SECOND_CT_NOISE_HU, size=shape3).astype(np.float32)
     np.clip(ct, -1024, 3071, out=ct)
     if case_id is None:
         case_id = f"SECOND_{tracer}_" + ("_".join(map(str, seed)) if isinstance(seed, (list, tuple)) else str(seed))
@@ -204,7 +205,6 @@ def second_body(shape3, sp, rng: np.random.Generator, tracer: str | None = "FDG"
 # Task 2 pairs of the second anatomy: statuses and radius factors of their own (not task2's)
 SECOND_STATUSES = {"grown": (0.30, (1.25, 1.8)), "shrunk": (0.25, (0.4, 0.8)), "stable": (0.20, (0.95, 1.05)),
                    "vanished": (0.25, (0.0, 0.0))}
-SECOND_CT_NOISE_HU = 15.0
 
 
 def _paint_sphere(ct, labels, centre_vox, radius_mm, spacing, lesion_id, hu, core_hu=None) -> int:
@@ -313,4 +313,4 @@ def second_anatomy_pair(seed: Any = 0, *, size: str | None = "small", shape: Seq
         followup_ct=fu_ct, followup_labels=fu_labels, followup_geometry=fu_geom, transform=transform,
         lesions=lesions, baseline_centres=_centres_of_gravity(base_labels),
         followup_centres=_centres_of_gravity(fu_labels),
-        pair_id=pair_id or "SECOND_CT_" + ("_".join(map(str, seed)) if isinstance(seed, (list, tuple)) else str(seed)))
+        pair_id=pair_id or f"SECOND_CT_{seed_label(seed)}")
