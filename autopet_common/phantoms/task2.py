@@ -511,8 +511,8 @@ def write_task2_cohort(out_dir, n_pairs: int = 2, size: str = "tiny", seed: int 
     both geometries, per-lesion status). Pair ``n`` uses seed ``[seed, n]``. ``size``: a preset
     (``PRESETS``) or one of ``GRID_SETS`` (a grid per pair, :func:`pair_grid`). ``n_merging`` /
     ``n_splitting``: merging pairs and splitting lesions per pair, on every ``event_every``-th pair
-    (:func:`pair_events`), ``vanish_probability``: the
-    chance that a baseline lesion vanishes (:func:`make_longitudinal_pair`).
+    (:func:`pair_events`); ``vanish_probability``: the chance that a baseline lesion vanishes
+    (:func:`make_longitudinal_pair`).
     """
 
     if n_pairs < 1:
