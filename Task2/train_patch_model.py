@@ -6,14 +6,18 @@ The recipe of the shipped ``models/task2_phantom_patches`` (see its ``MODEL_CARD
 is a stock command or this package's CLI, run as a subprocess, so what runs is what a user types:
 
 1. ``--pairs`` longitudinal phantom pairs, each on a grid of its own, seed ``--seed``;
-   ``--grids varied`` (the shipped model; :func:`autopet_common.phantoms.task2.varied_grid`:
-   2.4-5 mm in-plane, 2.4-6 mm slices, varied field of view) or ``--grids mixed`` (every third
-   pair from :func:`~autopet_common.phantoms.task2.fine_grid`, 0.7-2 mm in-plane, finer than the
-   network's 2 mm grid as the challenge's 0.8 mm CT is); ``--events``: every second pair also has a
-   merging pair of lesions and a splitting lesion (:func:`~autopet_common.phantoms.task2.pair_events`);
-2. ``python -m Task2.convert_dataset --patches``: registration and carrying once per pair, then
-   a step-1 and a step-2 sample per lesion (:mod:`Task2.lesion_patches`; ``--proposal`` adds the
-   model-free pipeline's segmentation of the lesion as a sixth channel);
+   ``--grids mixed`` (default; :func:`autopet_common.phantoms.task2.pair_grid`: two pairs in three
+   on a 2.4-5 mm in-plane :func:`~autopet_common.phantoms.task2.varied_grid`, every third on a
+   0.7-2 mm :func:`~autopet_common.phantoms.task2.fine_grid`, finer than the network's 2 mm grid
+   as the challenge's 0.8 mm CT is) or ``--grids varied`` (all coarse: the first recipe);
+   a baseline lesion vanishes with ``--vanish_probability`` (default :data:`VANISH_PROBABILITY`,
+   more step-1 samples whose answer is empty than the phantoms' own 0.15); every second pair also
+   has a merging pair of lesions and a splitting lesion (:data:`EVENTS`, ``--no_events`` leaves
+   them out);
+2. ``python -m Task2.convert_dataset --patches --proposal``: registration and carrying once per
+   pair, then a step-1 and a step-2 sample per lesion (:mod:`Task2.lesion_patches`); the sixth
+   channel is the model-free pipeline's segmentation of the lesion (``--no_proposal``: five
+   channels, the first recipe);
 3. ``nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres --no_pp``, then a ``3d_cpu``
    configuration added to the plans (:func:`autopet_common.nnunet_recipe.add_cpu_configuration`:
    2 mm isotropic, 48^3 patch = the 96 mm lesion box, 4 stages of 16-128 features, a
@@ -41,22 +45,22 @@ DATASET_NAME = "Task2LesionPatches"
 PATCH_SPACING = (2.0, 2.0, 2.0)
 PATCH_SIZE = (48, 48, 48)  # 96 mm at 2 mm: the lesion box of Task2.lesion_patches
 DEFAULT_TRAINER = "autoPETTrainerLongitudinalPatches_cpu"
-# --events: one merging pair and one splitting lesion on every second pair, as the benchmark's held-out pairs
+# events: one merging pair and one splitting lesion on every second pair, as the benchmark's held-out pairs
 EVENTS = {"n_merging": 1, "n_splitting": 1, "event_every": 2}
+# more vanished baseline lesions than the phantoms' own 0.15: step-1 samples whose answer is empty
+VANISH_PROBABILITY = 0.35
 
 
 def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, dataset_id: int = 504,
                       n_pairs: int = 48, seed: int = 0, trainer: str = DEFAULT_TRAINER, fold: str = "0",
-                      progress: bool = True, proposal: bool = False, grids: str = "varied",
-                      vanish_probability: float | None = None, events: bool = False) -> Path:
+                      progress: bool = True, proposal: bool = True, grids: str = "mixed",
+                      vanish_probability: float = VANISH_PROBABILITY, events: bool = True) -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given).
-    ``grids``: a size of :func:`autopet_common.phantoms.write_task2_cohort` (``"varied"``,
-    ``"mixed"``, ...); ``vanish_probability``: None for the phantoms' default; ``events``: merging
-    and splitting lesions on every second pair (:data:`EVENTS`)."""
+    ``grids``: a size of :func:`autopet_common.phantoms.write_task2_cohort` (``"mixed"``,
+    ``"varied"``, ...); ``events``: merging and splitting lesions on every second pair
+    (:data:`EVENTS`). The defaults are the shipped model's recipe."""
     from autopet_common.phantoms import write_task2_cohort
-    from autopet_common.phantoms.task2 import VANISH_PROBABILITY
 
-    vanish_probability = VANISH_PROBABILITY if vanish_probability is None else vanish_probability
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     env = nnunet_environment(work, trainers=TRAINERS)
@@ -86,7 +90,7 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(
         prog="python -m Task2.train_patch_model",
-        description="Make varied longitudinal phantom pairs, convert them to per-lesion patches, plan (with the "
+        description="Make longitudinal phantom pairs, convert them to per-lesion patches, plan (with the "
                     "small 3d_cpu configuration), preprocess and train the learned Task 2 model with the stock "
                     "nnU-Net commands on the CPU, and export a weights-only model folder. The defaults reproduce "
                     "the shipped models/task2_phantom_patches.")
@@ -97,20 +101,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=seed, default=0, help="phantom seed (pair n uses [seed, n])")
     parser.add_argument("--trainer", default=DEFAULT_TRAINER,
                         help=f"{DEFAULT_TRAINER} (the shipped model) or autoPETTrainerLongitudinalPatches_smoke")
-    parser.add_argument("--proposal", action="store_true",
-                        help="a sixth input channel, the model-free pipeline's segmentation of the lesion: the network "
-                             "refines the pipeline's answer (Task2.lesion_patches)")
-    parser.add_argument("--grids", choices=("varied", "mixed"), default="varied",
-                        help="varied: every pair on a 2.4-5 mm in-plane grid (the shipped model); mixed: every third "
-                             "pair on a 0.7-2 mm in-plane grid instead (fine_grid), finer than the network's 2 mm, "
-                             "as the challenge's CT is (the data step of 48 mixed pairs took 565 s on 2 cores)")
-    parser.add_argument("--vanish_probability", type=probability, default=None,
-                        help="chance that a baseline lesion of a training pair vanishes at follow-up (default: the "
-                             "phantoms' 0.15); more vanished lesions are more step-1 samples whose answer is empty")
-    parser.add_argument("--events", action="store_true",
-                        help="every second training pair also has two baseline lesions that merge and one that splits "
-                             "(as the benchmark's held-out pairs): samples where a lesion outgrows or leaves its "
-                             "baseline shape")
+    parser.add_argument("--no_proposal", dest="proposal", action="store_false",
+                        help="five input channels: leave out the sixth, the model-free pipeline's segmentation of the "
+                             "lesion that the network refines (Task2.lesion_patches); the first recipe")
+    parser.add_argument("--grids", choices=("mixed", "varied"), default="mixed",
+                        help="mixed (default): every third pair on a 0.7-2 mm in-plane grid (fine_grid), finer than "
+                             "the network's 2 mm as the challenge's CT is, the others on 2.4-5 mm (the data step of "
+                             "48 mixed pairs took 574 s on 2 cores); varied: all on 2.4-5 mm (the first recipe)")
+    parser.add_argument("--vanish_probability", type=probability, default=VANISH_PROBABILITY,
+                        help=f"chance that a baseline lesion of a training pair vanishes at follow-up (default "
+                             f"{VANISH_PROBABILITY}; the phantoms' own is 0.15): step-1 samples whose answer is empty")
+    parser.add_argument("--no_events", dest="events", action="store_false",
+                        help="leave out the merging pair and the splitting lesion that every second training pair "
+                             "has by default (as the benchmark's held-out pairs)")
     parser.add_argument("--fold", default="0")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
