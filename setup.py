@@ -55,6 +55,7 @@ setup(
             "autopet-task2-challenge-run=local_challenge.task2:main",
             "autopet-task2-convert=Task2.convert_dataset:main",
             "autopet-task2-train-patch-model=Task2.train_patch_model:main",
+            "autopet-task2-tune-patch-model=Task2.tune_patch_model:main",
             "autopet-fill-paper=publication_template.fill_paper:main",
             "autopet-viewer=viewer.__main__:main",
         ],

@@ -20,7 +20,14 @@ proposal, ``PROPOSAL_CHANNEL_NAMES``). Prediction:
    network left empty whose proposal (the pipeline's answer) is smaller than the network's grid
    resolves (``MIN_RESOLVED_VOXELS`` voxels of the model's spacing, 3 voxels across) keeps the
    proposal (:func:`keep_unresolved_proposals`): at 2 mm a lesion of a few voxels of a 0.8 mm grid
-   is a speck the network cannot draw, not a lesion it decided is gone.
+   is a speck the network cannot draw, not a lesion it decided is gone;
+6. with the proposal channel, at step 1, when the model folder holds ``patch_rules.json``
+   (written by ``python -m Task2.tune_patch_model --write``, its value chosen on validation
+   pairs): a carried lesion whose proposal is empty (the pipeline's detection found nothing
+   there) and whose drawn voxels have a mean probability below ``min_confidence`` is left out
+   (:func:`drop_unconfirmed_lesions`): a baseline lesion that vanished is where the network,
+   taught that carried lesions mostly persist, still draws something, less surely than a lesion
+   it finds.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ from .lesion_patches import PATCH_CHANNEL_NAMES, PROPOSAL_CHANNEL_NAMES, LesionP
 
 DEFAULT_THRESHOLD = 0.5
 MIN_RESOLVED_VOXELS = 27  # a lesion narrower than 3 voxels of the network's grid is below its resolution
+RULES_FILE = "patch_rules.json"  # rule 6's setting, in the model folder (Task2.tune_patch_model --write)
 
 
 def patch_channel_names(model_dir: str | os.PathLike) -> dict | None:
@@ -125,25 +133,89 @@ def keep_unresolved_proposals(labels: np.ndarray, patches: Sequence[LesionPatch]
     return kept
 
 
+def drop_unconfirmed_lesions(labels: np.ndarray, patches: Sequence[LesionPatch], probabilities: Sequence[np.ndarray],
+                             min_confidence: float) -> list[int]:
+    """Rule 6 of the module docstring (in place): each step-1 (``"carried"``) lesion with an
+    empty proposal channel whose drawn voxels have a mean probability below ``min_confidence``
+    is set to background. Returns the ids left out."""
+    dropped = []
+    for patch, probability in zip(patches, probabilities):
+        if patch.kind != "carried" or patch.channels[5].any():
+            continue
+        view = labels[patch.region]
+        drawn = view == patch.lesion_id
+        if drawn.any() and float(probability[drawn].mean()) < min_confidence:
+            view[drawn] = 0
+            dropped.append(patch.lesion_id)
+    return dropped
+
+
+def read_patch_rules(model_dir: str | os.PathLike) -> dict:
+    """The rule settings in ``model_dir``'s :data:`RULES_FILE` (``{}`` without one); a file that
+    is not a JSON object with a ``min_confidence`` of 0..1 raises ``InputError`` naming it."""
+    from autopet_common.errors import InputError
+
+    path = Path(model_dir) / RULES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        rules = json.loads(path.read_text())
+        value = rules["min_confidence"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: expected a JSON object with a 'min_confidence' of 0..1 ({exc})") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InputError(f"{path}: 'min_confidence' must be a number 0..1, got {value!r}")
+    return {"min_confidence": float(value)}
+
+
 class PatchModelSegmenter:
     """Loads a patch model once; :meth:`segment` runs one follow-up (arrays in, label map out)."""
 
     def __init__(self, model_dir: str | os.PathLike, device: str = "auto", threshold: float = DEFAULT_THRESHOLD,
-                 *, click_fallback: bool = True):
+                 *, click_fallback: bool = True, min_confidence: float | None = None):
+        """``min_confidence``: rule 6's setting; None reads it from the model folder's
+        :data:`RULES_FILE` (no file: rule 6 is off); 0 turns it off."""
         from .nnunet_predict import load_predictor
 
         self.model_dir = Path(model_dir)
+        self.proposal = patch_channel_names(self.model_dir) == PROPOSAL_CHANNEL_NAMES
+        if min_confidence is None:
+            min_confidence = read_patch_rules(self.model_dir).get("min_confidence", 0.0)
+        self.min_confidence = float(min_confidence) if self.proposal else 0.0
         self.predictor = load_predictor(self.model_dir, device)
         self.threshold = threshold
         self.click_fallback = click_fallback
-        self.proposal = patch_channel_names(self.model_dir) == PROPOSAL_CHANNEL_NAMES
+
+    def predict_patches(self, carried, baseline_geometry, followup_ct, followup_geometry) -> tuple[list, list]:
+        """The lesion patches of a carried baseline and the network's probability on each."""
+        from .lesion_patches import PatchMaker
+
+        patches = PatchMaker(carried, baseline_geometry, followup_ct, followup_geometry,
+                             proposal=self.proposal).step_patches()
+        return patches, [predict_patch(self.predictor, patch, followup_geometry.spacing) for patch in patches]
+
+    def label_map(self, patches, probabilities, carried, followup_ct, followup_geometry, *,
+                  min_confidence: float | None = None, scores: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """Rules 3-6 of the module docstring on the network's ``probabilities``: the lesion-id label
+        map. ``min_confidence``: rule 6's setting (None: the segmenter's); ``scores``: what is
+        stitched, when not the probabilities themselves (rule 6 always reads the probabilities)."""
+        min_confidence = self.min_confidence if min_confidence is None else min_confidence
+        labels = stitch_patches(followup_ct.shape, patches, probabilities if scores is None else scores,
+                                self.threshold)
+        if self.proposal and min_confidence > 0:
+            drop_unconfirmed_lesions(labels, patches, probabilities, min_confidence)
+        if self.proposal:
+            keep_unresolved_proposals(labels, patches, followup_geometry.spacing,
+                                      self.predictor.configuration_manager.spacing)
+        if self.click_fallback and carried.step == 2:
+            fill_empty_clicked_lesions(labels, patches, carried, followup_ct, followup_geometry.spacing)
+        return labels
 
     def segment(self, baseline_ct, baseline_geometry, baseline_mask, followup_ct, followup_geometry,
                 baseline_points, followup_points, params=None,
                 names: tuple[str, str] = ("follow-up CT", "baseline CT"), *, local_refinement: bool = True):
         """A :class:`Task2.pipeline.FollowupResult` whose ``labels`` come from the network
         (arguments as :func:`Task2.pipeline.segment_followup`)."""
-        from .lesion_patches import PatchMaker
         from .pipeline import FollowupResult, carry_baseline
         from .registration import transform_to_dict
 
@@ -151,16 +223,9 @@ class PatchModelSegmenter:
                                  baseline_points, followup_points, params, names, local_refinement)
         timings = carried.timings
         t0 = time.perf_counter()
-        patches = PatchMaker(carried, baseline_geometry, followup_ct, followup_geometry,
-                             proposal=self.proposal).step_patches()
-        probabilities = [predict_patch(self.predictor, patch, followup_geometry.spacing) for patch in patches]
-        labels = stitch_patches(followup_ct.shape, patches, probabilities, self.threshold)
+        patches, probabilities = self.predict_patches(carried, baseline_geometry, followup_ct, followup_geometry)
         timings["network_s"] = time.perf_counter() - t0
-        if self.proposal:
-            keep_unresolved_proposals(labels, patches, followup_geometry.spacing,
-                                      self.predictor.configuration_manager.spacing)
-        if self.click_fallback and carried.step == 2:
-            fill_empty_clicked_lesions(labels, patches, carried, followup_ct, followup_geometry.spacing)
+        labels = self.label_map(patches, probabilities, carried, followup_ct, followup_geometry)
         return FollowupResult(mask=labels > 0, labels=labels, step=carried.step,
                               registration=transform_to_dict(carried.registration),
                               carried_points=carried.carried_points(), skipped_points=carried.skipped_points,

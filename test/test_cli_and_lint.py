@@ -45,6 +45,7 @@ TOOLS = {
     "Task1.monai_backend.train": ["--family", "dynunet", "--out", "{out}/model", "--source", "{missing}"],
     "Task2.convert_dataset": ["--cohort", "{missing}", "--output", "{out}"],
     "Task2.train_patch_model": ["--pairs", "0", "--work_dir", "{out}"],
+    "Task2.tune_patch_model": ["--model", "{missing}", "--pairs", "1", "--real", "0"],
     "publication_template.fill_paper": ["--task1", "{missing}", "-o", "{out}"],
     "viewer.__main__": ["--cohort", "{missing}", "--model", "model-free"],
 }

@@ -145,6 +145,63 @@ def test_unresolved_proposals_are_kept_only_where_the_network_left_a_speck_empty
     assert np.count_nonzero(labels == 3) == 1  # what the network drew is left alone
 
 
+def test_unconfirmed_carried_lesions_below_the_confidence_are_left_out(tmp_path):
+    """Rule 6: only a step-1 lesion with an empty proposal and a low mean probability goes."""
+    from autopet_common.errors import InputError
+    from Task2.lesion_patches import LesionPatch
+    from Task2.patch_model import RULES_FILE, drop_unconfirmed_lesions, read_patch_rules
+
+    def patch(lesion_id, kind, lo, with_proposal):
+        region = tuple(slice(a, a + 10) for a in lo)
+        channels = np.zeros((6, 10, 10, 10), np.float32)
+        channels[5, 3:6, 3:6, 3:6] = with_proposal
+        return LesionPatch(lesion_id, kind, region, np.asarray(lo, float) + 5, channels)
+
+    patches = [patch(1, "carried", (0, 0, 0), 0), patch(2, "carried", (10, 0, 0), 0),
+               patch(3, "carried", (0, 10, 0), 1), patch(4, "clicked", (10, 10, 0), 0)]
+    probabilities = [np.full((10, 10, 10), p, np.float32) for p in (0.7, 0.95, 0.6, 0.6)]
+    labels = np.zeros((20, 20, 10), np.uint16)
+    for each in patches:
+        labels[each.region][2:7, 2:7, 2:7] = each.lesion_id
+    assert drop_unconfirmed_lesions(labels, patches, probabilities, 0.9) == [1]
+    assert set(np.unique(labels)) == {0, 2, 3, 4}  # sure (2), proposed (3) and clicked (4) stay
+    assert read_patch_rules(tmp_path) == {}
+    (tmp_path / RULES_FILE).write_text('{"min_confidence": 0.9, "chosen_by": "x"}')
+    assert read_patch_rules(tmp_path) == {"min_confidence": 0.9}
+    for bad in ("{", '{"min_confidence": 2}', '{"min_confidence": true}', "[]"):
+        (tmp_path / RULES_FILE).write_text(bad)
+        with pytest.raises(InputError, match=RULES_FILE):
+            read_patch_rules(tmp_path)
+
+
+def test_tune_patch_model_chooses_on_validation_pairs_and_writes_the_rule(tmp_path):
+    """The tuning tool on two small validation pairs with (a copy of) the shipped model: the
+    chosen value is the table's best, both files are written, and the segmenter reads the rule."""
+    import shutil
+
+    from autopet_common.errors import InputError
+    from Task2.patch_model import RULES_FILE, PatchModelSegmenter
+    from Task2.tune_patch_model import CANDIDATES, TUNING_FILE, tune_patch_model
+
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED, model)
+    (model / RULES_FILE).unlink(missing_ok=True)
+    with pytest.raises(InputError, match="1000"):
+        tune_patch_model(model, n_pairs=1, n_real=0, seed=1000)
+    result = tune_patch_model(model, n_pairs=2, n_real=0, seed=2001, device="cpu", write=True, progress=False)
+    table = result["table"]
+    assert [row["min_confidence"] for row in table] == list(CANDIDATES)
+    best = max(row["dice"] for row in table)
+    chosen = next(row for row in table if row["min_confidence"] == result["min_confidence"])
+    assert chosen["dice"] == pytest.approx(best)
+    off = table[0]  # 0 = the rule off: the plain stitching's score
+    assert off["min_confidence"] == 0.0 and chosen["dice"] >= off["dice"]
+    rules = json.loads((model / RULES_FILE).read_text())
+    assert rules["min_confidence"] == result["min_confidence"] and "--seed 2001" in rules["chosen_by"]
+    assert json.loads((model / TUNING_FILE).read_text())["table"] == json.loads(json.dumps(table))
+    assert PatchModelSegmenter(model, "cpu").min_confidence == result["min_confidence"]
+
+
 def test_click_fallback_fills_every_clicked_lesion_the_network_left_empty(carried_pair):
     from Task2.lesion_patches import PatchMaker
     from Task2.patch_model import fill_empty_clicked_lesions
