@@ -10,7 +10,7 @@ is a stock command or this package's CLI, run as a subprocess, so what runs is w
    on a 2.4-5 mm in-plane :func:`~autopet_common.phantoms.task2.varied_grid`, every third on a
    0.7-2 mm :func:`~autopet_common.phantoms.task2.fine_grid`, finer than the network's 2 mm grid
    as the challenge's 0.8 mm CT is) or ``--grids varied`` (all coarse: the first recipe);
-   a baseline lesion vanishes with ``--vanish_probability`` (default :data:`VANISH_PROBABILITY`,
+   a baseline lesion vanishes with ``--vanish_probability`` (default :data:`TRAINING_VANISH_PROBABILITY`,
    more step-1 samples whose answer is empty than the phantoms' own 0.15); every second pair also
    has a merging pair of lesions and a splitting lesion (:data:`EVENTS`, ``--no_events`` leaves
    them out);
@@ -48,13 +48,13 @@ DEFAULT_TRAINER = "autoPETTrainerLongitudinalPatches_cpu"
 # events: one merging pair and one splitting lesion on every second pair, as the benchmark's held-out pairs
 EVENTS = {"n_merging": 1, "n_splitting": 1, "event_every": 2}
 # more vanished baseline lesions than the phantoms' own 0.15: step-1 samples whose answer is empty
-VANISH_PROBABILITY = 0.35
+TRAINING_VANISH_PROBABILITY = 0.35
 
 
 def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, dataset_id: int = 504,
                       n_pairs: int = 48, seed: int = 0, trainer: str = DEFAULT_TRAINER, fold: str = "0",
                       progress: bool = True, proposal: bool = True, grids: str = "mixed",
-                      vanish_probability: float = VANISH_PROBABILITY, events: bool = True) -> Path:
+                      vanish_probability: float = TRAINING_VANISH_PROBABILITY, events: bool = True) -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given).
     ``grids``: a size of :func:`autopet_common.phantoms.write_task2_cohort` (``"mixed"``,
     ``"varied"``, ...); ``events``: merging and splitting lesions on every second pair
@@ -88,6 +88,8 @@ def train_patch_model(work_dir: str | Path, out: str | Path | None = None, *, da
 
 @entrypoint("python -m Task2.train_patch_model")
 def main(argv: Sequence[str] | None = None) -> int:
+    from autopet_common.phantoms.task2 import VANISH_PROBABILITY as PHANTOM_VANISH_PROBABILITY
+
     parser = ArgumentParser(
         prog="python -m Task2.train_patch_model",
         description="Make longitudinal phantom pairs, convert them to per-lesion patches, plan (with the "
@@ -108,13 +110,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="mixed (default): every third pair on a 0.7-2 mm in-plane grid (fine_grid), finer than "
                              "the network's 2 mm as the challenge's CT is, the others on 2.4-5 mm (the data step of "
                              "48 mixed pairs took 574 s on 2 cores); varied: all on 2.4-5 mm (the first recipe)")
-    parser.add_argument("--vanish_probability", type=probability, default=VANISH_PROBABILITY,
+    parser.add_argument("--vanish_probability", type=probability, default=TRAINING_VANISH_PROBABILITY,
                         help=f"chance that a baseline lesion of a training pair vanishes at follow-up (default "
-                             f"{VANISH_PROBABILITY}; the phantoms' own is 0.15): step-1 samples whose answer is empty")
+                             f"{TRAINING_VANISH_PROBABILITY}; the phantoms' own is {PHANTOM_VANISH_PROBABILITY}): "
+                             "step-1 samples whose answer is empty")
     parser.add_argument("--no_events", dest="events", action="store_false",
                         help="leave out the merging pair and the splitting lesion that every second training pair "
                              "has by default (as the benchmark's held-out pairs)")
-    parser.add_argument("--fold", default="0")
+    parser.add_argument("--fold", default="0",
+                        help="nnU-Net fold: 0 (default; 80 %% of the samples train, the shipped model) or all")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.pairs < 5:

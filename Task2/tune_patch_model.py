@@ -40,15 +40,15 @@ def validation_pairs(n_pairs: int, n_real: int, seed: int) -> Iterator[tuple[str
     from autopet_common.phantoms import make_longitudinal_pair
     from autopet_common.phantoms.task2 import MIXED, pair_events, pair_grid
 
-    from .train_patch_model import EVENTS, VANISH_PROBABILITY
+    from .train_patch_model import EVENTS, TRAINING_VANISH_PROBABILITY
 
     for n in range(n_pairs):
         events = pair_events(n, EVENTS["n_merging"], EVENTS["n_splitting"], every=EVENTS["event_every"])
-        yield f"validation_{n:02d}", make_longitudinal_pair(seed=[seed, n], vanish_probability=VANISH_PROBABILITY,
+        yield f"validation_{n:02d}", make_longitudinal_pair(seed=[seed, n], vanish_probability=TRAINING_VANISH_PROBABILITY,
                                                             **pair_grid(MIXED, seed, n), **events)
     for n in range(n_real):
         yield f"validation_ct_real_{n:02d}", make_longitudinal_pair(size="ct_real", seed=[seed, 500 + n],
-                                                                    vanish_probability=VANISH_PROBABILITY)
+                                                                    vanish_probability=TRAINING_VANISH_PROBABILITY)
 
 
 def step1_scores(segmenter, pair, candidates: Sequence[float] = CANDIDATES) -> dict:

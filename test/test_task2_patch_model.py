@@ -312,7 +312,7 @@ def test_recipe_defaults_are_the_shipped_recipe_and_flags_give_the_first(monkeyp
         "proposal": False, "grids": "varied", "vanish_probability": 0.15, "events": False}
     shipped = json.loads((SHIPPED / "training_recipe.json").read_text())
     assert shipped["proposal_channel"] and shipped["grids"].startswith("mixed")
-    assert shipped["vanish_probability"] == recipe.VANISH_PROBABILITY and shipped["events"] == recipe.EVENTS
+    assert shipped["vanish_probability"] == recipe.TRAINING_VANISH_PROBABILITY and shipped["events"] == recipe.EVENTS
 
 
 def test_training_recipe_smoke(tmp_path):
