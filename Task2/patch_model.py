@@ -139,29 +139,40 @@ def drop_unconfirmed_lesions(labels: np.ndarray, patches: Sequence[LesionPatch],
     empty proposal channel whose drawn voxels have a mean probability below ``min_confidence``
     is set to background. Returns the ids left out."""
     dropped = []
+    for patch, confidence in unconfirmed_lesions(labels, patches, probabilities):
+        if confidence < min_confidence:
+            view = labels[patch.region]
+            view[view == patch.lesion_id] = 0
+            dropped.append(patch.lesion_id)
+    return dropped
+
+
+def unconfirmed_lesions(labels: np.ndarray, patches: Sequence[LesionPatch],
+                        probabilities: Sequence[np.ndarray]) -> list[tuple[LesionPatch, float]]:
+    """The lesions rule 6 judges: each step-1 (``"carried"``) patch with an empty proposal channel
+    whose lesion ``labels`` draws, with the mean probability of its drawn voxels."""
+    found = []
     for patch, probability in zip(patches, probabilities):
         if patch.kind != "carried" or patch.channels[5].any():
             continue
-        view = labels[patch.region]
-        drawn = view == patch.lesion_id
-        if drawn.any() and float(probability[drawn].mean()) < min_confidence:
-            view[drawn] = 0
-            dropped.append(patch.lesion_id)
-    return dropped
+        drawn = labels[patch.region] == patch.lesion_id
+        if drawn.any():
+            found.append((patch, float(probability[drawn].mean())))
+    return found
 
 
 def read_patch_rules(model_dir: str | os.PathLike) -> dict:
     """The rule settings in ``model_dir``'s :data:`RULES_FILE` (``{}`` without one); a file that
     is not a JSON object with a ``min_confidence`` of 0..1 raises ``InputError`` naming it."""
     from autopet_common.errors import InputError
+    from autopet_common.image_io import read_json
 
     path = Path(model_dir) / RULES_FILE
     if not path.is_file():
         return {}
     try:
-        rules = json.loads(path.read_text())
-        value = rules["min_confidence"]
-    except (ValueError, KeyError, TypeError) as exc:
+        value = read_json(path, "patch rules file")["min_confidence"]
+    except (KeyError, TypeError) as exc:
         raise InputError(f"{path}: expected a JSON object with a 'min_confidence' of 0..1 ({exc})") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise InputError(f"{path}: 'min_confidence' must be a number 0..1, got {value!r}")

@@ -57,7 +57,7 @@ def step1_scores(segmenter, pair, candidates: Sequence[float] = CANDIDATES) -> d
     lesion with an empty proposal its truth status and confidence."""
     from evaluation_metrics.metrics import dice_score, false_positive_volume
 
-    from .patch_model import stitch_patches
+    from .patch_model import stitch_patches, unconfirmed_lesions
     from .pipeline import carry_baseline
 
     geometry = pair.followup_geometry
@@ -66,12 +66,8 @@ def step1_scores(segmenter, pair, candidates: Sequence[float] = CANDIDATES) -> d
     patches, probabilities = segmenter.predict_patches(carried, pair.baseline_geometry, pair.followup_ct, geometry)
     stitched = stitch_patches(pair.followup_ct.shape, patches, probabilities, segmenter.threshold)
     status = {int(r["id"]): r["status"] for r in pair.lesions}
-    unconfirmed = []
-    for patch, probability in zip(patches, probabilities):
-        drawn = stitched[patch.region] == patch.lesion_id
-        if patch.kind == "carried" and not patch.channels[5].any() and drawn.any():
-            unconfirmed.append({"id": patch.lesion_id, "status": status.get(patch.lesion_id, "?"),
-                                "confidence": round(float(probability[drawn].mean()), 4)})
+    unconfirmed = [{"id": patch.lesion_id, "status": status.get(patch.lesion_id, "?"), "confidence": round(confidence, 4)}
+                   for patch, confidence in unconfirmed_lesions(stitched, patches, probabilities)]
     truth, voxel_ml = pair.followup_labels > 0, float(np.prod(geometry.spacing)) / 1000.0
     scores = {}
     for value in candidates:
