@@ -33,8 +33,10 @@
    Grand Challenge runs one step (wall time and peak RSS), for each model method.
 
 Prints Markdown tables (mean over cases; AUC by the trapezoid rule over steps 0..10; time per
-step is the median over cases of the in-process time per step) and the click criterion of issue
-33: the share of the step-0 error the clicks remove, (DSC@10 - DSC@0) / (1 - DSC@0).
+step is the median over cases of the in-process time per step), the click criterion of issue
+33: the share of the step-0 error the clicks remove, (DSC@10 - DSC@0) / (1 - DSC@0), and where
+the Dice is lost at steps 0 and 10 (:func:`evaluation_metrics.breakdown.error_breakdown`:
+the Dice each kind of error costs, mean over cases with lesions; boundary = the first voxel layer).
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 STEPS = list(range(11))
+BREAKDOWN_STEPS = (0, 10)  # where the error breakdown is measured (the first and last step)
 SIZES = ("small", "medium")
 COHORTS = ("standard", "varied", "full", "second", "second_full")
 # the second anatomy's grids (shape, spacing): whole trunk and head in the field of view
@@ -101,6 +104,7 @@ def worker(model: str, cohort: Path, result_path: Path, incremental: bool = Fals
     from autopet_common.image_io import atomic_write_json, read_image
     from clicks import simulate_clicks
     from evaluation_metrics import compute_metrics_arrays
+    from evaluation_metrics.breakdown import error_breakdown
     from Task1.batch_predict import find_case_images
     from Task1.session import open_method, predict_steps
 
@@ -118,8 +122,9 @@ def worker(model: str, cohort: Path, result_path: Path, incremental: bool = Fals
         results = predict_steps(method, method.prepare(ct, pet, geometry), clicks, STEPS)
         seconds = (time.perf_counter() - t) / len(STEPS)
         rows = [compute_metrics_arrays(label, results[s][0], geometry.voxel_volume_ml) for s in STEPS]
+        errors = {str(s): error_breakdown(label, results[s][0], geometry.spacing).as_dict() for s in BREAKDOWN_STEPS}
         cases[case] = {"dice": [r[0] for r in rows], "fpv": [r[1] for r in rows], "fnv": [r[2] for r in rows],
-                       "seconds_per_step": seconds, "shape": list(geometry.shape)}
+                       "errors": errors, "seconds_per_step": seconds, "shape": list(geometry.shape)}
     atomic_write_json(result_path, {"model": method.name, "load_s": load_s, "cases": cases})
 
 
@@ -140,11 +145,16 @@ def run_method(name: str, model: str, cohort: Path, work: Path, incremental: boo
 
 def summarise(result: dict) -> dict:
     from evaluation_metrics import interactive_auc
+    from evaluation_metrics.breakdown import ErrorBreakdown
 
     cases = list(result["cases"].values())
     per_step = {k: [float(np.nanmean([c[k][s] for c in cases])) for s in STEPS] for k in ("dice", "fpv", "fnv")}
     auc = {k: float(np.nanmean([interactive_auc(c[k]) for c in cases])) for k in ("dice", "fpv", "fnv")}
-    return {"per_step": per_step, "auc": auc,
+    dice_cost = {}
+    for step in BREAKDOWN_STEPS:
+        costs = [ErrorBreakdown(**c["errors"][str(step)]).dice_cost() for c in cases]
+        dice_cost[str(step)] = {k: float(np.nanmean([c[k] for c in costs])) for k in costs[0]}
+    return {"per_step": per_step, "auc": auc, "dice_cost": dice_cost,
             "seconds_per_step": statistics.median(c["seconds_per_step"] for c in cases),
             "peak_rss_mb": result["peak_rss_mb"], "load_s": result["load_s"]}
 
@@ -221,6 +231,19 @@ def print_tables(summaries: dict, reference: str, n_cases: int, cohort_kind: str
         d0, d10 = s["per_step"]["dice"][0], s["per_step"]["dice"][-1]
         share = (d10 - d0) / (1 - d0) if d0 < 1 else float("nan")
         print(f"- {name}: {share:.0%} of the error removed, gain {d10 - d0:+.3f}")
+    from evaluation_metrics.breakdown import ERROR_KINDS
+
+    print("\nWhere the Dice is lost (`evaluation_metrics.breakdown`): the Dice each kind of error costs, "
+          "mean over cases; missed = lesions not touched (FNV), spurious = components touching no lesion (FPV), "
+          "boundary = the first voxel layer inside (FN) or outside (FP) a found lesion, inner FN deeper, "
+          "spread FP further out:\n")
+    print("| method | step | DSC | " + " | ".join(k.replace("_", " ") for k in ERROR_KINDS) + " |")
+    print("|---|---:|---:|" + "---:|" * len(ERROR_KINDS))
+    for name, s in summaries.items():
+        for step in BREAKDOWN_STEPS:
+            cost = s["dice_cost"][str(step)]
+            print(f"| {name} | {step} | {_f(s['per_step']['dice'][step])} | "
+                  + " | ".join(_f(cost[k]) for k in ERROR_KINDS) + " |")
 
 
 def main(argv=None) -> int:
