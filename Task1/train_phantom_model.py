@@ -153,14 +153,22 @@ def mixed_phantom(seed: int, n: int):
     return varied_phantom(seed, n) if n % 3 == 0 else randomised_phantom(seed, n)
 
 
+def mostly_varied_phantom(seed: int, n: int):
+    """Case ``n`` of the mostly-varied training set: :func:`randomised_phantom` for every third case
+    (n % 3 == 2), :func:`varied_phantom` otherwise: the mixed set's shares the other way round."""
+    return randomised_phantom(seed, n) if n % 3 == 2 else varied_phantom(seed, n)
+
+
 # --phantoms: training set name -> case maker (seed, n)
-PHANTOM_SETS = {"varied": varied_phantom, "randomised": randomised_phantom, "mixed": mixed_phantom}
+PHANTOM_SETS = {"varied": varied_phantom, "randomised": randomised_phantom, "mixed": mixed_phantom,
+                "mostly_varied": mostly_varied_phantom}
 
 
 def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, *,
                             progress: bool = True, organs: bool = False, phantoms: str = "varied") -> Path:
     """Write ``n_cases`` cases of the training set ``phantoms`` (:data:`PHANTOM_SETS`:
-    :func:`varied_phantom`, :func:`randomised_phantom` or :func:`mixed_phantom`) in the autoPET
+    :func:`varied_phantom`, :func:`randomised_phantom`, :func:`mixed_phantom` or
+    :func:`mostly_varied_phantom`) in the autoPET
     layout; returns the folder.
     With ``organs``, also ``organsTr/<case>.nii.gz`` organ maps (see :func:`write_organ_map`)."""
     from tqdm import tqdm
@@ -239,9 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "autoPETTrainerClicks_cpu_organs_lesionpatches, the default model's)")
     parser.add_argument("--phantoms", choices=sorted(PHANTOM_SETS), default="varied",
                         help="training set: varied (the standard anatomy with varied grid, uptake and physics; "
-                             "models/task1_phantom), randomised (domain-randomised anatomy, uptake, field of "
-                             "view and physics, autopet_common/phantoms/randomised.py) or mixed (every third "
-                             "case varied, the others randomised; models/task1_phantom_organs)")
+                             "models/task1_phantom and models/task1_phantom_organs), randomised "
+                             "(domain-randomised anatomy, uptake, field of view and physics, "
+                             "autopet_common/phantoms/randomised.py), mixed (every third case varied, the others "
+                             "randomised) or mostly_varied (every third case randomised, the others varied)")
     parser.add_argument("--fixed_grid", action="store_true",
                         help="identical tiny 40x40x32 phantoms instead of the varied set (pipeline checks)")
     args = parser.parse_args(argv)

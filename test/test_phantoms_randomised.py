@@ -84,7 +84,7 @@ def test_mixed_training_set_alternates_generators(tmp_path):
     from autopet_common.image_io import read_image
     from Task1.train_phantom_model import PHANTOM_SETS, varied_phantom, write_training_phantoms
 
-    assert set(PHANTOM_SETS) == {"varied", "randomised", "mixed"}
+    assert set(PHANTOM_SETS) == {"varied", "randomised", "mixed", "mostly_varied"}
     source = write_training_phantoms(tmp_path / "source", 2, seed=0, progress=False, organs=True, phantoms="mixed")
     # case 0 is the varied set's case 0, case 1 a randomised one (its own grid)
     label0, geometry0 = read_image(source / "labelsTr" / "phantom_000.nii.gz")
@@ -93,6 +93,15 @@ def test_mixed_training_set_alternates_generators(tmp_path):
     organs1, geometry1 = read_image(source / "organsTr" / "phantom_001.nii.gz")
     assert geometry1.shape == PHANTOM_SETS["randomised"](0, 1).geometry.shape
     assert organs1.any()
+
+
+def test_mostly_varied_set_randomises_every_third_case():
+    from Task1.train_phantom_model import PHANTOM_SETS, randomised_phantom, varied_phantom
+
+    make = PHANTOM_SETS["mostly_varied"]
+    for n, reference in ((0, varied_phantom), (1, varied_phantom), (2, randomised_phantom)):
+        case, expected = make(3, n), reference(3, n)
+        assert case.geometry.shape == expected.geometry.shape and np.array_equal(case.label, expected.label)
 
 
 def test_second_anatomy_pair_keeps_its_records():
