@@ -163,6 +163,8 @@ def format_table(result: dict) -> str:
 
 
 def build_parser() -> ArgumentParser:
+    from Task1.train_phantom_model import PHANTOM_SETS  # the training sets have one home
+
     parser = ArgumentParser(prog="python -m Task1.tune_recipe", description=__doc__.split("\n\n")[0],
                             epilog="See the module docstring (pydoc Task1.tune_recipe) for the objective and "
                                    "the recipe written.")
@@ -173,7 +175,7 @@ def build_parser() -> ArgumentParser:
                         help="write N validation phantoms of the training generator into --work/cohort")
     parser.add_argument("--seed", type=seed, default=2000,
                         help="phantom seed for --make_phantoms (training uses 0; default 2000)")
-    parser.add_argument("--phantoms", choices=["varied", "randomised", "mixed"], default="varied",
+    parser.add_argument("--phantoms", choices=sorted(PHANTOM_SETS), default="varied",
                         help="training set whose generator --make_phantoms uses (Task1.train_phantom_model "
                              "--phantoms; default varied)")
     parser.add_argument("--work", default="work_dirs/tune_recipe", help="folder for phantoms and the table")
