@@ -63,7 +63,8 @@ def _reference(gt, pred, spacing, boundary):
     pl = cc3d.connected_components(pred.astype(np.uint8), connectivity=18)
     found = set(np.unique(gl[gt & pred])) - {0}
     touching = set(np.unique(pl[gt & pred])) - {0}
-    # pad by one voxel of background so the image border is not "outside" for the depth
+    # pad with one layer of lesion so the image border does not count as "outside" for the depth
+    # (as error_breakdown treats it)
     depth = ndimage.distance_transform_edt(np.pad(gt, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
     outside = ndimage.distance_transform_edt(~gt, sampling=spacing)
     fn, fp = gt & ~pred, pred & ~gt
