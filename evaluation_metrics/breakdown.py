@@ -115,30 +115,32 @@ def error_breakdown(gt: np.ndarray, pred: np.ndarray, spacing, *,
     box = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, gt_fg.shape))
     g, p = gt_fg[box], pred_fg[box]
 
+    both = g & p
+    # labels of overlap voxels are all > 0, so index 0 (background) stays False
     gt_labels, n_gt = _label(g)
     found = np.zeros(n_gt + 1, dtype=bool)
-    found[np.unique(gt_labels[g & p])] = True
-    found[0] = False
+    found[np.unique(gt_labels[both])] = True
     pred_labels, n_pred = _label(p)
     touching = np.zeros(n_pred + 1, dtype=bool)
-    touching[np.unique(pred_labels[g & p])] = True
-    touching[0] = False
+    touching[np.unique(pred_labels[both])] = True
 
     fn = g & ~p
     fp = p & ~g
     missed = fn & ~found[gt_labels]
     partial = fn & ~missed
-    depth = _distance(g, spacing)
     spurious = fp & ~touching[pred_labels]
     attached = fp & ~spurious
-    outside = _distance(~g, spacing) if attached.any() else None
 
-    volumes["true_positive"] = float(np.count_nonzero(g & p)) * voxel_ml
+    volumes["true_positive"] = float(np.count_nonzero(both)) * voxel_ml
     volumes["missed"] = float(np.count_nonzero(missed)) * voxel_ml
-    volumes["boundary_fn"] = float(np.count_nonzero(partial & (depth <= boundary))) * voxel_ml
-    volumes["inner_fn"] = float(np.count_nonzero(partial & (depth > boundary))) * voxel_ml
     volumes["spurious"] = float(np.count_nonzero(spurious)) * voxel_ml
-    if outside is not None:
+    # distance transforms only where there are voxels to sort by them
+    if partial.any():
+        depth = _distance(g, spacing)
+        volumes["boundary_fn"] = float(np.count_nonzero(partial & (depth <= boundary))) * voxel_ml
+        volumes["inner_fn"] = float(np.count_nonzero(partial & (depth > boundary))) * voxel_ml
+    if attached.any():
+        outside = _distance(~g, spacing)
         volumes["boundary_fp"] = float(np.count_nonzero(attached & (outside <= boundary))) * voxel_ml
         volumes["spread_fp"] = float(np.count_nonzero(attached & (outside > boundary))) * voxel_ml
     return ErrorBreakdown(boundary_mm=boundary, **volumes)
