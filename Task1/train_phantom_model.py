@@ -38,11 +38,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, positive_int, seed
+from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, positive_float, positive_int, seed
 # The generic steps of a CPU nnU-Net recipe (plans edit, environment, export) have one home,
 # autopet_common/nnunet_recipe.py; Task 2's recipe uses them too.
-from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, finish_recipe, nnunet_environment,  # noqa: F401
-                                          plan_preprocess_train, run_logged, training_environment)
+from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, CPU_SPACING, finish_recipe,  # noqa: F401
+                                          nnunet_environment, plan_preprocess_train, run_logged,
+                                          training_environment)
 from Task1.click_config import CLICK_CONFIG_FILE, CLICK_CONFIG_KEY
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -185,12 +186,15 @@ def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int 
 def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
                         dataset_id: int = 777, n_cases: int = 60, trainer: str | None = None,
                         configuration: str = CPU_CONFIGURATION, fold: str = "0", seed: int = 0,
-                        fixed_grid: bool = False, organs: bool = False, phantoms: str = "varied") -> Path:
+                        fixed_grid: bool = False, organs: bool = False, phantoms: str = "varied",
+                        network_spacing: float = CPU_SPACING[0]) -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given).
     With ``organs``: the phantoms' organ maps go through ``convert_dataset --organs`` and
     ``-preprocessor_name autoPETOrganPreprocessor`` (use an organ-supervised trainer). ``trainer``
     None: ``ORGAN_TRAINER`` with ``organs``, else ``autoPETTrainerClicks_cpu`` (the two shipped models').
-    ``phantoms``: the training set (:data:`PHANTOM_SETS`)."""
+    ``phantoms``: the training set (:data:`PHANTOM_SETS`). ``network_spacing``: the isotropic
+    voxel size (mm) of the ``3d_cpu`` configuration, the grid the network sees (the 48^3 patch
+    covers 48 such voxels; finer means less context per patch and more tiles per case)."""
     trainer = trainer or (ORGAN_TRAINER if organs else "autoPETTrainerClicks_cpu")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -215,10 +219,11 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
         plan_args = ["-preprocessor_name", "autoPETOrganPreprocessor"]
     model, training_seconds = plan_preprocess_train(env, log_file, dataset_id=dataset_id, dataset_name=name,
                                                     trainer=trainer, configuration=configuration, fold=fold,
-                                                    plan_args=plan_args)
+                                                    spacing=(float(network_spacing),) * 3, plan_args=plan_args)
     return finish_recipe(model, out, module="Task1.train_phantom_model", fold=fold, **CLICK_EXPORT, record={
         "cases": n_cases, "seed": seed, "trainer": trainer, "configuration": configuration, "fold": fold,
-        "fixed_grid": fixed_grid, "organs": organs, "phantoms": phantoms, "training_seconds": round(training_seconds, 1)})
+        "fixed_grid": fixed_grid, "organs": organs, "phantoms": phantoms,
+        "network_spacing": float(network_spacing), "training_seconds": round(training_seconds, 1)})
 
 
 @entrypoint("python -m Task1.train_phantom_model")
@@ -251,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(domain-randomised anatomy, uptake, field of view and physics, "
                              "autopet_common/phantoms/randomised.py), mixed (every third case varied, the others "
                              "randomised) or mostly_varied (every third case randomised, the others varied)")
+    parser.add_argument("--network_spacing", type=positive_float, default=CPU_SPACING[0], metavar="MM",
+                        help=f"isotropic voxel size of the {CPU_CONFIGURATION} configuration, the grid the network "
+                             f"sees (default {CPU_SPACING[0]:g} mm, the shipped models'; the patch stays 48^3 voxels)")
     parser.add_argument("--fixed_grid", action="store_true",
                         help="identical tiny 40x40x32 phantoms instead of the varied set (pipeline checks)")
     args = parser.parse_args(argv)
@@ -261,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = train_phantom_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_cases=args.cases,
                                     trainer=args.trainer, configuration=args.configuration, fold=args.fold,
                                     seed=args.seed, fixed_grid=args.fixed_grid, organs=args.organs,
-                                    phantoms=args.phantoms)
+                                    phantoms=args.phantoms, network_spacing=args.network_spacing)
     except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
         print(f"python -m Task1.train_phantom_model: error: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """The phantom model's training recipe, without training: varied phantoms, the PET-in-SUV
 conversion, the small 3d_cpu plans configuration, the weights-only export, the trainer knobs."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,36 @@ def test_cpu_trainer_variants_change_only_their_knobs():
     assert autoPETTrainerClicks_cpu_noclicks.max_interaction_step == 0
     assert autoPETTrainerClicks_cpu_noclicks.epochs == autoPETTrainerClicks_cpu.epochs
     assert autoPETTrainerClicks.training_seed is None and autoPETTrainerClicks.inference_mirroring
+
+
+def test_network_spacing_reaches_the_cpu_configuration(tmp_path, monkeypatch, capsys):
+    """--network_spacing sets the 3d_cpu configuration's grid (the rest of the recipe as before);
+    a non-positive value is refused before anything runs."""
+    import autopet_common.nnunet_recipe as recipe
+    import Task1.train_phantom_model as train
+
+    calls = {}
+
+    def fake_run_logged(command, env, log_file):
+        calls.setdefault("commands", []).append(command)
+        if Path(command[0]).name == "nnUNetv2_plan_and_preprocess":  # what --no_pp leaves: the plans
+            folder = Path(env["nnUNet_preprocessed"]) / "Dataset790_PhantomClicks"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "nnUNetPlans.json").write_text(json.dumps(
+                {"plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {"architecture": {"arch_kwargs": {}}}}}))
+
+    monkeypatch.setattr(recipe, "run_logged", fake_run_logged)
+    monkeypatch.setattr(train, "run_logged", lambda command, env, log_file: None)  # the conversion
+    monkeypatch.setattr(train, "write_training_phantoms", lambda out, *a, **k: Path(out))
+    monkeypatch.setattr(train, "finish_recipe", lambda model, out, **k: calls.setdefault("record", k["record"]))
+    assert train.main(["--cases", "5", "--work_dir", str(tmp_path), "--dataset_id", "790",
+                       "--network_spacing", "3"]) == 0
+    plans = json.loads((tmp_path / "nnUNet_preprocessed" / "Dataset790_PhantomClicks" / "nnUNetPlans.json").read_text())
+    assert plans["configurations"]["3d_cpu"]["spacing"] == [3.0, 3.0, 3.0]
+    assert plans["configurations"]["3d_cpu"]["patch_size"] == [48, 48, 48]
+    assert calls["record"]["network_spacing"] == 3.0
+    assert [Path(c[0]).name for c in calls["commands"]] == ["nnUNetv2_plan_and_preprocess", "nnUNetv2_preprocess",
+                                                              "nnUNetv2_train"]
+    with pytest.raises(SystemExit) as refused:
+        train.main(["--cases", "5", "--work_dir", str(tmp_path), "--network_spacing", "0"])
+    assert refused.value.code == 2 and "--network_spacing" in capsys.readouterr().err
