@@ -12,6 +12,11 @@ probability alone (w = 1 is the shipped stitching), then applies the segmenter's
 never the benchmark's held-out seed 1000. Each pair and step runs the network once; every weight
 is scored on the same probabilities. Prints the mean Dice (pairs with a follow-up lesion) and
 mean FPV (ml) per step and weight.
+
+``--test_time_mirroring`` runs the network with nnU-Net's test-time mirroring on all three axes
+(the shipped checkpoint turns it off for CPU time; training mirrored, so the weights allow it):
+the ``w = 1`` rows are then the shipped stitching with mirroring, and the median network seconds
+per step are printed beside the table.
 """
 from __future__ import annotations
 
@@ -28,8 +33,10 @@ sys.path.insert(0, str(REPO))
 WEIGHTS = (1.0, 0.9, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55)
 
 
-def blend_scores(segmenter, pair, weights=WEIGHTS) -> dict:
-    """{(step, w, rule 6 on): (Dice, FPV ml)} for one pair."""
+def blend_scores(segmenter, pair, weights=WEIGHTS) -> tuple[dict, list[float]]:
+    """{(step, w, rule 6 on): (Dice, FPV ml)} for one pair, and the network's seconds per step."""
+    import time
+
     from evaluation_metrics.metrics import dice_score, false_positive_volume
     from Task2.patch_model import read_patch_rules
     from Task2.pipeline import carry_baseline
@@ -37,18 +44,20 @@ def blend_scores(segmenter, pair, weights=WEIGHTS) -> dict:
     geometry, truth = pair.followup_geometry, pair.followup_labels > 0
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
     min_confidence = read_patch_rules(segmenter.model_dir).get("min_confidence", 0.0)
-    scores = {}
+    scores, seconds = {}, []
     for step, points in ((1, {}), (2, dict(pair.followup_centres))):
         carried = carry_baseline(pair.baseline_ct, pair.baseline_geometry, pair.baseline_labels, pair.followup_ct,
                                  geometry, dict(pair.baseline_centres), points)
+        started = time.perf_counter()
         patches, probabilities = segmenter.predict_patches(carried, pair.baseline_geometry, pair.followup_ct, geometry)
+        seconds.append(time.perf_counter() - started)
         for w in weights:
             blended = [w * p + (1 - w) * (patch.channels[5] > 0) for p, patch in zip(probabilities, patches)]
             for rule6 in ((False, True) if step == 1 and min_confidence > 0 else (False,)):
                 mask = segmenter.label_map(patches, probabilities, carried, pair.followup_ct, geometry,
                                            min_confidence=min_confidence if rule6 else 0.0, scores=blended) > 0
                 scores[(step, w, rule6)] = (dice_score(truth, mask), false_positive_volume(truth, mask, voxel_ml))
-    return scores
+    return scores, seconds
 
 
 def main(argv=None) -> int:
@@ -58,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=12, help="validation pairs of the training distribution")
     parser.add_argument("--real", type=int, default=2, help="validation pairs of 512x512x~300 at 0.8x0.8x2.5 mm")
     parser.add_argument("--seed", type=int, default=2000, help="validation seed (not 0, training; not 1000, held-out)")
+    parser.add_argument("--test_time_mirroring", action="store_true",
+                        help="predict with nnU-Net's mirroring on all three axes (8 passes per patch)")
     args = parser.parse_args(argv)
 
     from Task2.patch_model import PatchModelSegmenter
@@ -65,11 +76,16 @@ def main(argv=None) -> int:
 
     with contextlib.redirect_stdout(sys.stderr):  # nnU-Net's loading chatter stays out of the table
         segmenter = PatchModelSegmenter(args.model, "cpu", min_confidence=0.0)
-    per_pair = []
+    if args.test_time_mirroring:
+        segmenter.predictor.allowed_mirroring_axes = (0, 1, 2)  # the predictor was made with use_mirroring=True
+    per_pair, seconds = [], []
     for name, pair in validation_pairs(args.pairs, args.real, args.seed):
-        per_pair.append(blend_scores(segmenter, pair))
+        scores, pair_seconds = blend_scores(segmenter, pair)
+        per_pair.append(scores)
+        seconds += pair_seconds
         print(f"{name}: done", file=sys.stderr, flush=True)
-    print(f"validation pairs: {len(per_pair)} (seed {args.seed})\n")
+    print(f"validation pairs: {len(per_pair)} (seed {args.seed}); test-time mirroring "
+          f"{'on' if args.test_time_mirroring else 'off'}; network {np.median(seconds):.1f} s per step (median)\n")
     print("| step | w | rule 6 | Dice | FPV (ml) |\n|---:|---:|---|---:|---:|")
     for key in per_pair[0]:
         dice = [p[key][0] for p in per_pair]
