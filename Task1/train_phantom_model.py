@@ -14,7 +14,7 @@ types is what runs:
 3. ``nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres --verify_dataset_integrity --no_pp``;
 4. :func:`add_cpu_configuration`: a ``3d_cpu`` configuration added to ``nnUNetPlans.json``
    the way nnU-Net documents plan edits (``inherits_from: 3d_fullres``): 4 mm isotropic
-   spacing, 48^3 patch, 4 stages of 16-128 features (1.4 M parameters, a 5.6 MB checkpoint);
+   spacing (``--network_spacing``), 48^3 patch, 4 stages of 16-128 features (1.4 M parameters, a 5.6 MB checkpoint);
 5. ``nnUNetv2_preprocess -d ID -c 3d_cpu``;
 6. ``nnUNetv2_train ID 3d_cpu 0 -tr autoPETTrainerClicks_cpu -device cpu`` with
    ``nnUNet_extTrainer=<repository>/Task1/trainers`` (seeded, AdamW, about 38 minutes on 2 cores);
