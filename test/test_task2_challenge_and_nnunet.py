@@ -88,6 +88,40 @@ def test_trainer_found_by_nnunet_and_blanks_clicks():
     assert "FOUND autoPETTrainerLongitudinal 0.5" in done.stdout, done.stderr[-2000:]
 
 
+def test_proposal_noise_grows_or_shrinks_only_the_proposal_channel():
+    import torch
+
+    sys.path.insert(0, str(REPO / "Task2" / "trainers"))
+    try:
+        from autoPETLongitudinalTrainers import (ProposalNoiseTransform,
+                                                 autoPETTrainerLongitudinalPatches_cpu,
+                                                 autoPETTrainerLongitudinalPatches_cpuProposalNoise)
+    finally:
+        sys.path.remove(str(REPO / "Task2" / "trainers"))
+    image = torch.zeros((6, 16, 16, 16))
+    image[5, 4:12, 4:12, 4:12] = 1  # an 8^3 proposal
+    image[:5] = torch.arange(1, 6, dtype=torch.float32)[:, None, None, None]
+    unchanged = ProposalNoiseTransform(p=0.0)(image=image.clone(), segmentation=None)["image"]
+    assert torch.equal(unchanged, image)
+    np.random.seed(0)
+    volumes = set()
+    for _ in range(20):
+        out = ProposalNoiseTransform(p=1.0, max_voxels=3)(image=image.clone(), segmentation=None)["image"]
+        assert torch.equal(out[:5], image[:5])  # only the proposal channel moves
+        volumes.add(int(out[5].sum()))
+    # grown or shrunk by 1..3 voxels on each side: cubes of side 8 +- 2r
+    assert volumes <= {side ** 3 for side in (2, 4, 6, 10, 12, 14)} and len(volumes) >= 3, volumes
+    np.random.seed(5)
+    first = ProposalNoiseTransform(p=1.0)(image=image.clone(), segmentation=None)["image"]
+    np.random.seed(5)
+    assert torch.equal(first, ProposalNoiseTransform(p=1.0)(image=image.clone(), segmentation=None)["image"])
+    # the named variant changes this one attribute of the shipped schedule
+    variant, base = autoPETTrainerLongitudinalPatches_cpuProposalNoise, autoPETTrainerLongitudinalPatches_cpu
+    assert variant.p_proposal_noise == 0.5 and base.p_proposal_noise == 0.0
+    assert (variant.epochs, variant.learning_rate, variant.training_seed) == (base.epochs, base.learning_rate,
+                                                                             base.training_seed)
+
+
 def test_non_task2_model_falls_back_to_model_free(tmp_path):
     from Task2.nnunet_predict import is_task2_model
 

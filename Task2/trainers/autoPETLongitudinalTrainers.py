@@ -20,6 +20,14 @@ dataset from ``python -m Task2.convert_dataset --patches`` (five channels per le
 so nothing is blanked. ``_cpu`` is the schedule of the shipped phantom model
 (``python -m Task2.train_patch_model``); ``_smoke`` a pipeline check. Schedule knobs:
 :mod:`autopet_common.nnunet_schedule`.
+
+``_cpuProposalNoise`` (issue 34's seventh round) changes one attribute of ``_cpu``:
+``p_proposal_noise``. With that probability a training sample's proposal channel (channel 5, the
+model-free segmentation) is grown or shrunk by 1-3 voxels of the patch grid after augmentation
+(:class:`ProposalNoiseTransform`). Why: on validation pairs the shipped network's step-2 masks
+agree with the proposal at a median Dice of 0.94, including where the proposal is wrong, so the
+network mostly copies it; a proposal whose outline cannot be trusted makes it read the outline
+from the CT.
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from autopet_common.nnunet_schedule import autoPETScheduledTrainer
 
 CLICK_CHANNEL = 3
+PROPOSAL_CHANNEL = 5  # Task2.lesion_patches.PROPOSAL_CHANNEL_NAMES (not imported: nnU-Net loads this file alone)
 
 
 class BlankClickChannelTransform:
@@ -44,6 +53,36 @@ class BlankClickChannelTransform:
         if np.random.uniform() < self.p:
             image = data_dict["image"]
             image[self.channel] = 0
+            data_dict["image"] = image
+        return data_dict
+
+
+class ProposalNoiseTransform:
+    """batchgeneratorsv2-style transform: with probability ``p`` grow (dilate) or shrink (erode)
+    image channel ``channel``, a 0..1 mask, by ``1..max_voxels`` voxels (a 3x3x3 max or min
+    filter per voxel; grow or shrink with equal odds). Other channels and the label are unchanged."""
+
+    def __init__(self, channel: int = PROPOSAL_CHANNEL, p: float = 0.5, max_voxels: int = 3):
+        self.channel = channel
+        self.p = p
+        self.max_voxels = max_voxels
+
+    def __call__(self, **data_dict):
+        import torch
+
+        # nnU-Net seeds NumPy's global generator per worker; use it so runs are reproducible.
+        if np.random.uniform() < self.p:
+            voxels = int(np.random.randint(1, self.max_voxels + 1))
+            grow = bool(np.random.uniform() < 0.5)
+            image = data_dict["image"]
+            mask = torch.as_tensor(image[self.channel])[None, None].float()
+            for _ in range(voxels):
+                if grow:
+                    mask = torch.nn.functional.max_pool3d(mask, 3, stride=1, padding=1)
+                else:
+                    mask = -torch.nn.functional.max_pool3d(-mask, 3, stride=1, padding=1)
+            image[self.channel] = torch.as_tensor(mask[0, 0], dtype=image[self.channel].dtype) \
+                if torch.is_tensor(image) else mask[0, 0].numpy().astype(image.dtype)
             data_dict["image"] = image
         return data_dict
 
@@ -75,7 +114,17 @@ class autoPETTrainerLongitudinal_5epochs(autoPETTrainerLongitudinal):
 
 class autoPETTrainerLongitudinalPatches(autoPETScheduledTrainer):
     """Per-lesion patches: follow-up CT, carried baseline CT, carried baseline lesion mask,
-    follow-up point blob, baseline point blob (Task2.lesion_patches); nnU-Net's own pipeline."""
+    follow-up point blob, baseline point blob (Task2.lesion_patches); nnU-Net's own pipeline.
+    ``p_proposal_noise`` > 0 (a dataset with the proposal channel) adds
+    :class:`ProposalNoiseTransform` after augmentation."""
+
+    p_proposal_noise = 0.0
+
+    def get_training_transforms(self, *args, **kwargs):
+        composed = nnUNetTrainer.get_training_transforms(*args, **kwargs)
+        if self.p_proposal_noise > 0:
+            insert_before_label_removal(composed, ProposalNoiseTransform(PROPOSAL_CHANNEL, self.p_proposal_noise))
+        return composed
 
 
 class autoPETTrainerLongitudinalPatches_cpu(autoPETTrainerLongitudinalPatches):
@@ -92,6 +141,12 @@ class autoPETTrainerLongitudinalPatches_cpu(autoPETTrainerLongitudinalPatches):
     training_seed = 0
     run_final_validation = False
     inference_mirroring = False
+
+
+class autoPETTrainerLongitudinalPatches_cpuProposalNoise(autoPETTrainerLongitudinalPatches_cpu):
+    """``_cpu`` with half of the training samples' proposals grown or shrunk (issue 34, seventh round)."""
+
+    p_proposal_noise = 0.5
 
 
 class autoPETTrainerLongitudinalPatches_smoke(autoPETTrainerLongitudinalPatches_cpu):
