@@ -102,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pairs", type=positive_int, default=48, help="phantom pairs (default 48; >= 5 for the split)")
     parser.add_argument("--seed", type=seed, default=0, help="phantom seed (pair n uses [seed, n])")
     parser.add_argument("--trainer", default=DEFAULT_TRAINER,
-                        help=f"{DEFAULT_TRAINER} (the shipped model) or autoPETTrainerLongitudinalPatches_smoke")
+                        help=f"{DEFAULT_TRAINER} (the shipped model), autoPETTrainerLongitudinalPatches_smoke (a pipeline "
+                             "check) or autoPETTrainerLongitudinalPatches_cpuProposalNoise (proposal channel grown "
+                             "or shrunk in training; issue 34's seventh round, not shipped)")
     parser.add_argument("--no_proposal", dest="proposal", action="store_false",
                         help="five input channels: leave out the sixth, the model-free pipeline's segmentation of the "
                              "lesion that the network refines (Task2.lesion_patches); the first recipe")
