@@ -82,8 +82,7 @@ class ProposalNoiseTransform:
                     mask = torch.nn.functional.max_pool3d(mask, 3, stride=1, padding=1)
                 else:
                     mask = -torch.nn.functional.max_pool3d(-mask, 3, stride=1, padding=1)
-            image[self.channel] = torch.as_tensor(mask[0, 0], dtype=image[self.channel].dtype) \
-                if torch.is_tensor(image) else mask[0, 0].numpy().astype(image.dtype)
+            image[self.channel] = mask[0, 0]  # a tensor or an array takes it in its own dtype
             data_dict["image"] = image
         return data_dict
 
