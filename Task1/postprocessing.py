@@ -13,7 +13,15 @@ model alike:
    A predicted 26-connected component that holds a background click and no tumor click is
    removed. One that holds both (a lesion grown into a hot organ) is cut: its voxels nearer
    (in mm) to a background click than to every tumor click are removed, and of what is left
-   only the parts connected to a tumor click are kept.
+   only the parts connected to a tumor click are kept. How such a component is cut is
+   ``background_cut`` (:data:`BACKGROUND_CUTS`): ``"nearest"`` as just said (the default);
+   ``"nearest_not_hotter"`` removes only those nearer voxels whose PET is at most the PET at
+   their nearest background click; ``"none"`` keeps it whole. Why not always the first: the
+   simulator's background region is PET above a percentile outside the label, which includes
+   the blurred rim just outside a very hot lesion, so a background click can sit a few mm from
+   a lesion's edge, and the half-way plane to a centre click then runs through the lesion.
+   The lesion is hotter than that rim; a hot organ beside a lesion is, where it is cut, about
+   as hot as its own click, and still goes.
 2. **Protocol knowledge: every lesion has a click once a fill-up click appears.** The
    challenge's simulator clicks the centre of each lesion (26-connected component of the
    truth, up to 10 of them, in a random order) before it clicks any lesion a second time, and
@@ -38,6 +46,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 CLICK_REACH_MM = 15.0
+# how rule 1 cuts a component held by a tumor and a background click (module docstring)
+BACKGROUND_CUTS = ("nearest", "nearest_not_hotter", "none")
 
 
 def clicked_labels(labels: np.ndarray, point: Sequence[int], spacing: Sequence[float],
@@ -71,10 +81,16 @@ def all_lesions_clicked(labels: np.ndarray, tumor: Sequence[Sequence[int]],
 
 
 def cut_at_background_clicks(mask: np.ndarray, tumor: Sequence[Sequence[int]],
-                             background: Sequence[Sequence[int]], spacing: Sequence[float]) -> np.ndarray:
-    """Rule 1 of the module docstring; returns a new boolean mask."""
+                             background: Sequence[Sequence[int]], spacing: Sequence[float], *,
+                             cut: str = "nearest", pet: np.ndarray | None = None) -> np.ndarray:
+    """Rule 1 of the module docstring; returns a new boolean mask. ``cut``: one of
+    :data:`BACKGROUND_CUTS`; ``"nearest_not_hotter"`` needs ``pet`` (same grid as ``mask``)."""
     import cc3d
 
+    if cut not in BACKGROUND_CUTS:
+        raise ValueError(f"background cut {cut!r}: choose one of {', '.join(BACKGROUND_CUTS)}")
+    if cut == "nearest_not_hotter" and pet is None:
+        raise ValueError("background cut 'nearest_not_hotter' needs the PET")
     mask = np.asarray(mask, dtype=bool)
     if not background or not mask.any():
         return mask.copy()
@@ -96,13 +112,19 @@ def cut_at_background_clicks(mask: np.ndarray, tumor: Sequence[Sequence[int]],
         if label not in held:
             out[box][component] = False
             continue
+        if cut == "none":
+            continue
         # the tumor clicks that hold this component (inside it, or within reach of it)
         own_tumor = [p for p in tumor if label in clicked_labels(labels, p, spacing)]
         own_background = [p for p in background if inside(p)]
         grid = np.stack(np.meshgrid(*[np.arange(a, b) * s for a, b, s in zip(lo, hi, spacing)], indexing="ij"), -1)
-        nearest = lambda points: np.min([np.sum((grid - np.asarray(p) * spacing) ** 2, axis=-1) for p in points],
-                                        axis=0)
-        keep = component & (nearest(own_tumor) <= nearest(own_background))
+        squared = lambda points: np.stack([np.sum((grid - np.asarray(p) * spacing) ** 2, axis=-1) for p in points])
+        to_background = squared(own_background)
+        cut_here = squared(own_tumor).min(axis=0) > to_background.min(axis=0)
+        if cut == "nearest_not_hotter":
+            click_pet = np.asarray([pet[tuple(int(c) for c in p)] for p in own_background], dtype=np.float32)
+            cut_here &= np.asarray(pet[box], dtype=np.float32) <= click_pet[np.argmin(to_background, axis=0)]
+        keep = component & ~cut_here
         parts = cc3d.connected_components(keep.astype(np.uint8), connectivity=26)
         wanted = set()
         for p in own_tumor:
@@ -129,9 +151,11 @@ def keep_clicked_components(mask: np.ndarray, tumor: Sequence[Sequence[int]],
 
 
 def apply_click_rules(mask: np.ndarray, clicks: Mapping[str, Sequence] | None, spacing: Sequence[float],
-                      *, protocol_rule: bool = True) -> tuple[np.ndarray, dict[str, int]]:
+                      *, protocol_rule: bool = True, background_cut: str = "nearest",
+                      pet: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """Both rules of the module docstring; returns (uint8 0/1 mask, what was done: voxel counts
-    removed by each rule and whether the protocol rule fired)."""
+    removed by each rule and whether the protocol rule fired). ``background_cut`` and ``pet``:
+    see :func:`cut_at_background_clicks`."""
     import cc3d
 
     mask = np.asarray(mask) > 0
@@ -140,7 +164,7 @@ def apply_click_rules(mask: np.ndarray, clicks: Mapping[str, Sequence] | None, s
     tumor = _points_inside((clicks or {}).get("tumor"), mask.shape)
     background = _points_inside((clicks or {}).get("background"), mask.shape)
     before = int(mask.sum())
-    mask = cut_at_background_clicks(mask, tumor, background, spacing)
+    mask = cut_at_background_clicks(mask, tumor, background, spacing, cut=background_cut, pet=pet)
     after_cut = int(mask.sum())
     fired = False
     if protocol_rule and len(tumor) >= 2 and mask.any():
@@ -310,8 +334,9 @@ class Operation:
     needs_probability: bool = False
 
 
-def _click_rules(mask, context, *, protocol_rule=True):
-    out, details = apply_click_rules(mask, context.clicks, context.spacing, protocol_rule=protocol_rule)
+def _click_rules(mask, context, *, protocol_rule=True, background_cut="nearest"):
+    out, details = apply_click_rules(mask, context.clicks, context.spacing, protocol_rule=protocol_rule,
+                                     background_cut=background_cut, pet=context.pet)
     return out > 0, details
 
 
@@ -320,7 +345,7 @@ def _suv_floor(mask, context, *, floor=None):
 
 
 OPERATIONS: dict[str, Operation] = {
-    "click_rules": Operation(_click_rules, {"protocol_rule": True}),
+    "click_rules": Operation(_click_rules, {"protocol_rule": True, "background_cut": "nearest"}),
     # a recipe gives the floor per tracer ({"FDG": 1.5, "PSMA": 1.0}); its plan resolves it to "floor"
     "suv_floor": Operation(_suv_floor, {"FDG": None, "PSMA": None, "unknown": None}),
     "remove_components": Operation(

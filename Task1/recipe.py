@@ -16,7 +16,7 @@ top is run by the recipe instead of as one nnU-Net folder. Without the file noth
       "threshold": 0.5,
       "postprocessing": [
         {"op": "grow_from_clicks", "min_probability": 0.3},
-        {"op": "click_rules", "protocol_rule": true},
+        {"op": "click_rules", "protocol_rule": true, "background_cut": "nearest_not_hotter"},
         {"op": "suv_floor", "FDG": 1.5, "PSMA": 1.0},
         {"op": "remove_components", "min_voxels": 10, "min_suvmax": 4.0},
         {"op": "close_gaps", "distance_mm": 8.0, "min_suv": 2.0},
@@ -38,7 +38,9 @@ top is run by the recipe instead of as one nnU-Net folder. Without the file noth
 - ``postprocessing``: an ordered chain of the operations of :data:`Task1.postprocessing.OPERATIONS`
   (the one registry, beside their code; run by :func:`Task1.postprocessing.run_chain`);
   per-tracer parameters are given as ``{"FDG": .., "PSMA": .., "unknown": ..}``. ``suv_floor``
-  takes its floor per tracer directly.
+  takes its floor per tracer directly. ``click_rules`` takes ``protocol_rule`` (true or false)
+  and ``background_cut`` (one of :data:`Task1.postprocessing.BACKGROUND_CUTS`, default
+  "nearest").
 
 ``python -m Task1.recipe DIR [--pet PET] [--clicks JSON]`` (and ``inference.py --explain``) prints
 what the recipe does for an input; it is the same :meth:`Recipe.plan` that a run logs.
@@ -191,7 +193,11 @@ def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
     params = {**defaults, **{k: v for k, v in item.items() if k != "op"}}
     for key, value in params.items():
         here = f"{where}.{key}"
-        if op == "click_rules":
+        if op == "click_rules" and key == "background_cut":
+            from Task1.postprocessing import BACKGROUND_CUTS
+
+            _expect(value in BACKGROUND_CUTS, path, here, f"expected one of {list(BACKGROUND_CUTS)}, got {value!r}")
+        elif op == "click_rules":
             _expect(isinstance(value, bool), path, here, f"expected true or false, got {value!r}")
         elif key in per_tracer and isinstance(value, dict):
             _keys(value, TRACER_KEYS, path, here)

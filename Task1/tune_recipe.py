@@ -1,14 +1,16 @@
-"""Choose a model's decision threshold and click-seeded growth on validation cases, and write the
-recipe that runs the model with them.
+"""Choose a model's decision threshold, click-seeded growth and background cut on validation cases,
+and write the recipe that runs the model with them.
 
     python -m Task1.tune_recipe --model models/task1_phantom_organs --make_phantoms 8 --seed 2000 \\
         --work work_dirs/tune --write
 
 nnU-Net picks its post-processing on the validation folds (``nnUNetv2_find_best_configuration``);
-this does the same for the two settings of the Task 1 protocol that a network's training does not
-fix: the lesion-probability ``threshold`` of the mask, and ``grow_from_clicks`` (the components of
+this does the same for the settings of the Task 1 protocol that a network's training does not
+fix: the lesion-probability ``threshold`` of the mask, ``grow_from_clicks`` (the components of
 ``probability >= min_probability`` that hold a tumor click are added, see
-:func:`Task1.postprocessing.grow_from_clicks`). Each validation case runs the challenge's 11 click
+:func:`Task1.postprocessing.grow_from_clicks`), and the click rules' ``background_cut`` (how a
+component that holds a tumor and a background click is cut, see :mod:`Task1.postprocessing`).
+Each validation case runs the challenge's 11 click
 steps once per network pass; every combination of the grid is then scored on the same
 probabilities, with the recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`),
 so what is chosen is what the recipe runs. The objective is the challenge's two Dice measures
@@ -17,8 +19,12 @@ cases; ties go to the smaller AUC-FPV.
 
 Validation cases must not be the cases the result is reported on. ``--make_phantoms N`` writes N
 cases of the training generator (:func:`Task1.train_phantom_model.varied_phantom`) with a seed
-that training did not use (training uses seed 0); ``--cohort DIR`` takes any raw cohort
-(``imagesTr/<case>_0000|_0001``, ``labelsTr/<case>``). ``--write`` writes ``autopet_recipe.json``
+that training did not use (training uses seed 0); ``--cohort DIR [DIR ...]`` takes raw cohorts
+(``imagesTr/<case>_0000|_0001``, ``labelsTr/<case>``), alone or besides the phantoms (for
+example full-size phantoms of ``autopet-phantoms task1 --size full``, so the choice also sees the
+real grid). Network passes keep their sliding-window tiles between steps
+(:mod:`Task1.incremental`, exact), so full-size cases cost one full pass and the tiles that the
+clicks change. ``--write`` writes ``autopet_recipe.json``
 into the model folder (one route, the folder itself, the chosen threshold, then
 ``grow_from_clicks`` and ``click_rules``); the tuning table goes beside it as ``tuning.json``.
 """
@@ -46,14 +52,17 @@ TUNING_FILE = "tuning.json"
 class Setting:
     threshold: float
     grow: float | None
+    background_cut: str = "nearest"
 
     @property
     def postprocessing(self) -> list[dict]:
         chain = [] if self.grow is None else [{"op": "grow_from_clicks", "min_probability": self.grow}]
-        return chain + [{"op": "click_rules", "protocol_rule": True}]
+        return chain + [{"op": "click_rules", "protocol_rule": True, "background_cut": self.background_cut}]
 
     def label(self) -> str:
-        return f"threshold {self.threshold:g}, " + ("no growth" if self.grow is None else f"grow from clicks >= {self.grow:g}")
+        return (f"threshold {self.threshold:g}, "
+                + ("no growth" if self.grow is None else f"grow from clicks >= {self.grow:g}")
+                + f", background cut {self.background_cut}")
 
 
 def objective(summary: dict) -> float:
@@ -103,30 +112,44 @@ def summarise(per_case: list[dict[str, list[float]]]) -> dict:
     return out
 
 
-def tune_recipe(model: str | os.PathLike, cohort: str | os.PathLike, *, thresholds: Sequence[float] = THRESHOLDS,
-                grow: Sequence[float | None] = GROW, device: str = "auto", progress: bool = True) -> dict:
-    """Score every (threshold, growth) setting on the cohort; returns ``{"rows": [...], "best": {...}}``
-    with rows sorted best first (see the module docstring for the objective). A row holds the mean
-    curves, the mean AUCs and ``per_case`` curves (Dice, FPV, FNV per step)."""
+def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[str | os.PathLike], *,
+                thresholds: Sequence[float] = THRESHOLDS, grow: Sequence[float | None] = GROW,
+                background_cuts: Sequence[str] | None = None, device: str = "auto", progress: bool = True) -> dict:
+    """Score every (threshold, growth, background cut) setting on the cohorts' cases; returns
+    ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the module docstring for the
+    objective). A row holds the mean curves, the mean AUCs and ``per_case`` curves (Dice, FPV, FNV
+    per step). ``background_cuts`` None: all of :data:`Task1.postprocessing.BACKGROUND_CUTS`."""
     from tqdm import tqdm
 
     from autopet_common.image_io import read_image
     from clicks import simulate_clicks
     from Task1.batch_predict import find_case_images
+    from Task1.postprocessing import BACKGROUND_CUTS
     from Task1.session import NetworkMethod, open_method
 
-    cohort = Path(cohort)
-    cases = find_case_images(cohort / "imagesTr")
-    if not cases:
-        raise InputError(f"{cohort / 'imagesTr'}: no cases (<case>_0000 / <case>_0001 images)")
-    method = open_method(model, device=device)
+    cohorts = [Path(cohorts)] if isinstance(cohorts, (str, os.PathLike)) else [Path(c) for c in cohorts]
+    cases: dict[str, tuple[Path, Path, Path]] = {}  # case -> (CT, PET, its cohort)
+    for cohort in cohorts:
+        found = find_case_images(cohort / "imagesTr")
+        if not found:
+            raise InputError(f"{cohort / 'imagesTr'}: no cases (<case>_0000 / <case>_0001 images)")
+        for case, (ct_path, pet_path) in found.items():
+            if case in cases:
+                raise InputError(f"case {case} is in {cases[case][2]} and in {cohort}: case names must differ")
+            cases[case] = (ct_path, pet_path, cohort)
+    cuts = tuple(BACKGROUND_CUTS if background_cuts is None else background_cuts)
+    unknown = [c for c in cuts if c not in BACKGROUND_CUTS]
+    if unknown:
+        raise InputError(f"background cut(s) {unknown}: choose from {', '.join(BACKGROUND_CUTS)}")
+    method = open_method(model, device=device, incremental=True)
     if not isinstance(method, NetworkMethod):
         raise InputError(f"--model {model}: tuning needs one network folder (nnU-Net or MONAI) whose lesion "
                          f"probability it thresholds; this is {method.name}")
-    settings = [Setting(float(t), None if g is None else float(g)) for t in thresholds for g in grow
-                if g is None or g < t]
+    settings = [Setting(float(t), None if g is None else float(g), cut) for t in thresholds for g in grow
+                for cut in cuts if g is None or g < t]
     scores: dict[Setting, dict] = {s: {} for s in settings}
-    for case, (ct_path, pet_path) in tqdm(cases.items(), desc="validation cases", unit="case", disable=not progress):
+    for case, (ct_path, pet_path, cohort) in tqdm(cases.items(), desc="validation cases", unit="case",
+                                                  disable=not progress):
         ct, geometry = read_image(ct_path, np.float32)
         pet, _ = read_image(pet_path, np.float32)
         label, _ = read_image(cohort / "labelsTr" / f"{case}.nii.gz")
@@ -138,16 +161,17 @@ def tune_recipe(model: str | os.PathLike, cohort: str | os.PathLike, *, threshol
     rows = []
     for setting, per_case in scores.items():
         summary = summarise(list(per_case.values()))
-        rows.append({"threshold": setting.threshold, "grow_from_clicks": setting.grow, "setting": setting.label(),
+        rows.append({"threshold": setting.threshold, "grow_from_clicks": setting.grow,
+                     "background_cut": setting.background_cut, "setting": setting.label(),
                      "objective": objective(summary), **summary, "per_case": per_case})
     rows.sort(key=lambda r: (-r["objective"], r["auc_fpv"]))
-    return {"model": str(model), "cohort": str(cohort), "cases": sorted(cases),
+    return {"model": str(model), "cohorts": [str(c) for c in cohorts], "cases": sorted(cases),
             "rows": rows, "best": rows[0]}
 
 
 def recipe_for(best: dict, *, description: str) -> dict:
     """The recipe (version 1) that runs the model folder itself with the chosen setting."""
-    setting = Setting(best["threshold"], best["grow_from_clicks"])
+    setting = Setting(best["threshold"], best["grow_from_clicks"], best.get("background_cut", "nearest"))
     return {"version": 1, "description": description, "tracer": {"classify": False},
             "routes": [{"tracer": "any", "steps": [0, TASK1_MAX_CLICKS], "models": [{"folder": "."}]}],
             "threshold": setting.threshold, "postprocessing": setting.postprocessing}
@@ -163,15 +187,17 @@ def format_table(result: dict) -> str:
 
 
 def build_parser() -> ArgumentParser:
+    from Task1.postprocessing import BACKGROUND_CUTS
     from Task1.train_phantom_model import PHANTOM_SETS  # the training sets have one home
 
     parser = ArgumentParser(prog="python -m Task1.tune_recipe", description=__doc__.split("\n\n")[0],
                             epilog="See the module docstring (pydoc Task1.tune_recipe) for the objective and "
                                    "the recipe written.")
     parser.add_argument("--model", "-m", required=True, help="model folder (nnU-Net or MONAI)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--cohort", help="raw validation cohort: imagesTr/<case>_0000|_0001, labelsTr/<case>")
-    source.add_argument("--make_phantoms", type=int, metavar="N",
+    parser.add_argument("--cohort", nargs="+", default=[], metavar="DIR",
+                        help="raw validation cohort(s): imagesTr/<case>_0000|_0001, labelsTr/<case> (with or "
+                             "without --make_phantoms; at least one of the two)")
+    parser.add_argument("--make_phantoms", type=int, metavar="N",
                         help="write N validation phantoms of the training generator into --work/cohort")
     parser.add_argument("--seed", type=seed, default=2000,
                         help="phantom seed for --make_phantoms (training uses 0; default 2000)")
@@ -180,8 +206,12 @@ def build_parser() -> ArgumentParser:
                              "--phantoms; default varied)")
     parser.add_argument("--work", default="work_dirs/tune_recipe", help="folder for phantoms and the table")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
-    parser.add_argument("--grow", type=float, nargs="+", default=[g for g in GROW if g is not None],
-                        help="grow_from_clicks probabilities to try (no growth is always tried)")
+    parser.add_argument("--grow", type=float, nargs="*", default=[g for g in GROW if g is not None],
+                        help="grow_from_clicks probabilities to try (no growth is always tried; give none "
+                             "to try only that)")
+    parser.add_argument("--background_cut", nargs="+", default=None, choices=BACKGROUND_CUTS, metavar="CUT",
+                        help=f"click rules' background cuts to try ({', '.join(BACKGROUND_CUTS)}; default all; "
+                             "see Task1.postprocessing)")
     parser.add_argument("--write", action="store_true",
                         help=f"write autopet_recipe.json and {TUNING_FILE} into the model folder")
     parser.add_argument("--device", type=device_name, default="auto",
@@ -194,25 +224,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     from autopet_common.image_io import atomic_write_json
     from Task1.recipe import RECIPE_FILE, load_recipe
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.make_phantoms is None and not args.cohort:
+        parser.error("give --cohort DIR, --make_phantoms N or both")
     work = Path(args.work)
+    cohorts = [Path(c) for c in args.cohort]
     if args.make_phantoms is not None:
         from Task1.train_phantom_model import write_training_phantoms
 
         if args.seed == 0:
             raise InputError("--seed 0 is the training seed: validation phantoms need another seed")
-        cohort = write_training_phantoms(work / "cohort", args.make_phantoms, seed=args.seed, phantoms=args.phantoms)
-    else:
-        cohort = Path(args.cohort)
-    result = tune_recipe(args.model, cohort, thresholds=args.thresholds, grow=[None, *args.grow], device=args.device)
+        cohorts.insert(0, write_training_phantoms(work / "cohort", args.make_phantoms, seed=args.seed,
+                                                  phantoms=args.phantoms))
+    result = tune_recipe(args.model, cohorts, thresholds=args.thresholds, grow=[None, *args.grow],
+                         background_cuts=args.background_cut, device=args.device)
     result["seed"] = args.seed if args.make_phantoms is not None else None
     atomic_write_json(work / TUNING_FILE, result)
     print(format_table(result))
     print(f"\nbest: {result['best']['setting']} (table in {work / TUNING_FILE})")
     if args.write:
         model = Path(args.model)
-        source = (f"{args.make_phantoms} validation phantoms of the {args.phantoms} training generator, seed {args.seed}"
-                  if args.make_phantoms is not None else f"the cohort {cohort}")
+        sources = ([f"{args.make_phantoms} validation phantoms of the {args.phantoms} training generator, "
+                    f"seed {args.seed}"] if args.make_phantoms is not None else []) + \
+                  [f"the cohort {c}" for c in args.cohort]
+        source = " and ".join(sources)
         recipe = recipe_for(result["best"], description=f"chosen by python -m Task1.tune_recipe on {source} "
                                                         f"(objective DSC@10 + AUC-DSC / 10); see {TUNING_FILE}")
         atomic_write_json(model / TUNING_FILE, result)

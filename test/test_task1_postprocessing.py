@@ -34,6 +34,37 @@ def test_background_click_cuts_a_region_that_holds_a_tumor_click_too():
     assert stretched[22, 22, 24] and not stretched[22, 22, 26]
 
 
+def test_background_cut_variants_spare_hotter_voxels_or_the_whole_clicked_component():
+    """A hot lesion (SUV 10, i < 25) grown into a cooler rim (SUV 5, i >= 25) with the background
+    click in the rim close to the lesion's edge: "nearest" cuts through the lesion at the half-way
+    plane; "nearest_not_hotter" cuts only the rim; "none" keeps the clicked component whole. A
+    component with a background click and no tumor click goes under every cut."""
+    mask = _cubes()
+    pet = np.ones(mask.shape, np.float32)
+    pet[20:25, 20:30, 20:30] = 10.0
+    pet[25:30, 20:30, 20:30] = 5.0
+    tumor, background = [(21, 25, 25)], [(26, 25, 25), (33, 6, 6)]
+    nearest = cut_at_background_clicks(mask, tumor, background, (1.0, 1.0, 1.0))
+    assert nearest[20:24, 20:30, 20:30].all() and not nearest[24:30, 20:30, 20:30].any()  # half-way: i = 23.5
+    not_hotter = cut_at_background_clicks(mask, tumor, background, (1.0, 1.0, 1.0), cut="nearest_not_hotter", pet=pet)
+    assert not_hotter[20:25, 20:30, 20:30].all() and not not_hotter[25:30, 20:30, 20:30].any()
+    whole = cut_at_background_clicks(mask, tumor, background, (1.0, 1.0, 1.0), cut="none")
+    assert whole[20:30, 20:30, 20:30].all()
+    for out in (nearest, not_hotter, whole):
+        assert not out[32:36, 5:9, 5:9].any() and out[5:10, 5:10, 5:10].all()
+    with pytest.raises(ValueError, match="needs the PET"):
+        cut_at_background_clicks(mask, tumor, background, (1.0, 1.0, 1.0), cut="nearest_not_hotter")
+    with pytest.raises(ValueError, match="choose one of"):
+        cut_at_background_clicks(mask, tumor, background, (1.0, 1.0, 1.0), cut="voronoi")
+    # the chain operation passes the cut and the context's PET through
+    from Task1.postprocessing import ChainContext, run_chain
+
+    context = ChainContext(pet=pet, clicks={"tumor": tumor, "background": background}, spacing=(1.0, 1.0, 1.0))
+    chained, report = run_chain(mask, [{"op": "click_rules", "protocol_rule": False,
+                                        "background_cut": "nearest_not_hotter"}], context)
+    assert np.array_equal(chained > 0, not_hotter) and report[0]["background_cut_voxels"] > 0
+
+
 def test_protocol_rule_fires_only_when_a_click_returns_to_the_first_lesion():
     mask = _cubes()
     labels = __import__("cc3d").connected_components(mask.astype(np.uint8), connectivity=26)

@@ -334,6 +334,9 @@ ROUTED = {"version": 1,
     ({"postprocessing": [{"op": "add_candidates", "min_suvmax": 4}]}, "min_probability: required"),
     ({"postprocessing": [{"op": "grow_from_clicks"}]}, r"postprocessing\[0\].min_probability: required"),
     ({"postprocessing": [{"op": "grow_from_clicks", "min_probability": 1.5}]}, r"postprocessing\[0\].min_probability"),
+    ({"postprocessing": [{"op": "click_rules", "background_cut": "voronoi"}]},
+     r"postprocessing\[0\].background_cut: expected one of"),
+    ({"postprocessing": [{"op": "click_rules", "protocol_rule": "yes"}]}, r"postprocessing\[0\].protocol_rule"),
     ({"test_time_augmentation": {"mirroring": "sometimes"}}, "mirroring"),
 ])
 def test_recipe_errors_name_the_file_and_key(tmp_path, change, message):
@@ -502,15 +505,18 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
         for name in names:
             (cohort / sub / name).symlink_to(tiny_task1_cohort / sub / name)
     code = main(["--model", str(model), "--cohort", str(cohort), "--work", str(tmp_path / "work"),
-                 "--thresholds", "0.5", "--grow", "0.2", "--device", "cpu", "--write"])
+                 "--thresholds", "0.5", "--grow", "0.2", "--background_cut", "nearest", "nearest_not_hotter",
+                 "--device", "cpu", "--write"])
     assert code == 0
     table = json.loads((model / "tuning.json").read_text())
-    assert [r["grow_from_clicks"] for r in sorted(table["rows"], key=lambda r: str(r["grow_from_clicks"]))] == [0.2, None]
-    assert table["rows"][0]["objective"] >= table["rows"][1]["objective"]
+    assert sorted((str(r["grow_from_clicks"]), r["background_cut"]) for r in table["rows"]) == [
+        ("0.2", "nearest"), ("0.2", "nearest_not_hotter"), ("None", "nearest"), ("None", "nearest_not_hotter")]
+    assert all(a["objective"] >= b["objective"] for a, b in zip(table["rows"], table["rows"][1:]))
     assert all(abs(r["objective"] - objective(r)) < 1e-12 for r in table["rows"])
     recipe = load_recipe(model / "autopet_recipe.json")
     assert recipe.threshold == 0.5 and recipe.routes[0].models[0].folder == "."
-    assert [op for op, _ in recipe.postprocessing][-1] == "click_rules"
+    assert recipe.postprocessing[-1] == ("click_rules", {"protocol_rule": True,
+                                                          "background_cut": table["best"]["background_cut"]})
     # the written recipe, run as a model folder, gives the best row's Dice on a case of the cohort
     case = table["cases"][0]
     ct, geometry = read_image(cohort / "imagesTr" / f"{case}_0000.nii.gz", np.float32)
@@ -526,4 +532,6 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
     assert json.loads((tmp_path / "work" / "tuning.json").read_text())["best"] == table["best"]
     with pytest.raises(SystemExit):
         main(["--model", str(model)])  # a cohort or --make_phantoms is required
+    with pytest.raises(SystemExit):
+        main(["--model", str(model), "--cohort", str(cohort), "--background_cut", "voronoi"])
     assert main(["--model", str(model), "--make_phantoms", "1", "--seed", "0", "--work", str(tmp_path / "w0")]) == 2
