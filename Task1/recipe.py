@@ -183,7 +183,7 @@ def _number(value: Any, path: Path, where: str, *, low: float = 0.0, high: float
 
 
 def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
-    from Task1.postprocessing import OPERATIONS
+    from Task1.postprocessing import BACKGROUND_CUTS, OPERATIONS
 
     _expect(isinstance(item, dict) and item.get("op") in OPERATIONS, path, where,
             f"expected {{\"op\": one of {list(OPERATIONS)}, ...}}, got {item!r}")
@@ -194,8 +194,6 @@ def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
     for key, value in params.items():
         here = f"{where}.{key}"
         if op == "click_rules" and key == "background_cut":
-            from Task1.postprocessing import BACKGROUND_CUTS
-
             _expect(value in BACKGROUND_CUTS, path, here, f"expected one of {list(BACKGROUND_CUTS)}, got {value!r}")
         elif op == "click_rules":
             _expect(isinstance(value, bool), path, here, f"expected true or false, got {value!r}")

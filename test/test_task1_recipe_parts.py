@@ -534,4 +534,7 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
         main(["--model", str(model)])  # a cohort or --make_phantoms is required
     with pytest.raises(SystemExit):
         main(["--model", str(model), "--cohort", str(cohort), "--background_cut", "voronoi"])
+    # the same case in two cohorts is refused before any network pass, naming both folders
+    assert main(["--model", str(model), "--cohort", str(cohort), str(cohort), "--work", str(tmp_path / "w2")]) == 2
+    assert not (tmp_path / "w2" / "tuning.json").exists()
     assert main(["--model", str(model), "--make_phantoms", "1", "--seed", "0", "--work", str(tmp_path / "w0")]) == 2
