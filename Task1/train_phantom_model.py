@@ -99,10 +99,14 @@ def write_phantom_source(out_dir: str | os.PathLike, n_cases: int = 5, seed: int
     return out
 
 
-def varied_phantom(seed: int, n: int, *, max_voxels: int = 176):
+def varied_phantom(seed: int, n: int, *, max_voxels: int = 176, lesion_radius_min_mm: float | None = None):
     """Case ``n`` of the varied training set of ``seed``: a :class:`~autopet_common.phantoms.PetCtCase`
     with random tracer (alternating), grid, spacing, field of view, body position, lesions and
-    :class:`~autopet_common.phantoms.PetVariation`. Deterministic in (seed, n)."""
+    :class:`~autopet_common.phantoms.PetVariation`. Deterministic in (seed, n).
+    ``lesion_radius_min_mm``: the smallest lesion radius (default: the grid's; see ``PetVariation``);
+    the same random draws, so only the lesions change."""
+    import dataclasses
+
     import numpy as np
 
     from autopet_common.image_io import Geometry
@@ -117,7 +121,8 @@ def varied_phantom(seed: int, n: int, *, max_voxels: int = 176):
     n_lesions = 0 if rng.random() < 0.1 else int(rng.integers(1, 13))
     case = make_petct_case(tracer=tracer, seed=[seed, n], n_lesions=n_lesions, shape=tuple(shape),
                            spacing=tuple(spacing), case_id=f"phantom_{n:03d}",
-                           variation=PetVariation.random(rng))
+                           variation=dataclasses.replace(PetVariation.random(rng),
+                                                         lesion_radius_min_mm=lesion_radius_min_mm))
     # body position and extent: keep a random run of 60-100 % of the slices, and pad air on one
     # side of each in-plane axis (0-20 %), so the body is not always centred and complete
     keep = int(round(shape[2] * rng.uniform(0.6, 1.0)))
@@ -160,16 +165,24 @@ def mostly_varied_phantom(seed: int, n: int):
     return randomised_phantom(seed, n) if n % 3 == 2 else varied_phantom(seed, n)
 
 
+def small_lesions_phantom(seed: int, n: int):
+    """Case ``n`` of the varied set with lesions from 3 mm radius on every grid (the varied set's
+    smallest is the grid's largest spacing, up to 6 mm): at the real autoPET grid a quarter of the
+    lesions are below 5 mm radius, and a network that never saw such a lesion clicked may answer
+    the click with a blob of the hot organ around it."""
+    return varied_phantom(seed, n, lesion_radius_min_mm=3.0)
+
+
 # --phantoms: training set name -> case maker (seed, n)
 PHANTOM_SETS = {"varied": varied_phantom, "randomised": randomised_phantom, "mixed": mixed_phantom,
-                "mostly_varied": mostly_varied_phantom}
+                "mostly_varied": mostly_varied_phantom, "small_lesions": small_lesions_phantom}
 
 
 def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, *,
                             progress: bool = True, organs: bool = False, phantoms: str = "varied") -> Path:
     """Write ``n_cases`` cases of the training set ``phantoms`` (:data:`PHANTOM_SETS`:
-    :func:`varied_phantom`, :func:`randomised_phantom`, :func:`mixed_phantom` or
-    :func:`mostly_varied_phantom`) in the autoPET
+    :func:`varied_phantom`, :func:`randomised_phantom`, :func:`mixed_phantom`,
+    :func:`mostly_varied_phantom` or :func:`small_lesions_phantom`) in the autoPET
     layout; returns the folder.
     With ``organs``, also ``organsTr/<case>.nii.gz`` organ maps (see :func:`write_organ_map`)."""
     from tqdm import tqdm
@@ -255,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "models/task1_phantom and models/task1_phantom_organs), randomised "
                              "(domain-randomised anatomy, uptake, field of view and physics, "
                              "autopet_common/phantoms/randomised.py), mixed (every third case varied, the others "
-                             "randomised) or mostly_varied (every third case randomised, the others varied)")
+                             "randomised), mostly_varied (every third case randomised, the others varied) or "
+                             "small_lesions (varied, with lesions from 3 mm radius on every grid)")
     parser.add_argument("--network_spacing", type=positive_float, default=CPU_SPACING[0], metavar="MM",
                         help=f"isotropic voxel size of the {CPU_CONFIGURATION} configuration, the grid the network "
                              f"sees (default {CPU_SPACING[0]:g} mm, the shipped models'; the patch stays 48^3 voxels)")

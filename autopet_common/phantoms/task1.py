@@ -135,11 +135,13 @@ def _sample_site(kind: str, shape, r2, rng, tracer, previous, lesion_semi) -> tu
 
 
 def _plan_lesions(shape, spacing, r2, rng, tracer, n_lesions,
-                  suv_range: Sequence[float] = LESION_SUV_RANGE) -> list[dict[str, Any]]:
+                  suv_range: Sequence[float] = LESION_SUV_RANGE,
+                  radius_min_mm: float | None = None) -> list[dict[str, Any]]:
     """Choose centres, sizes and uptake. Lesion 1 touches lesion 0, lesion 2 sits next to a hot
-    organ (when there are that many); the rest draw their site at random."""
+    organ (when there are that many); the rest draw their site at random. Radii are log-uniform
+    from ``radius_min_mm`` (default: the grid's largest spacing, at least 3 mm) to 25 mm."""
     spacing = np.asarray(spacing, dtype=float)
-    r_min = max(1.0 * float(spacing.max()), 3.0)
+    r_min = max(1.0 * float(spacing.max()), 3.0) if radius_min_mm is None else float(radius_min_mm)
     r_max = max(LESION_RADIUS_MAX_MM, 2 * r_min)
     plans: list[dict[str, Any]] = []
     kinds = ["lymph_node", "lung", "liver", "bone", "near_organ"]
@@ -215,7 +217,9 @@ class PetVariation:
     count-noise variance; ``suv_scale`` multiplies the final PET (a calibration error);
     ``distractors`` hot spots of physiological-like uptake with normal CT and no label (bowel,
     brown fat, ureters: what a model must not call a lesion without more evidence), their SUV
-    drawn from ``distractor_suv_range``.
+    drawn from ``distractor_suv_range``. ``lesion_radius_min_mm``: the smallest lesion radius
+    (default ``None``: the grid's largest spacing, at least 3 mm, so that no lesion is smaller
+    than a voxel; a smaller value gives a coarse grid sub-voxel lesions, as a fine grid has).
     """
 
     organ_uptake_scale: dict[str, float] | None = None
@@ -225,6 +229,7 @@ class PetVariation:
     suv_scale: float = 1.0
     distractors: int = 0
     distractor_suv_range: tuple[float, float] = (2.0, 8.0)
+    lesion_radius_min_mm: float | None = None
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> "PetVariation":
@@ -295,7 +300,8 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
     elif n_lesions < 0:
         raise InputError(f"n_lesions must be >= 0, got {n_lesions}")
 
-    plans = _plan_lesions(shape3, spacing3, r2, rng, tracer, int(n_lesions), variation.lesion_suv_range)
+    plans = _plan_lesions(shape3, spacing3, r2, rng, tracer, int(n_lesions), variation.lesion_suv_range,
+                          variation.lesion_radius_min_mm)
     label = np.zeros(shape3, dtype=np.uint8)
     painted: list[tuple[dict, tuple[slice, ...], np.ndarray]] = []
     for plan in plans:
