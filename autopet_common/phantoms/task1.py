@@ -299,6 +299,8 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
         n_lesions = int(rng.integers(0, 16))
     elif n_lesions < 0:
         raise InputError(f"n_lesions must be >= 0, got {n_lesions}")
+    if variation.lesion_radius_min_mm is not None and not variation.lesion_radius_min_mm > 0:
+        raise InputError(f"lesion_radius_min_mm must be > 0 mm, got {variation.lesion_radius_min_mm}")
 
     plans = _plan_lesions(shape3, spacing3, r2, rng, tracer, int(n_lesions), variation.lesion_suv_range,
                           variation.lesion_radius_min_mm)
