@@ -48,6 +48,7 @@ import numpy as np
 CLICK_REACH_MM = 15.0
 # how rule 1 cuts a component held by a tumor and a background click (module docstring)
 BACKGROUND_CUTS = ("nearest", "nearest_not_hotter", "none")
+DEFAULT_BACKGROUND_CUT = BACKGROUND_CUTS[0]
 
 
 def clicked_labels(labels: np.ndarray, point: Sequence[int], spacing: Sequence[float],
@@ -82,7 +83,7 @@ def all_lesions_clicked(labels: np.ndarray, tumor: Sequence[Sequence[int]],
 
 def cut_at_background_clicks(mask: np.ndarray, tumor: Sequence[Sequence[int]],
                              background: Sequence[Sequence[int]], spacing: Sequence[float], *,
-                             cut: str = "nearest", pet: np.ndarray | None = None) -> np.ndarray:
+                             cut: str = DEFAULT_BACKGROUND_CUT, pet: np.ndarray | None = None) -> np.ndarray:
     """Rule 1 of the module docstring; returns a new boolean mask. ``cut``: one of
     :data:`BACKGROUND_CUTS`; ``"nearest_not_hotter"`` needs ``pet`` (same grid as ``mask``)."""
     import cc3d
@@ -151,7 +152,7 @@ def keep_clicked_components(mask: np.ndarray, tumor: Sequence[Sequence[int]],
 
 
 def apply_click_rules(mask: np.ndarray, clicks: Mapping[str, Sequence] | None, spacing: Sequence[float],
-                      *, protocol_rule: bool = True, background_cut: str = "nearest",
+                      *, protocol_rule: bool = True, background_cut: str = DEFAULT_BACKGROUND_CUT,
                       pet: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """Both rules of the module docstring; returns (uint8 0/1 mask, what was done: voxel counts
     removed by each rule and whether the protocol rule fired). ``background_cut`` and ``pet``:
@@ -334,7 +335,7 @@ class Operation:
     needs_probability: bool = False
 
 
-def _click_rules(mask, context, *, protocol_rule=True, background_cut="nearest"):
+def _click_rules(mask, context, *, protocol_rule=True, background_cut=DEFAULT_BACKGROUND_CUT):
     out, details = apply_click_rules(mask, context.clicks, context.spacing, protocol_rule=protocol_rule,
                                      background_cut=background_cut, pet=context.pet)
     return out > 0, details
@@ -345,7 +346,7 @@ def _suv_floor(mask, context, *, floor=None):
 
 
 OPERATIONS: dict[str, Operation] = {
-    "click_rules": Operation(_click_rules, {"protocol_rule": True, "background_cut": "nearest"}),
+    "click_rules": Operation(_click_rules, {"protocol_rule": True, "background_cut": DEFAULT_BACKGROUND_CUT}),
     # a recipe gives the floor per tracer ({"FDG": 1.5, "PSMA": 1.0}); its plan resolves it to "floor"
     "suv_floor": Operation(_suv_floor, {"FDG": None, "PSMA": None, "unknown": None}),
     "remove_components": Operation(

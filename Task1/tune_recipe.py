@@ -41,6 +41,7 @@ import numpy as np
 from autopet_common.cli import ArgumentParser, device_name, entrypoint, seed
 from autopet_common.contract import TASK1_MAX_CLICKS
 from autopet_common.errors import InputError
+from Task1.postprocessing import BACKGROUND_CUTS, DEFAULT_BACKGROUND_CUT
 
 STEPS = tuple(range(TASK1_MAX_CLICKS + 1))
 THRESHOLDS = (0.5, 0.4, 0.3)
@@ -52,7 +53,7 @@ TUNING_FILE = "tuning.json"
 class Setting:
     threshold: float
     grow: float | None
-    background_cut: str = "nearest"
+    background_cut: str = DEFAULT_BACKGROUND_CUT
 
     @property
     def postprocessing(self) -> list[dict]:
@@ -124,7 +125,6 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
     from autopet_common.image_io import read_image
     from clicks import simulate_clicks
     from Task1.batch_predict import find_case_images
-    from Task1.postprocessing import BACKGROUND_CUTS
     from Task1.session import NetworkMethod, open_method
 
     cohorts = [Path(cohorts)] if isinstance(cohorts, (str, os.PathLike)) else [Path(c) for c in cohorts]
@@ -171,7 +171,7 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
 
 def recipe_for(best: dict, *, description: str) -> dict:
     """The recipe (version 1) that runs the model folder itself with the chosen setting."""
-    setting = Setting(best["threshold"], best["grow_from_clicks"], best.get("background_cut", "nearest"))
+    setting = Setting(best["threshold"], best["grow_from_clicks"], best.get("background_cut", DEFAULT_BACKGROUND_CUT))
     return {"version": 1, "description": description, "tracer": {"classify": False},
             "routes": [{"tracer": "any", "steps": [0, TASK1_MAX_CLICKS], "models": [{"folder": "."}]}],
             "threshold": setting.threshold, "postprocessing": setting.postprocessing}
@@ -187,7 +187,6 @@ def format_table(result: dict) -> str:
 
 
 def build_parser() -> ArgumentParser:
-    from Task1.postprocessing import BACKGROUND_CUTS
     from Task1.train_phantom_model import PHANTOM_SETS  # the training sets have one home
 
     parser = ArgumentParser(prog="python -m Task1.tune_recipe", description=__doc__.split("\n\n")[0],
