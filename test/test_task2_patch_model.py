@@ -121,7 +121,9 @@ def test_stitching_gives_each_voxel_to_the_surest_lesion_and_drops_strays():
     assert labels[13, 0, 0] == 0
 
 
-def test_unresolved_proposals_are_kept_only_where_the_network_left_a_speck_empty():
+def test_proposals_below_the_network_resolution_replace_what_the_network_drew():
+    """Rule 5: a lesion whose proposal is under 27 voxels of the network's 2 mm gets the proposal,
+    whether the network left it empty or drew it; larger proposals leave the network's answer."""
     from Task2.lesion_patches import LesionPatch
     from Task2.patch_model import keep_unresolved_proposals
 
@@ -135,14 +137,22 @@ def test_unresolved_proposals_are_kept_only_where_the_network_left_a_speck_empty
 
     speck = patch(1, (0, 0, 0), (slice(4, 7), slice(4, 7), slice(4, 7)))          # 27 voxels = 43 mm3
     large = patch(2, (20, 0, 0), (slice(0, 12), slice(0, 12), slice(0, 2)))      # 288 voxels = 461 mm3
-    found = patch(3, (0, 20, 0), (slice(4, 6), slice(4, 6), slice(4, 6)))        # a speck the network drew
+    drawn = patch(3, (0, 20, 0), (slice(4, 6), slice(4, 6), slice(4, 6)))        # a speck the network drew big
+    large_drawn = patch(4, (20, 20, 0), (slice(0, 12), slice(0, 12), slice(0, 2)))
+    crowded = patch(5, (0, 0, 20), (slice(4, 6), slice(4, 6), slice(4, 6)))      # a speck partly held by lesion 6
     labels = np.zeros(shape, np.uint16)
-    labels[5, 25, 5] = 3
-    kept = keep_unresolved_proposals(labels, [speck, large, found], spacing, (2.0, 2.0, 2.0))
-    assert kept == [1]
+    labels[0:12, 20:32, 0:12] = 3        # 1728 voxels where the proposal has 8
+    labels[25, 25, 5] = 4
+    labels[4:5, 4:6, 24:26] = 6          # another lesion holds 4 of lesion 5's proposal voxels
+    labels[6, 6, 29] = 5                 # what the network drew for lesion 5, outside its proposal
+    kept = keep_unresolved_proposals(labels, [speck, large, drawn, large_drawn, crowded], spacing, (2.0, 2.0, 2.0))
+    assert kept == [1, 3, 5]
     assert np.count_nonzero(labels == 1) == 27 and (labels[4:7, 4:7, 4:7] == 1).all()
     assert not np.any(labels == 2)  # big enough for the network to draw: its empty answer stands
-    assert np.count_nonzero(labels == 3) == 1  # what the network drew is left alone
+    assert np.count_nonzero(labels == 3) == 8 and (labels[4:6, 24:26, 4:6] == 3).all()  # the speck, not the flood
+    assert np.count_nonzero(labels == 4) == 1  # a large proposal leaves what the network drew alone
+    assert np.count_nonzero(labels == 6) == 4  # another lesion's voxels stay its own
+    assert np.count_nonzero(labels == 5) == 4 and (labels[5, 4:6, 24:26] == 5).all() and labels[6, 6, 29] == 0
 
 
 def test_unconfirmed_carried_lesions_below_the_confidence_are_left_out(tmp_path):
