@@ -40,7 +40,8 @@ from scipy import ndimage as ndi
 from autopet_common.image_io import Geometry, to_sitk
 
 PATCH_CHANNEL_NAMES = {"0": "CT", "1": "CT", "2": "noNorm", "3": "noNorm", "4": "noNorm"}
-PROPOSAL_CHANNEL_NAMES = {**PATCH_CHANNEL_NAMES, "5": "noNorm"}
+PROPOSAL_CHANNEL = len(PATCH_CHANNEL_NAMES)  # the pipeline's answer for the lesion, after the five patch channels
+PROPOSAL_CHANNEL_NAMES = {**PATCH_CHANNEL_NAMES, str(PROPOSAL_CHANNEL): "noNorm"}
 PATCH_HALF_SIZE_MM = 48.0     # a 96 mm box: a 3-25 mm lesion, grown 1.6x, with its surroundings
 MAX_HALF_SIZE_MM = 96.0       # the box grows with a large carried lesion up to this
 BLOB_SIGMA_MM = 4.0           # Gaussian point blobs (peak 1)
@@ -137,7 +138,7 @@ class PatchMaker:
 
             answer = (segment_clicked_lesion(self.followup_ct, spacing, self.carried, lesion_id, centre)
                       if followup_click else segment_carried_lesion(self.followup_ct, spacing, lesion))
-            channels[5] = answer[region]
+            channels[PROPOSAL_CHANNEL] = answer[region]
         kind = "new" if lesion is None else ("clicked" if followup_click else "carried")
         return LesionPatch(int(lesion_id), kind, region, np.asarray(centre, float), channels)
 

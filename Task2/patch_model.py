@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .lesion_patches import PATCH_CHANNEL_NAMES, PROPOSAL_CHANNEL_NAMES, LesionPatch
+from .lesion_patches import PATCH_CHANNEL_NAMES, PROPOSAL_CHANNEL, PROPOSAL_CHANNEL_NAMES, LesionPatch
 
 DEFAULT_THRESHOLD = 0.5
 MIN_RESOLVED_VOXELS = 27  # a lesion narrower than 3 voxels of the network's grid is below its resolution
@@ -127,7 +127,7 @@ def keep_unresolved_proposals(labels: np.ndarray, patches: Sequence[LesionPatch]
     voxel_ml = float(np.prod(spacing)) / 1000.0
     kept = []
     for patch in patches:
-        proposal = patch.channels[5] > 0
+        proposal = patch.channels[PROPOSAL_CHANNEL] > 0
         if not proposal.any() or np.count_nonzero(proposal) * voxel_ml >= smallest_ml:
             continue
         view = labels[patch.region]
@@ -157,7 +157,7 @@ def unconfirmed_lesions(labels: np.ndarray, patches: Sequence[LesionPatch],
     whose lesion ``labels`` draws, with the mean probability of its drawn voxels."""
     found = []
     for patch, probability in zip(patches, probabilities):
-        if patch.kind != "carried" or patch.channels[5].any():
+        if patch.kind != "carried" or patch.channels[PROPOSAL_CHANNEL].any():
             continue
         drawn = labels[patch.region] == patch.lesion_id
         if drawn.any():

@@ -38,6 +38,7 @@ def blend_scores(segmenter, pair, weights=WEIGHTS) -> tuple[dict, list[float]]:
     import time
 
     from evaluation_metrics.metrics import dice_score, false_positive_volume
+    from Task2.lesion_patches import PROPOSAL_CHANNEL
     from Task2.patch_model import read_patch_rules
     from Task2.pipeline import carry_baseline
 
@@ -52,7 +53,7 @@ def blend_scores(segmenter, pair, weights=WEIGHTS) -> tuple[dict, list[float]]:
         patches, probabilities = segmenter.predict_patches(carried, pair.baseline_geometry, pair.followup_ct, geometry)
         seconds.append(time.perf_counter() - started)
         for w in weights:
-            blended = [w * p + (1 - w) * (patch.channels[5] > 0) for p, patch in zip(probabilities, patches)]
+            blended = [w * p + (1 - w) * (patch.channels[PROPOSAL_CHANNEL] > 0) for p, patch in zip(probabilities, patches)]
             for rule6 in ((False, True) if step == 1 and min_confidence > 0 else (False,)):
                 mask = segmenter.label_map(patches, probabilities, carried, pair.followup_ct, geometry,
                                            min_confidence=min_confidence if rule6 else 0.0, scores=blended) > 0

@@ -39,7 +39,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from autopet_common.nnunet_schedule import autoPETScheduledTrainer
 
 CLICK_CHANNEL = 3
-PROPOSAL_CHANNEL = 5  # Task2.lesion_patches.PROPOSAL_CHANNEL_NAMES (not imported: nnU-Net loads this file alone)
+PROPOSAL_CHANNEL = 5  # Task2.lesion_patches.PROPOSAL_CHANNEL (not imported: nnU-Net loads this file alone)
 
 
 class BlankClickChannelTransform:
