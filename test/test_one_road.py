@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,10 +71,11 @@ def test_the_precedence_of_model_folders(tmp_path):
         method_kind(tmp_path / "empty", "--model folder")
 
 
-def test_prepare_once_predict_per_step_equals_the_entrypoint(tmp_path):
-    """The README's five lines: a method opened once, a case prepared once, a mask per step; each
-    mask equals the entrypoint's for that step's clicks file, and the report says what ran."""
-    from autopet_common.click_io import clicks_at_step, read_clicks_json, write_clicks_json
+def test_prepare_once_predict_per_step_equals_the_entrypoint(sample_network_run):
+    """The README's five lines: a method opened once, a case prepared once, a mask per step; the
+    mask for the whole clicks file equals the entrypoint's (run once for the session, conftest),
+    and the report says what ran. Step 0 against the entrypoint: test_task1_shipped_model."""
+    from autopet_common.click_io import read_clicks_json
     from Task1.session import clicks_for_step, open_method
 
     ct, geometry = read_image(list_images(SAMPLE / "images" / "ct")[0], np.float32)
@@ -83,23 +83,19 @@ def test_prepare_once_predict_per_step_equals_the_entrypoint(tmp_path):
     clicks = read_clicks_json(SAMPLE / "lesion-clicks.json")
     method = open_method(NETWORK, device="cpu")
     case = method.prepare(ct, pet, geometry)
-    for step in (0, 2):
-        mask, report = method.predict(case, clicks_for_step(clicks, step, geometry.shape))
-        folder = tmp_path / f"step{step}"
-        shutil.copytree(SAMPLE, folder / "in")
-        write_clicks_json(folder / "in" / "lesion-clicks.json", clicks_at_step(clicks, step), gc_format=True)
-        done = subprocess.run([sys.executable, str(REPO / "inference.py"), "--input", str(folder / "in"), "--output",
-                               str(folder / "out"), "--model", str(NETWORK), "--device", "cpu", "--report",
-                               str(folder / "report.json")], capture_output=True, text=True, cwd=REPO, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        (written,) = list_images(folder / "out" / "images" / "tumor-lesion-segmentation")
-        assert np.array_equal(read_image(written)[0], mask), step
-        entrypoint_report = json.loads((folder / "report.json").read_text())
-        assert entrypoint_report["model_fields"] == report.model_fields()
+    masks = {}
+    for step in (0, 10):  # the bundled file holds 10 + 10 clicks: step 10 is all of them
+        masks[step], report = method.predict(case, clicks_for_step(clicks, step, geometry.shape))
         assert report.method == "network" and report.clicks == {"tumor": step, "background": step}
         assert report.model_fields()["trainer"] == "autoPETTrainerClicks_cpu"
         assert [p["op"] for p in report.postprocessing] == ["click_rules"]
-        assert list((folder / "out").rglob("*.json")) == []  # nothing but the mask in the output
+    assert not np.array_equal(masks[0], masks[10])  # the clicks reach the prediction
+    output = sample_network_run["output"]
+    (written,) = list_images(output / "images" / "tumor-lesion-segmentation")
+    assert np.array_equal(read_image(written)[0], masks[10])
+    assert sample_network_run["report"]["model_fields"] == report.model_fields()
+    assert sample_network_run["report"]["clicks"] == {"tumor": 10, "background": 10}
+    assert [p for p in output.rglob("*") if p.is_file()] == [written]  # nothing but the mask in the output
 
 
 def test_the_report_file_comes_from_the_flag_or_the_environment(tmp_path):
@@ -130,7 +126,8 @@ def test_rewording_the_log_leaves_the_run_log_unchanged(tiny_task1_cohort, tmp_p
     from local_challenge.runner import run_local_challenge
 
     options = dict(model=str(NETWORK), max_cases=1, n_steps=2, progress=False, overlays=False)
-    plain = run_local_challenge(tiny_task1_cohort, tmp_path / "plain", **options)
+    # the reference in process (no log lines at all; the run log is the reports' data either way)
+    plain = run_local_challenge(tiny_task1_cohort, tmp_path / "plain", in_process=True, **options)
     reworded = run_local_challenge(tiny_task1_cohort, tmp_path / "reworded",
                                    entrypoint=_reworded_entrypoint(tmp_path / "app"), **options)
     logs = list((tmp_path / "reworded" / "logs").glob("*.log"))
