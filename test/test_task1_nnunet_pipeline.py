@@ -18,6 +18,11 @@ from Task1.train_phantom_model import TRAINERS, nnunet_environment, training_env
 DATASET_ID = 501
 TRAINER = "autoPETTrainerClicks_smoke"
 BIN = Path(sys.executable).parent
+# Command (b) runs this file after the parallel run, with no other test beside it: its two seeded
+# trainings must give bit-identical weights, and on two pytest-xdist workers they did not in 2 of 3
+# runs (first-layer weights equal to 4 digits, losses equal; cause not found). Alone, as in every
+# one-process run of the suite, they always have.
+pytestmark = pytest.mark.alone
 
 
 def _run(command, env):
