@@ -93,11 +93,15 @@ def test_proposal_noise_grows_or_shrinks_only_the_proposal_channel():
 
     sys.path.insert(0, str(REPO / "Task2" / "trainers"))
     try:
-        from autoPETLongitudinalTrainers import (ProposalNoiseTransform,
+        from autoPETLongitudinalTrainers import (PROPOSAL_CHANNEL, ProposalNoiseTransform,
                                                  autoPETTrainerLongitudinalPatches_cpu,
                                                  autoPETTrainerLongitudinalPatches_cpuProposalNoise)
     finally:
         sys.path.remove(str(REPO / "Task2" / "trainers"))
+    from Task2.lesion_patches import PROPOSAL_CHANNEL as HOME
+
+    # the trainers' copy (nnU-Net loads that file alone, so it cannot import the home)
+    assert PROPOSAL_CHANNEL == HOME == 5
     image = torch.zeros((6, 16, 16, 16))
     image[5, 4:12, 4:12, 4:12] = 1  # an 8^3 proposal
     image[:5] = torch.arange(1, 6, dtype=torch.float32)[:, None, None, None]
