@@ -9,6 +9,7 @@ extra files and checkpoint keys an export keeps, and a check of the exported che
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -130,14 +131,19 @@ def plan_preprocess_train(env: dict, log_file: Path, *, dataset_id: int, dataset
 
 def finish_recipe(model: Path, out: str | os.PathLike | None, *, module: str, record: dict, fold: str = "0",
                   **export: Any) -> Path:
-    """Write ``training_recipe.json`` into the training output ``model`` (``record`` and the
-    command line, when ``python -m module`` ran), then export it to ``out`` (None: return
-    ``model`` as it is) with ``export``: :func:`export_model`'s options."""
+    """Write ``training_recipe.json`` into the training output ``model`` (``record``, the
+    command line when ``python -m module`` ran, and ``cpu_threads``), then export it to ``out``
+    (None: return ``model`` as it is) with ``export``: :func:`export_model`'s options.
+
+    ``cpu_threads``: ``nnUNetv2_train -device cpu`` sets torch's intra-op threads to the
+    machine's CPU count, and the seeded weights depend on it (the smoke schedule gave other
+    weights with 1 thread than with 2), so a rerun is bit-identical only with the same count."""
     from autopet_common.image_io import atomic_write_json
 
     script = module.rsplit(".", 1)[-1] + ".py"
     command = f"python -m {module} " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(script) else None
-    atomic_write_json(Path(model) / "training_recipe.json", {"command": command, **record})
+    atomic_write_json(Path(model) / "training_recipe.json",
+                      {"command": command, **record, "cpu_threads": multiprocessing.cpu_count()})
     if out is None:
         return Path(model)
     return export_model(model, out, fold=fold, **export)

@@ -20,8 +20,9 @@ TRAINER = "autoPETTrainerClicks_smoke"
 BIN = Path(sys.executable).parent
 # Command (b) runs this file after the parallel run, with no other test beside it: its two seeded
 # trainings must give bit-identical weights, and on two pytest-xdist workers they did not in 2 of 3
-# runs (first-layer weights equal to 4 digits, losses equal; cause not found). Alone, as in every
-# one-process run of the suite, they always have.
+# runs (first-layer weights equal to 4 digits, losses equal; cause not found: not load, nor the
+# worker's environment, README "Testing and CI"). Alone, as in every one-process run of the suite,
+# they always have.
 pytestmark = pytest.mark.alone
 
 

@@ -339,6 +339,8 @@ def test_training_recipe_smoke(tmp_path):
     assert recipe["pairs"] == 5 and recipe["samples"] > 10
     assert recipe["command"].startswith("python -m Task2.train_patch_model --work_dir ")
     assert recipe["proposal_channel"] and recipe["events"] and recipe["vanish_probability"] == 0.35
+    # the thread count nnUNetv2_train -device cpu gives torch; the weights depend on it
+    assert recipe["cpu_threads"] == os.cpu_count()
     from Task2.patch_model import patch_channel_names
 
     assert len(patch_channel_names(out)) == 6
