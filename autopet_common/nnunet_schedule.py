@@ -43,6 +43,13 @@ class autoPETScheduledTrainer(nnUNetTrainer):
             if value is not None:
                 setattr(self, attribute, value)
 
+    def on_train_start(self):
+        super().on_train_start()
+        # the seeded weights depend on torch's thread count (nnU-Net's -device cpu: the CPU count),
+        # so the log says what a bit-identical rerun needs
+        self.print_to_log_file(f"{self.__class__.__name__}: training_seed {self.training_seed}, "
+                               f"torch threads {torch.get_num_threads()}")
+
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         if not self.inference_mirroring:
