@@ -36,7 +36,8 @@ Prints Markdown tables (mean over cases; AUC by the trapezoid rule over steps 0.
 step is the median over cases of the in-process time per step), the click criterion of issue
 33: the share of the step-0 error the clicks remove, (DSC@10 - DSC@0) / (1 - DSC@0), and where
 the Dice is lost at steps 0 and 10 (:func:`evaluation_metrics.breakdown.error_breakdown`:
-the Dice each kind of error costs, mean over cases with lesions; boundary = the first voxel layer).
+the Dice each kind of error costs, mean over cases with lesions; boundary = the first voxel layer),
+and at step 10 in how many cases each click rule acted (:func:`click_rules_done`).
 """
 from __future__ import annotations
 
@@ -123,9 +124,19 @@ def worker(model: str, cohort: Path, result_path: Path, incremental: bool = Fals
         seconds = (time.perf_counter() - t) / len(STEPS)
         rows = [compute_metrics_arrays(label, results[s][0], geometry.voxel_volume_ml) for s in STEPS]
         errors = {str(s): error_breakdown(label, results[s][0], geometry.spacing).as_dict() for s in BREAKDOWN_STEPS}
+        rules = {str(s): click_rules_done(results[s][1].postprocessing) for s in BREAKDOWN_STEPS}
         cases[case] = {"dice": [r[0] for r in rows], "fpv": [r[1] for r in rows], "fnv": [r[2] for r in rows],
-                       "errors": errors, "seconds_per_step": seconds, "shape": list(geometry.shape)}
+                       "errors": errors, "click_rules": rules, "seconds_per_step": seconds,
+                       "shape": list(geometry.shape)}
     atomic_write_json(result_path, {"model": method.name, "load_s": load_s, "cases": cases})
+
+
+def click_rules_done(postprocessing: list[dict]) -> dict[str, int]:
+    """What the click rules did in one prediction (its report's post-processing entries): whether
+    the protocol rule fired, and the voxels the background cut removed (0 and 0 without rules)."""
+    done = [op for op in postprocessing if "protocol_rule_fired" in op]
+    return {"protocol_rule_fired": int(any(op["protocol_rule_fired"] for op in done)),
+            "background_cut_voxels": int(sum(op.get("background_cut_voxels", 0) for op in done))}
 
 
 def run_method(name: str, model: str, cohort: Path, work: Path, incremental: bool = False) -> dict:
@@ -154,7 +165,15 @@ def summarise(result: dict) -> dict:
     for step in BREAKDOWN_STEPS:
         costs = [ErrorBreakdown(**c["errors"][str(step)]).dice_cost() for c in cases]
         dice_cost[str(step)] = {k: float(np.nanmean([c[k] for c in costs])) for k in costs[0]}
-    return {"per_step": per_step, "auc": auc, "dice_cost": dice_cost,
+    # the click rules at the last step: in how many cases each acted, and the spurious
+    # components' Dice cost where the protocol rule did not fire (what the clicks could not reach)
+    last = str(BREAKDOWN_STEPS[-1])
+    fired = [c["click_rules"][last]["protocol_rule_fired"] for c in cases]
+    unfired = [ErrorBreakdown(**c["errors"][last]).dice_cost()["spurious"] for c, f in zip(cases, fired) if not f]
+    rules = {"cases": len(cases), "protocol_rule_fired": int(sum(fired)),
+             "background_cut_acted": int(sum(c["click_rules"][last]["background_cut_voxels"] > 0 for c in cases)),
+             "spurious_cost_unfired": float(np.nanmean(unfired)) if unfired else float("nan")}
+    return {"per_step": per_step, "auc": auc, "dice_cost": dice_cost, "click_rules": rules,
             "seconds_per_step": statistics.median(c["seconds_per_step"] for c in cases),
             "peak_rss_mb": result["peak_rss_mb"], "load_s": result["load_s"]}
 
@@ -244,6 +263,15 @@ def print_tables(summaries: dict, reference: str, n_cases: int, cohort_kind: str
             cost = s["dice_cost"][str(step)]
             print(f"| {name} | {step} | {_f(s['per_step']['dice'][step])} | "
                   + " | ".join(_f(cost[k]) for k in ERROR_KINDS) + " |")
+    print(f"\nThe click rules at step {BREAKDOWN_STEPS[-1]} (`Task1.postprocessing`): cases where the protocol rule "
+          "fired (every lesion clicked: unclicked components dropped) and where the background cut removed "
+          "voxels; the spurious components' Dice cost in the cases where the protocol rule did not fire:\n")
+    print("| method | protocol rule fired | background cut acted | spurious cost, rule not fired |")
+    print("|---|---:|---:|---:|")
+    for name, s in summaries.items():
+        r = s["click_rules"]
+        print(f"| {name} | {r['protocol_rule_fired']} of {r['cases']} | {r['background_cut_acted']} of {r['cases']} | "
+              f"{_f(r['spurious_cost_unfired'])} |")
 
 
 def main(argv=None) -> int:

@@ -122,3 +122,26 @@ def test_clicks_outside_the_grid_are_ignored(bad):
     mask = _cubes()
     out, _ = apply_click_rules(mask, {"tumor": bad, "background": bad}, (1, 1, 1))
     assert np.array_equal(out.astype(bool), mask)
+
+
+def test_benchmark_reads_what_the_click_rules_did_from_the_chain_report():
+    """benchmarks/bench_task1_model.py's click_rules_done reads the chain report: the protocol rule
+    fired (a second click in the first clicked lesion) and the background cut removed the
+    unclicked detection it holds; no click rules in the chain: nothing acted."""
+    import sys
+    from pathlib import Path
+
+    from Task1.postprocessing import ChainContext, run_chain
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_task1_model import click_rules_done
+
+    mask = _cubes()
+    clicks = {"tumor": [(7, 7, 7), (22, 22, 22), (6, 6, 6)], "background": [(33, 6, 6)]}
+    context = ChainContext(pet=np.ones(mask.shape, np.float32), clicks=clicks, spacing=(1.0, 1.0, 1.0))
+    _, report = run_chain(mask, [{"op": "click_rules"}], context)
+    assert click_rules_done(report) == {"protocol_rule_fired": 1, "background_cut_voxels": 4 * 4 * 4}
+    _, report = run_chain(mask, [{"op": "click_rules"}], ChainContext(
+        pet=context.pet, clicks={"tumor": [(7, 7, 7)], "background": []}, spacing=(1.0, 1.0, 1.0)))
+    assert click_rules_done(report) == {"protocol_rule_fired": 0, "background_cut_voxels": 0}
+    assert click_rules_done([]) == {"protocol_rule_fired": 0, "background_cut_voxels": 0}
