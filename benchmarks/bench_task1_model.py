@@ -161,15 +161,16 @@ def summarise(result: dict) -> dict:
     cases = list(result["cases"].values())
     per_step = {k: [float(np.nanmean([c[k][s] for c in cases])) for s in STEPS] for k in ("dice", "fpv", "fnv")}
     auc = {k: float(np.nanmean([interactive_auc(c[k]) for c in cases])) for k in ("dice", "fpv", "fnv")}
-    dice_cost = {}
+    dice_cost, costs = {}, []
     for step in BREAKDOWN_STEPS:
         costs = [ErrorBreakdown(**c["errors"][str(step)]).dice_cost() for c in cases]
         dice_cost[str(step)] = {k: float(np.nanmean([c[k] for c in costs])) for k in costs[0]}
-    # the click rules at the last step: in how many cases each acted, and the spurious
-    # components' Dice cost where the protocol rule did not fire (what the clicks could not reach)
+    # the click rules at the last step (``costs`` is that step's, per case): in how many cases each
+    # acted, and the spurious components' Dice cost where the protocol rule did not fire (what the
+    # clicks could not reach)
     last = str(BREAKDOWN_STEPS[-1])
     fired = [c["click_rules"][last]["protocol_rule_fired"] for c in cases]
-    unfired = [ErrorBreakdown(**c["errors"][last]).dice_cost()["spurious"] for c, f in zip(cases, fired) if not f]
+    unfired = [cost["spurious"] for cost, f in zip(costs, fired) if not f]
     rules = {"cases": len(cases), "protocol_rule_fired": int(sum(fired)),
              "background_cut_acted": int(sum(c["click_rules"][last]["background_cut_voxels"] > 0 for c in cases)),
              "spurious_cost_unfired": float(np.nanmean(unfired)) if unfired else float("nan")}

@@ -133,8 +133,12 @@ def test_benchmark_reads_what_the_click_rules_did_from_the_chain_report():
 
     from Task1.postprocessing import ChainContext, run_chain
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from bench_task1_model import click_rules_done
+    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        from bench_task1_model import click_rules_done
+    finally:
+        sys.path.remove(benchmarks)
 
     mask = _cubes()
     clicks = {"tumor": [(7, 7, 7), (22, 22, 22), (6, 6, 6)], "background": [(33, 6, 6)]}
