@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, positive_float, positive_int, seed
+from autopet_common.cli import (ArgumentParser, entrypoint, nnunet_dataset_id, nnunet_fold, positive_float,
+                                positive_int, seed)
 # The generic steps of a CPU nnU-Net recipe (plans edit, environment, export) have one home,
 # autopet_common/nnunet_recipe.py; Task 2's recipe uses them too.
 from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, CPU_SPACING, finish_recipe,  # noqa: F401
@@ -258,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "models/task1_phantom_organs), _tiny or _smoke (pipeline checks)")
     parser.add_argument("--configuration", default=CPU_CONFIGURATION,
                         help=f"{CPU_CONFIGURATION} (added to the plans, see --help of the module) or 3d_fullres")
-    parser.add_argument("--fold", default="0")
+    parser.add_argument("--fold", type=nnunet_fold, default="0",
+                        help="nnU-Net fold: 0 (default; 80 %% of the cases train, the shipped models), 1..4 or all")
     parser.add_argument("--seed", type=seed, default=0, help="phantom seed (case n uses [seed, n])")
     parser.add_argument("--organs", action="store_true",
                         help="organ supervision: write the phantoms' organ maps, convert with --organs, preprocess "

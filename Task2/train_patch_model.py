@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from autopet_common.cli import ArgumentParser, entrypoint, nnunet_dataset_id, positive_int, probability, seed
+from autopet_common.cli import (ArgumentParser, entrypoint, nnunet_dataset_id, nnunet_fold, positive_int,
+                                probability, seed)
 from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, finish_recipe, nnunet_environment,
                                           plan_preprocess_train, run_logged)
 
@@ -119,8 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no_events", dest="events", action="store_false",
                         help="leave out the merging pair and the splitting lesion that every second training pair "
                              "has by default (as the benchmark's held-out pairs)")
-    parser.add_argument("--fold", default="0",
-                        help="nnU-Net fold: 0 (default; 80 %% of the samples train, the shipped model) or all")
+    parser.add_argument("--fold", type=nnunet_fold, default="0",
+                        help="nnU-Net fold: 0 (default; 80 %% of the samples train, the shipped model), 1..4 (another "
+                             "80 %%) or all")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.pairs < 5:

@@ -239,3 +239,14 @@ def int_list(text: str) -> list[int]:
 def nnunet_dataset_id(text: str) -> int:
     """An nnU-Net dataset id, 1..999 (``Dataset001_x`` .. ``Dataset999_x``)."""
     return _number(text, int, "a dataset id 1..999", lambda value: 1 <= value <= 999)
+
+
+NNUNET_FOLDS = ("0", "1", "2", "3", "4", "all")  # nnU-Net's default 5-fold split, or every case trains
+
+
+def nnunet_fold(text: str) -> str:
+    """A fold for ``nnUNetv2_train``: 0..4 (the default 5-fold split that the recipes' datasets
+    get) or all; checked before a recipe spends minutes on data that ``nnUNetv2_train`` would refuse."""
+    if text not in NNUNET_FOLDS:
+        raise argparse.ArgumentTypeError(f"expected a fold 0..4 or all, got {text!r}")
+    return text

@@ -134,12 +134,13 @@ def test_value_checks_reject_nan_zero_and_negative():
     for parse, bad in ((cli.positive_int, ["0", "-1", "a", "1.5"]), (cli.non_negative_int, ["-1", "x"]),
                        (cli.positive_float, ["0", "nan", "-2", "inf"]), (cli.finite_float, ["nan", "-inf"]),
                        (cli.non_negative_float, ["-0.1", "nan"]), (cli.int_list, ["a,b", "", "1,-2"]),
-                       (cli.nnunet_dataset_id, ["0", "1000"])):
+                       (cli.nnunet_dataset_id, ["0", "1000"]), (cli.nnunet_fold, ["5", "-1", "01", "All"])):
         for text in bad:
             with pytest.raises(Exception) as caught:
                 parse(text)
             assert "expected" in str(caught.value), (parse.__name__, text)
     assert cli.int_list("0, 1,2") == [0, 1, 2] and cli.positive_float("2.5") == 2.5
+    assert [cli.nnunet_fold(f) for f in ("0", "4", "all")] == ["0", "4", "all"]
 
 
 def test_hyphen_alias_and_abbreviation_parse(monkeypatch):

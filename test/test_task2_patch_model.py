@@ -325,6 +325,20 @@ def test_recipe_defaults_are_the_shipped_recipe_and_flags_give_the_first(monkeyp
     assert shipped["vanish_probability"] == recipe.TRAINING_VANISH_PROBABILITY and shipped["events"] == recipe.EVENTS
 
 
+def test_recipe_refuses_a_fold_nnunet_has_not_before_any_work(monkeypatch, capsys):
+    """--fold 1 reaches the recipe (the ninth round's second fold); --fold 5 stops at the command
+    line, naming the flag, before minutes of pairs and patches."""
+    import Task2.train_patch_model as recipe
+
+    calls = []
+    monkeypatch.setattr(recipe, "train_patch_model", lambda *args, **kwargs: calls.append(kwargs) or Path("m"))
+    assert recipe.main(["--fold", "1", "--no_progress"]) == 0 and calls[0]["fold"] == "1"
+    with pytest.raises(SystemExit) as stopped:
+        recipe.main(["--fold", "5"])
+    assert stopped.value.code != 0 and len(calls) == 1
+    assert "--fold" in capsys.readouterr().err
+
+
 def test_training_recipe_smoke(tmp_path):
     """The whole recipe with the stock commands (the default recipe on 5 pairs, one of them on a
     fine grid, events on two; 2 x 2 iterations), then the exported folder: six channels and the
