@@ -15,7 +15,8 @@ the project installed on every node but no shared file system.
 - Resources: a task asks for ``cpus_per_task`` CPUs and ``gpus_per_task`` GPUs (default: one GPU
   when the cluster has any, else none).
 - A task lost with its node or worker process is retried elsewhere (``max_retries``, Ray's retry of
-  system failures). Each attempt registers with a small actor pinned to the driver's node, so
+  system failures), and so is a task that raises :class:`TaskLost` (its work killed from outside
+  while its Ray worker still stood, e.g. the first processes of a dying node). Each attempt registers with a small actor pinned to the driver's node, so
   :attr:`RayRunner.retries` counts the retries; a task lost more often is handed to ``collect``'s
   callback with ``result=None`` and a problem text, and counted in :attr:`RayRunner.failed`.
 
@@ -31,6 +32,12 @@ from autopet_common.errors import InputError
 
 log = logging.getLogger("autopet_common.ray_cluster")
 LOCAL = "local"  # start a new Ray instance on this machine
+
+
+class TaskLost(RuntimeError):
+    """Raised inside a task whose work was killed from outside (not by the task itself, not by a
+    timeout): Ray retries it as it retries a task lost with its worker. A node going down kills
+    its processes one by one, so a task can see its child process die before its own worker dies."""
 
 
 def import_ray():
@@ -92,7 +99,7 @@ class RayRunner:
         self.attempts = ray.remote(num_cpus=0)(_Attempts).options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)).remote()
         self.task = ray.remote(_attempt).options(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task,
-                                                 max_retries=max_retries, retry_exceptions=False)
+                                                 max_retries=max_retries, retry_exceptions=[TaskLost])
         self.pending: dict[Any, Any] = {}
         self._shared: dict[str, Any] = {}
         self.done = self.failed = self.retries = 0
@@ -134,7 +141,11 @@ class RayRunner:
                 attempt, result = self.ray.get(ready[0])
             except Exception as exc:  # lost past its retries, or the task raised
                 self.failed += 1
-                finish(job, None, f"failed on the cluster: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+                # a task's own exception comes wrapped (RayTaskError, whose text starts with Ray's
+                # coloured task header): name the exception the task raised
+                cause = getattr(exc, "cause", None) or exc
+                text = (str(cause).strip().splitlines() or [""])[0][:300]
+                finish(job, None, f"failed on the cluster: {type(cause).__name__}: {text}")
                 continue
             self.retries += attempt - 1
             self.done += 1

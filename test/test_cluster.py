@@ -99,8 +99,21 @@ class TwoNodeCluster:
         return sum(b"inference.py" in command for command in self.node_processes().values())
 
     def kill_worker(self) -> None:
-        """SIGKILL every process of the worker node, as when the machine dies."""
-        for pid in self.node_processes():
+        """Every process of the worker node stopped at once, then killed, as when the machine dies.
+        (Killed one by one, a run's process can die before its Ray worker does, which then reports
+        it: that case has its own test, ``test_a_run_whose_processes_are_killed_from_outside...``.)"""
+        stopped: set[int] = set()
+        while True:  # SIGSTOP until no new process appears (a stopped process forks no more)
+            fresh = set(self.node_processes()) - stopped
+            if not fresh:
+                break
+            for pid in fresh:
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
+            stopped |= fresh
+        for pid in stopped:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -186,6 +199,53 @@ def test_driver_killed_and_restarted_repeats_no_finished_run(cohort, cluster):
     assert _hashes(output) == _hashes(local)
     assert _aggregates(output) == _aggregates(local)
     assert not [p for p in leftovers if p.exists() and "predictions" in p.parts]
+
+
+def test_a_run_whose_processes_are_killed_from_outside_is_lost_not_failed(tmp_path):
+    """A dying node kills its processes one by one: when the run's own processes go first, the
+    task must not report a failed run (CI once saw 'exit code -9' so) but ask to be retried."""
+    from autopet_common.ray_cluster import TaskLost
+    from local_challenge.cluster import run_entrypoint_job
+
+    entrypoint = tmp_path / "killed_from_outside.py"
+    # its parent is run_process's measuring wrapper, which nothing in the run kills
+    entrypoint.write_text("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n")
+    with pytest.raises(TaskLost, match="signal 9 from outside"):
+        run_entrypoint_job({"inputs.json": b"[]"}, [], 120, str(entrypoint))
+
+
+_RETRY_PROBE = """
+import json, sys
+from pathlib import Path
+from autopet_common.ray_cluster import RayRunner, TaskLost
+
+def lost_once(marker):
+    if not Path(marker).exists():
+        Path(marker).write_text("first attempt")
+        raise TaskLost("killed from outside (test)")
+    return "second attempt"
+
+def broken():
+    raise ValueError("a bug, not a lost node")
+
+runner = RayRunner(sys.argv[1])
+seen = []
+runner.submit(lost_once, "lost once", "a", sys.argv[2])
+runner.submit(broken, "broken", "b")
+runner.collect(lambda job, result, problem: seen.append([job, result, problem]), block=True)
+print(json.dumps({"seen": sorted(seen), "retries": runner.retries, "failed": runner.failed}))
+"""
+
+
+def test_task_lost_is_retried_and_other_exceptions_are_not(cluster, tmp_path):
+    out = subprocess.run([sys.executable, "-c", _RETRY_PROBE, cluster.address, str(tmp_path / "marker")], cwd=REPO,
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    (broken, _, problem), lost_once = report["seen"]
+    assert broken == "broken" and "ValueError: a bug, not a lost node" in problem
+    assert lost_once == ["lost once", "second attempt", ""]
+    assert report["retries"] == 1 and report["failed"] == 1
 
 
 def test_two_node_cluster_equals_local_run_and_survives_a_lost_worker(cohort, cluster):
