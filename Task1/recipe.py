@@ -182,6 +182,9 @@ def _number(value: Any, path: Path, where: str, *, low: float = 0.0, high: float
     return value
 
 
+FRACTIONS = ("min_probability", "fraction")  # operation parameters in [0, 1]
+
+
 def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
     from Task1.postprocessing import BACKGROUND_CUTS, OPERATIONS
 
@@ -200,13 +203,14 @@ def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
         elif key in per_tracer and isinstance(value, dict):
             _keys(value, TRACER_KEYS, path, here)
             for tracer, v in value.items():
-                _number(v, path, f"{here}.{tracer}", high=1.0 if key == "min_probability" else float("inf"))
+                _number(v, path, f"{here}.{tracer}", high=1.0 if key in FRACTIONS else float("inf"))
         else:
-            # None: suv_floor "no floor for this tracer"; the required keys of add_candidates and
-            # grow_from_clicks are checked below
-            _number(value, path, here, high=1.0 if key == "min_probability" else float("inf"),
-                    allow_none=op in ("suv_floor", "add_candidates", "grow_from_clicks"))
-    required = {"add_candidates": ("min_probability", "min_suvmax"), "grow_from_clicks": ("min_probability",)}
+            # None: suv_floor "no floor for this tracer"; the required keys of add_candidates,
+            # grow_from_clicks and refine_edges are checked below
+            _number(value, path, here, high=1.0 if key in FRACTIONS else float("inf"),
+                    allow_none=op in ("suv_floor", "add_candidates", "grow_from_clicks", "refine_edges"))
+    required = {"add_candidates": ("min_probability", "min_suvmax"), "grow_from_clicks": ("min_probability",),
+                "refine_edges": ("fraction",)}
     if op in required:
         for key in required[op]:
             _expect(params[key] is not None, path, f"{where}.{key}", "required")

@@ -8,7 +8,9 @@ nnU-Net picks its post-processing on the validation folds (``nnUNetv2_find_best_
 this does the same for the settings of the Task 1 protocol that a network's training does not
 fix: the lesion-probability ``threshold`` of the mask, ``grow_from_clicks`` (the components of
 ``probability >= min_probability`` that hold a tumor click are added, see
-:func:`Task1.postprocessing.grow_from_clicks`), and the click rules' ``background_cut`` (how a
+:func:`Task1.postprocessing.grow_from_clicks`), ``refine_edges`` (each component's edge moved to
+its PET contour at a fraction from its surroundings to its peak, see
+:func:`Task1.postprocessing.refine_edges`), and the click rules' ``background_cut`` (how a
 component that holds a tumor and a background click is cut, see :mod:`Task1.postprocessing`).
 Each validation case runs the challenge's 11 click
 steps once per network pass; every combination of the grid is then scored on the same
@@ -26,7 +28,8 @@ real grid). Network passes keep their sliding-window tiles between steps
 (:mod:`Task1.incremental`, exact), so full-size cases cost one full pass and the tiles that the
 clicks change. ``--write`` writes ``autopet_recipe.json``
 into the model folder (one route, the folder itself, the chosen threshold, then
-``grow_from_clicks`` and ``click_rules``); the tuning table goes beside it as ``tuning.json``.
+``grow_from_clicks``, ``refine_edges`` and ``click_rules``); the tuning table goes beside it as
+``tuning.json``.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from Task1.postprocessing import BACKGROUND_CUTS, DEFAULT_BACKGROUND_CUT
 STEPS = tuple(range(TASK1_MAX_CLICKS + 1))
 THRESHOLDS = (0.5, 0.4, 0.3)
 GROW = (None, 0.3, 0.2, 0.1)       # None: no growth
+REFINE_EDGES = (None, 0.25, 0.3, 0.35)  # None: the network's edges (Task1.postprocessing.refine_edges)
 TUNING_FILE = "tuning.json"
 
 
@@ -54,15 +58,19 @@ class Setting:
     threshold: float
     grow: float | None
     background_cut: str = DEFAULT_BACKGROUND_CUT
+    refine_edges: float | None = None  # the PET contour's fraction; None: the network's edges
 
     @property
     def postprocessing(self) -> list[dict]:
         chain = [] if self.grow is None else [{"op": "grow_from_clicks", "min_probability": self.grow}]
+        if self.refine_edges is not None:
+            chain.append({"op": "refine_edges", "fraction": self.refine_edges})
         return chain + [{"op": "click_rules", "protocol_rule": True, "background_cut": self.background_cut}]
 
     def label(self) -> str:
         return (f"threshold {self.threshold:g}, "
                 + ("no growth" if self.grow is None else f"grow from clicks >= {self.grow:g}")
+                + ("" if self.refine_edges is None else f", PET edges at {self.refine_edges:g}")
                 + f", background cut {self.background_cut}")
 
 
@@ -115,8 +123,10 @@ def summarise(per_case: list[dict[str, list[float]]]) -> dict:
 
 def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[str | os.PathLike], *,
                 thresholds: Sequence[float] = THRESHOLDS, grow: Sequence[float | None] = GROW,
-                background_cuts: Sequence[str] | None = None, device: str = "auto", progress: bool = True) -> dict:
-    """Score every (threshold, growth, background cut) setting on the cohorts' cases; returns
+                background_cuts: Sequence[str] | None = None,
+                refine_edges: Sequence[float | None] = REFINE_EDGES, device: str = "auto",
+                progress: bool = True) -> dict:
+    """Score every (threshold, growth, PET edges, background cut) setting on the cohorts' cases; returns
     ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the module docstring for the
     objective). A row holds the mean curves, the mean AUCs and ``per_case`` curves (Dice, FPV, FNV
     per step). ``background_cuts`` None: all of :data:`Task1.postprocessing.BACKGROUND_CUTS`."""
@@ -145,8 +155,8 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
     if not isinstance(method, NetworkMethod):
         raise InputError(f"--model {model}: tuning needs one network folder (nnU-Net or MONAI) whose lesion "
                          f"probability it thresholds; this is {method.name}")
-    settings = [Setting(float(t), None if g is None else float(g), cut) for t in thresholds for g in grow
-                for cut in cuts if g is None or g < t]
+    settings = [Setting(float(t), None if g is None else float(g), cut, None if r is None else float(r))
+                for t in thresholds for g in grow for r in refine_edges for cut in cuts if g is None or g < t]
     scores: dict[Setting, dict] = {s: {} for s in settings}
     for case, (ct_path, pet_path, cohort) in tqdm(cases.items(), desc="validation cases", unit="case",
                                                   disable=not progress):
@@ -162,7 +172,7 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
     for setting, per_case in scores.items():
         summary = summarise(list(per_case.values()))
         rows.append({"threshold": setting.threshold, "grow_from_clicks": setting.grow,
-                     "background_cut": setting.background_cut, "setting": setting.label(),
+                     "refine_edges": setting.refine_edges, "background_cut": setting.background_cut, "setting": setting.label(),
                      "objective": objective(summary), **summary, "per_case": per_case})
     rows.sort(key=lambda r: (-r["objective"], r["auc_fpv"]))
     return {"model": str(model), "cohorts": [str(c) for c in cohorts], "cases": sorted(cases),
@@ -171,7 +181,8 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
 
 def recipe_for(best: dict, *, description: str) -> dict:
     """The recipe (version 1) that runs the model folder itself with the chosen setting."""
-    setting = Setting(best["threshold"], best["grow_from_clicks"], best.get("background_cut", DEFAULT_BACKGROUND_CUT))
+    setting = Setting(best["threshold"], best["grow_from_clicks"], best.get("background_cut", DEFAULT_BACKGROUND_CUT),
+                      best.get("refine_edges"))
     return {"version": 1, "description": description, "tracer": {"classify": False},
             "routes": [{"tracer": "any", "steps": [0, TASK1_MAX_CLICKS], "models": [{"folder": "."}]}],
             "threshold": setting.threshold, "postprocessing": setting.postprocessing}
@@ -208,6 +219,11 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--grow", type=float, nargs="*", default=[g for g in GROW if g is not None],
                         help="grow_from_clicks probabilities to try (no growth is always tried; give none "
                              "to try only that)")
+    parser.add_argument("--refine_edges", type=float, nargs="*", default=[r for r in REFINE_EDGES if r is not None],
+                        metavar="FRACTION",
+                        help="refine_edges fractions to try (each component's edge moved to its PET contour "
+                             "at that fraction from its surroundings to its peak; the network's own edges are "
+                             "always tried; give none to try only those; see Task1.postprocessing)")
     parser.add_argument("--background_cut", nargs="+", default=None, choices=BACKGROUND_CUTS, metavar="CUT",
                         help=f"click rules' background cuts to try ({', '.join(BACKGROUND_CUTS)}; default all; "
                              "see Task1.postprocessing)")
@@ -237,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cohorts.insert(0, write_training_phantoms(work / "cohort", args.make_phantoms, seed=args.seed,
                                                   phantoms=args.phantoms))
     result = tune_recipe(args.model, cohorts, thresholds=args.thresholds, grow=[None, *args.grow],
-                         background_cuts=args.background_cut, device=args.device)
+                         background_cuts=args.background_cut, refine_edges=[None, *args.refine_edges], device=args.device)
     result["seed"] = args.seed if args.make_phantoms is not None else None
     atomic_write_json(work / TUNING_FILE, result)
     print(format_table(result))

@@ -302,6 +302,54 @@ def test_grow_from_clicks_is_hysteresis_seeded_by_tumor_clicks():
     assert np.array_equal(grow_from_clicks(mask, probability, [[6, 6, 6]], spacing, min_probability=0.95), mask)
 
 
+def _blurred_ball(radius_mm: float, centre=(20, 20, 20), shape=(40, 40, 40), peak=10.0, blur_mm=2.0):
+    """A uniform ball of uptake ``peak`` over background 1, blurred like a scanner (1 mm voxels)."""
+    from scipy.ndimage import gaussian_filter
+
+    grid = np.indices(shape).astype(np.float32)
+    r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre)))
+    return r, gaussian_filter(np.where(r <= radius_mm, peak, 1.0).astype(np.float32), blur_mm)
+
+
+def test_refine_edges_moves_an_edge_to_the_pet_contour_within_reach_only():
+    from Task1.postprocessing import refine_edges
+
+    def dice(a, b):
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+    r, pet = _blurred_ball(8.0)
+    truth = r <= 8.0
+    spacing = (1.0, 1.0, 1.0)
+    for drawn in (r <= 6.5, r <= 9.5):  # a network's edge a voxel or two inside, or outside
+        refined = refine_edges(drawn, pet, spacing, fraction=0.4)
+        assert dice(refined, truth) > dice(drawn, truth) + 0.1
+        assert not (refined ^ drawn)[r > 9.5 + 4.0].any() and not (refined ^ drawn)[r < 6.5 - 4.0].any()
+    # reach limits the move: a 2 mm reach cannot bring a 3 mm edge to 8 mm
+    assert not refine_edges(r <= 3.0, pet, spacing, fraction=0.4, reach_mm=2.0)[r > 5.0].any()
+    # where the network says "not lesion" (probability under min_probability), nothing is added
+    probability = np.where(r <= 7.0, 0.9, 0.01).astype(np.float32)
+    kept = refine_edges(r <= 6.5, pet, spacing, fraction=0.4, probability=probability, min_probability=0.05)
+    assert not kept[r > 7.0].any()
+    # a component no hotter than its surroundings is left as it is; an empty mask stays empty
+    flat = np.ones_like(pet)
+    assert np.array_equal(refine_edges(r <= 6.5, flat, spacing, fraction=0.4), r <= 6.5)
+    assert not refine_edges(np.zeros(pet.shape, bool), pet, spacing, fraction=0.4).any()
+
+
+def test_refine_edges_judges_each_component_against_its_own_peak():
+    from Task1.postprocessing import refine_edges
+
+    r_hot, hot = _blurred_ball(6.0, centre=(12, 20, 20), shape=(60, 40, 40), peak=20.0)
+    r_cold, cold = _blurred_ball(6.0, centre=(46, 20, 20), shape=(60, 40, 40), peak=4.0)
+    pet = hot + cold - 1.0
+    drawn = (r_hot <= 4.5) | (r_cold <= 4.5)
+    refined = refine_edges(drawn, pet, (1.0, 1.0, 1.0), fraction=0.4)
+    # both grow toward their own 6 mm edge: the cold lesion's contour is not the hot one's
+    for r in (r_hot, r_cold):
+        inside = refined[r <= 6.0].mean()
+        assert inside > 0.9 and not refined[(r > 8.5) & (r < 12.0)].any()
+
+
 # ------------------------------------------------------------------------------- recipe
 
 def _recipe(folder: Path, content: dict) -> Path:
@@ -334,6 +382,9 @@ ROUTED = {"version": 1,
     ({"postprocessing": [{"op": "add_candidates", "min_suvmax": 4}]}, "min_probability: required"),
     ({"postprocessing": [{"op": "grow_from_clicks"}]}, r"postprocessing\[0\].min_probability: required"),
     ({"postprocessing": [{"op": "grow_from_clicks", "min_probability": 1.5}]}, r"postprocessing\[0\].min_probability"),
+    ({"postprocessing": [{"op": "refine_edges"}]}, r"postprocessing\[0\].fraction: required"),
+    ({"postprocessing": [{"op": "refine_edges", "fraction": 1.5}]}, r"postprocessing\[0\].fraction"),
+    ({"postprocessing": [{"op": "refine_edges", "fraction": 0.3, "radius": 4}]}, "unknown key"),
     ({"postprocessing": [{"op": "click_rules", "background_cut": "voronoi"}]},
      r"postprocessing\[0\].background_cut: expected one of"),
     ({"postprocessing": [{"op": "click_rules", "protocol_rule": "yes"}]}, r"postprocessing\[0\].protocol_rule"),
@@ -506,11 +557,12 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
             (cohort / sub / name).symlink_to(tiny_task1_cohort / sub / name)
     code = main(["--model", str(model), "--cohort", str(cohort), "--work", str(tmp_path / "work"),
                  "--thresholds", "0.5", "--grow", "0.2", "--background_cut", "nearest", "nearest_not_hotter",
-                 "--device", "cpu", "--write"])
+                 "--refine_edges", "0.3", "--device", "cpu", "--write"])
     assert code == 0
     table = json.loads((model / "tuning.json").read_text())
-    assert sorted((str(r["grow_from_clicks"]), r["background_cut"]) for r in table["rows"]) == [
-        ("0.2", "nearest"), ("0.2", "nearest_not_hotter"), ("None", "nearest"), ("None", "nearest_not_hotter")]
+    assert sorted((str(r["grow_from_clicks"]), str(r["refine_edges"]), r["background_cut"]) for r in table["rows"]) == [
+        (grow, refine, cut) for grow in ("0.2", "None") for refine in ("0.3", "None")
+        for cut in ("nearest", "nearest_not_hotter")]
     assert all(a["objective"] >= b["objective"] for a, b in zip(table["rows"], table["rows"][1:]))
     assert all(abs(r["objective"] - objective(r)) < 1e-12 for r in table["rows"])
     recipe = load_recipe(model / "autopet_recipe.json")

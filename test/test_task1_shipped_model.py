@@ -45,7 +45,8 @@ def test_model_folder_is_small_weights_only_and_carded(model, trainer):
 
 def test_default_model_runs_through_its_tuned_recipe():
     """The default folder carries the recipe that python -m Task1.tune_recipe chose on validation
-    phantoms (not the benchmark's): the folder itself, its threshold, growth from clicks, click rules."""
+    phantoms (not the benchmark's): the folder itself, its threshold, growth from clicks, PET edges,
+    click rules."""
     from Task1.recipe import load_recipe
 
     recipe = load_recipe(MODEL / "autopet_recipe.json")
@@ -57,6 +58,8 @@ def test_default_model_runs_through_its_tuned_recipe():
     assert recipe.threshold == best["threshold"] and best == tuning["best"]
     grow = dict(recipe.postprocessing).get("grow_from_clicks")
     assert (grow or {}).get("min_probability") == best["grow_from_clicks"]
+    edges = dict(recipe.postprocessing).get("refine_edges")
+    assert (edges or {}).get("fraction") == best.get("refine_edges")
     assert "tune_recipe" in (MODEL / "MODEL_CARD.md").read_text()
 
 
