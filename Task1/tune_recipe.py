@@ -1,4 +1,4 @@
-"""Choose a model's decision threshold, click-seeded growth and background cut on validation cases,
+"""Choose a model's decision threshold, click-seeded growth, PET edges and background cut on validation cases,
 and write the recipe that runs the model with them.
 
     python -m Task1.tune_recipe --model models/task1_phantom_organs --make_phantoms 8 --seed 2000 \\
