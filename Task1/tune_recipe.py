@@ -1,5 +1,5 @@
-"""Choose a model's decision threshold, click-seeded growth, PET edges and background cut on validation cases,
-and write the recipe that runs the model with them.
+"""Choose a model's decision threshold, click-seeded growth, PET edges and background cut on
+validation cases, and write the recipe that runs the model with them.
 
     python -m Task1.tune_recipe --model models/task1_phantom_organs --make_phantoms 8 --seed 2000 \\
         --work work_dirs/tune --write
@@ -126,10 +126,11 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
                 background_cuts: Sequence[str] | None = None,
                 refine_edges: Sequence[float | None] = REFINE_EDGES, device: str = "auto",
                 progress: bool = True) -> dict:
-    """Score every (threshold, growth, PET edges, background cut) setting on the cohorts' cases; returns
-    ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the module docstring for the
-    objective). A row holds the mean curves, the mean AUCs and ``per_case`` curves (Dice, FPV, FNV
-    per step). ``background_cuts`` None: all of :data:`Task1.postprocessing.BACKGROUND_CUTS`."""
+    """Score every (threshold, growth, PET edges, background cut) setting on the cohorts' cases;
+    returns ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the module
+    docstring for the objective). A row holds the mean curves, the mean AUCs and ``per_case``
+    curves (Dice, FPV, FNV per step). ``background_cuts`` None: all of
+    :data:`Task1.postprocessing.BACKGROUND_CUTS`."""
     from tqdm import tqdm
 
     from autopet_common.image_io import read_image
@@ -172,7 +173,8 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
     for setting, per_case in scores.items():
         summary = summarise(list(per_case.values()))
         rows.append({"threshold": setting.threshold, "grow_from_clicks": setting.grow,
-                     "refine_edges": setting.refine_edges, "background_cut": setting.background_cut, "setting": setting.label(),
+                     "refine_edges": setting.refine_edges, "background_cut": setting.background_cut,
+                     "setting": setting.label(),
                      "objective": objective(summary), **summary, "per_case": per_case})
     rows.sort(key=lambda r: (-r["objective"], r["auc_fpv"]))
     return {"model": str(model), "cohorts": [str(c) for c in cohorts], "cases": sorted(cases),
@@ -253,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cohorts.insert(0, write_training_phantoms(work / "cohort", args.make_phantoms, seed=args.seed,
                                                   phantoms=args.phantoms))
     result = tune_recipe(args.model, cohorts, thresholds=args.thresholds, grow=[None, *args.grow],
-                         background_cuts=args.background_cut, refine_edges=[None, *args.refine_edges], device=args.device)
+                         background_cuts=args.background_cut, refine_edges=[None, *args.refine_edges],
+                         device=args.device)
     result["seed"] = args.seed if args.make_phantoms is not None else None
     atomic_write_json(work / TUNING_FILE, result)
     print(format_table(result))

@@ -16,8 +16,9 @@ the project installed on every node but no shared file system.
   when the cluster has any, else none).
 - A task lost with its node or worker process is retried elsewhere (``max_retries``, Ray's retry of
   system failures), and so is a task that raises :class:`TaskLost` (its work killed from outside
-  while its Ray worker still stood, e.g. the first processes of a dying node). Each attempt registers with a small actor pinned to the driver's node, so
-  :attr:`RayRunner.retries` counts the retries; a task lost more often is handed to ``collect``'s
+  while its Ray worker still stood, e.g. the first processes of a dying node). Each attempt
+  registers with a small actor pinned to the driver's node, so :attr:`RayRunner.retries` counts
+  the retries; a task lost more often is handed to ``collect``'s
   callback with ``result=None`` and a problem text, and counted in :attr:`RayRunner.failed`.
 
 Ray is an optional extra (``pip install .[cluster]``); it is imported only when a runner is made.
