@@ -205,10 +205,10 @@ def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
             for tracer, v in value.items():
                 _number(v, path, f"{here}.{tracer}", high=1.0 if key in FRACTIONS else float("inf"))
         else:
-            # None: suv_floor "no floor for this tracer"; the required keys of add_candidates,
-            # grow_from_clicks and refine_edges are checked below
+            # null only where the operation's own default is None: suv_floor's "no floor for this
+            # tracer", and the keys below that a recipe must give (checked there)
             _number(value, path, here, high=1.0 if key in FRACTIONS else float("inf"),
-                    allow_none=op in ("suv_floor", "add_candidates", "grow_from_clicks", "refine_edges"))
+                    allow_none=defaults[key] is None)
     required = {"add_candidates": ("min_probability", "min_suvmax"), "grow_from_clicks": ("min_probability",),
                 "refine_edges": ("fraction",)}
     if op in required:
