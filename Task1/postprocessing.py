@@ -11,17 +11,21 @@ model alike:
 
 1. **Background clicks cut.** A background click is, by the challenge's rules, never on tumor.
    A predicted 26-connected component that holds a background click and no tumor click is
-   removed. One that holds both (a lesion grown into a hot organ) is cut: its voxels nearer
-   (in mm) to a background click than to every tumor click are removed, and of what is left
-   only the parts connected to a tumor click are kept. How such a component is cut is
+   removed (cut, under ``"not_hotter"`` below). One that holds both (a lesion grown into a hot
+   organ) is cut: its voxels nearer (in mm) to a background click than to every tumor click are
+   removed, and of what is left only the parts connected to a tumor click are kept. How such a component is cut is
    ``background_cut`` (:data:`BACKGROUND_CUTS`): ``"nearest"`` as just said (the default);
    ``"nearest_not_hotter"`` removes only those nearer voxels whose PET is at most the PET at
-   their nearest background click; ``"none"`` keeps it whole. Why not always the first: the
-   simulator's background region is PET above a percentile outside the label, which includes
-   the blurred rim just outside a very hot lesion, so a background click can sit a few mm from
-   a lesion's edge, and the half-way plane to a centre click then runs through the lesion.
-   The lesion is hotter than that rim; a hot organ beside a lesion is, where it is cut, about
-   as hot as its own click, and still goes.
+   their nearest background click; ``"not_hotter"`` does the same, and also cuts a component
+   that holds a background click and no tumor click that way instead of removing it whole (its
+   voxels no hotter than their nearest background click go, the rest stays); ``"none"`` keeps it
+   whole. Why not always the first: the simulator's background region is PET above a percentile
+   outside the label, which includes the blurred rim just outside a very hot lesion, so a
+   background click can sit a few mm from a lesion's edge, and the half-way plane to a centre
+   click then runs through the lesion. The lesion is hotter than that rim; a hot organ beside a
+   lesion is, where it is cut, about as hot as its own click, and still goes. A lesion whose own
+   tumor click has not come yet can hold such a rim click too (a prediction drawn into its rim),
+   and removing its component whole loses the lesion until its click comes.
 2. **Protocol knowledge: every lesion has a click once a fill-up click appears.** The
    challenge's simulator clicks the centre of each lesion (26-connected component of the
    truth, up to 10 of them, in a random order) before it clicks any lesion a second time, and
@@ -47,7 +51,7 @@ import numpy as np
 
 CLICK_REACH_MM = 15.0
 # how rule 1 cuts a component held by a tumor and a background click (module docstring)
-BACKGROUND_CUTS = ("nearest", "nearest_not_hotter", "none")
+BACKGROUND_CUTS = ("nearest", "nearest_not_hotter", "not_hotter", "none")
 DEFAULT_BACKGROUND_CUT = BACKGROUND_CUTS[0]
 
 
@@ -85,13 +89,15 @@ def cut_at_background_clicks(mask: np.ndarray, tumor: Sequence[Sequence[int]],
                              background: Sequence[Sequence[int]], spacing: Sequence[float], *,
                              cut: str = DEFAULT_BACKGROUND_CUT, pet: np.ndarray | None = None) -> np.ndarray:
     """Rule 1 of the module docstring; returns a new boolean mask. ``cut``: one of
-    :data:`BACKGROUND_CUTS`; ``"nearest_not_hotter"`` needs ``pet`` (same grid as ``mask``)."""
+    :data:`BACKGROUND_CUTS`; ``"nearest_not_hotter"`` and ``"not_hotter"`` need ``pet`` (same grid
+    as ``mask``)."""
     import cc3d
 
     if cut not in BACKGROUND_CUTS:
         raise ValueError(f"background cut {cut!r}: choose one of {', '.join(BACKGROUND_CUTS)}")
-    if cut == "nearest_not_hotter" and pet is None:
-        raise ValueError("background cut 'nearest_not_hotter' needs the PET")
+    pet_aware = cut in ("nearest_not_hotter", "not_hotter")
+    if pet_aware and pet is None:
+        raise ValueError(f"background cut {cut!r} needs the PET")
     mask = np.asarray(mask, dtype=bool)
     if not background or not mask.any():
         return mask.copy()
@@ -110,7 +116,7 @@ def cut_at_background_clicks(mask: np.ndarray, tumor: Sequence[Sequence[int]],
         hi = np.asarray([s.stop for s in box])
         inside = lambda p: bool(np.all(np.asarray(p) >= lo) and np.all(np.asarray(p) < hi)) and \
             bool(component[tuple(np.asarray(p) - lo)])
-        if label not in held:
+        if label not in held and cut != "not_hotter":
             out[box][component] = False
             continue
         if cut == "none":
@@ -121,11 +127,17 @@ def cut_at_background_clicks(mask: np.ndarray, tumor: Sequence[Sequence[int]],
         grid = np.stack(np.meshgrid(*[np.arange(a, b) * s for a, b, s in zip(lo, hi, spacing)], indexing="ij"), -1)
         squared = lambda points: np.stack([np.sum((grid - np.asarray(p) * spacing) ** 2, axis=-1) for p in points])
         to_background = squared(own_background)
-        cut_here = squared(own_tumor).min(axis=0) > to_background.min(axis=0)
-        if cut == "nearest_not_hotter":
+        # no tumor click holds it: every voxel is nearer to a background click
+        cut_here = squared(own_tumor).min(axis=0) > to_background.min(axis=0) if own_tumor else component.copy()
+        if pet_aware:
             click_pet = np.asarray([pet[tuple(int(c) for c in p)] for p in own_background], dtype=np.float32)
             cut_here &= np.asarray(pet[box], dtype=np.float32) <= click_pet[np.argmin(to_background, axis=0)]
         keep = component & ~cut_here
+        if not own_tumor:  # what is hotter than the background clicks stays, in whatever parts
+            sub = out[box]
+            sub[component] = False
+            sub[keep] = True
+            continue
         parts = cc3d.connected_components(keep.astype(np.uint8), connectivity=26)
         wanted = set()
         for p in own_tumor:
@@ -307,8 +319,8 @@ def grow_from_clicks(mask: np.ndarray, probability: np.ndarray, tumor: Sequence[
 
 
 def refine_edges(mask: np.ndarray, pet: np.ndarray, spacing: Sequence[float], *, fraction: float,
-                 reach_mm: float = 4.0, shell_mm: float = 8.0, probability: np.ndarray | None = None,
-                 min_probability: float = 0.0) -> np.ndarray:
+                 reach_mm: float = 4.0, shell_mm: float = 8.0, peak_mm: float | None = None,
+                 probability: np.ndarray | None = None, min_probability: float = 0.0) -> np.ndarray:
     """Move each predicted component's edge to its PET iso-contour, within ``reach_mm`` of the edge.
 
     Per 26-connected component: its peak is its highest PET, its surroundings' PET the median PET
@@ -321,6 +333,13 @@ def refine_edges(mask: np.ndarray, pet: np.ndarray, spacing: Sequence[float], *,
     holding a kept voxel of the component stay. Why: a network on a grid coarser than the image
     (the CPU recipe's 4 mm on the 2.04 mm autoPET grid) can place an edge no finer than its own
     voxel; the PET can. A component whose surroundings are at least as hot as its peak is kept as is.
+
+    ``peak_mm``: when given, the peak is local, per voxel the highest PET of the component within
+    ``peak_mm`` along each axis (a box), and so is the contour. Why: one peak per component draws
+    the edge of a heterogeneous lesion, or of a cool lesion merged with a hot one, at a PET its cool
+    parts never reach, and cuts their whole outer layer away; a local peak measures each stretch of
+    edge against its own part of the lesion. Voxels whose local peak is no hotter than the
+    surroundings stay as they are.
 
     Distances are between voxel centres (``edt`` with the spacing): the first layer outside a
     component, and its own outer layer, are one spacing away. So on the autoPET grid a 4 mm reach
@@ -338,6 +357,10 @@ def refine_edges(mask: np.ndarray, pet: np.ndarray, spacing: Sequence[float], *,
     pet = np.asarray(pet)
     spacing = tuple(float(s) for s in spacing)
     margin = [int(np.ceil((reach_mm + shell_mm) / s)) + 1 for s in spacing]
+    if peak_mm is not None:
+        from scipy import ndimage
+
+        window = [2 * int(round(peak_mm / s)) + 1 for s in spacing]  # odd: centred on the voxel
     labels, n = cc3d.connected_components(mask.astype(np.uint8), connectivity=26, return_N=True)
     boxes = cc3d.statistics(labels)["bounding_boxes"]
     for label in range(1, n + 1):
@@ -351,13 +374,17 @@ def refine_edges(mask: np.ndarray, pet: np.ndarray, spacing: Sequence[float], *,
         shell = (outside > reach_mm) & (outside <= reach_mm + shell_mm) & ~others
         if not shell.any():
             continue
-        peak = float(values[component].max())
         surroundings = float(np.median(values[shell]))
-        if peak <= surroundings:
+        if peak_mm is None:
+            peak = float(values[component].max())
+        else:  # a separable box maximum of the component's PET: the local peak at every voxel
+            peak = ndimage.maximum_filter(np.where(component, values, -np.inf), size=window, mode="nearest")
+        hotter = peak > surroundings
+        if not np.any(hotter):
             continue
         contour = surroundings + fraction * (peak - surroundings)
-        removed = component & (inside <= reach_mm) & (values < contour)
-        added = ~component & ~others & (outside <= reach_mm) & (values >= contour)
+        removed = component & (inside <= reach_mm) & (values < contour) & hotter
+        added = ~component & ~others & (outside <= reach_mm) & (values >= contour) & hotter
         if probability is not None:
             added &= np.asarray(probability[box]) >= min_probability
         refined = (component & ~removed) | added
@@ -428,7 +455,8 @@ OPERATIONS: dict[str, Operation] = {
         {"min_probability": None}, ("min_probability",), needs_probability=True),
     "refine_edges": Operation(
         lambda mask, c, **p: (refine_edges(mask, c.pet, c.spacing, probability=c.probability, **p), {}),
-        {"fraction": None, "reach_mm": 4.0, "shell_mm": 8.0, "min_probability": 0.0}, ("fraction",)),
+        {"fraction": None, "reach_mm": 4.0, "shell_mm": 8.0, "peak_mm": None, "min_probability": 0.0},
+        ("fraction",)),
 }
 
 

@@ -9,11 +9,11 @@ this does the same for the settings of the Task 1 protocol that a network's trai
 fix: the lesion-probability ``threshold`` of the mask, ``grow_from_clicks`` (the components of
 ``probability >= min_probability`` that hold a tumor click are added, see
 :func:`Task1.postprocessing.grow_from_clicks`), ``refine_edges`` (each component's edge moved to
-its PET contour at a fraction from its surroundings to its peak, see
-:func:`Task1.postprocessing.refine_edges`), and the click rules' ``background_cut`` (how a
-component that holds a tumor and a background click is cut, see :mod:`Task1.postprocessing`).
-Each validation case runs the challenge's 11 click
-steps once per network pass; every combination of the grid is then scored on the same
+its PET contour at a fraction from its surroundings to its peak, the component's or a local one
+within ``peak_mm``, see :func:`Task1.postprocessing.refine_edges`), and the click rules'
+``background_cut`` (how a component that holds a tumor and a background click is cut, see
+:mod:`Task1.postprocessing`). Each validation case runs the challenge's 11 click steps once per
+network pass; every combination of the grid is then scored on the same
 probabilities, with the recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`),
 so what is chosen is what the recipe runs. The objective is the challenge's two Dice measures
 with their ranking weights (DSC@10 and AUC-DSC, 0.25 each): ``DSC@10 + AUC-DSC / 10``, mean over
@@ -50,6 +50,7 @@ STEPS = tuple(range(TASK1_MAX_CLICKS + 1))
 THRESHOLDS = (0.5, 0.4, 0.3)
 GROW = (None, 0.3, 0.2, 0.1)       # None: no growth
 REFINE_EDGES = (None, 0.25, 0.3, 0.35)  # None: the network's edges (Task1.postprocessing.refine_edges)
+EDGE_PEAKS = (None, 6.0)  # refine_edges' peak_mm; None: one peak per component
 TUNING_FILE = "tuning.json"
 
 
@@ -59,18 +60,22 @@ class Setting:
     grow: float | None
     background_cut: str = DEFAULT_BACKGROUND_CUT
     refine_edges: float | None = None  # the PET contour's fraction; None: the network's edges
+    edge_peak_mm: float | None = None  # refine_edges' local peak window; None: the component's peak
 
     @property
     def postprocessing(self) -> list[dict]:
         chain = [] if self.grow is None else [{"op": "grow_from_clicks", "min_probability": self.grow}]
         if self.refine_edges is not None:
-            chain.append({"op": "refine_edges", "fraction": self.refine_edges})
+            chain.append({"op": "refine_edges", "fraction": self.refine_edges}
+                         | ({} if self.edge_peak_mm is None else {"peak_mm": self.edge_peak_mm}))
         return chain + [{"op": "click_rules", "protocol_rule": True, "background_cut": self.background_cut}]
 
     def label(self) -> str:
         return (f"threshold {self.threshold:g}, "
                 + ("no growth" if self.grow is None else f"grow from clicks >= {self.grow:g}")
                 + ("" if self.refine_edges is None else f", PET edges at {self.refine_edges:g}")
+                + ("" if self.refine_edges is None or self.edge_peak_mm is None
+                   else f" of the peak within {self.edge_peak_mm:g} mm")
                 + f", background cut {self.background_cut}")
 
 
@@ -124,11 +129,12 @@ def summarise(per_case: list[dict[str, list[float]]]) -> dict:
 def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[str | os.PathLike], *,
                 thresholds: Sequence[float] = THRESHOLDS, grow: Sequence[float | None] = GROW,
                 background_cuts: Sequence[str] | None = None,
-                refine_edges: Sequence[float | None] = REFINE_EDGES, device: str = "auto",
+                refine_edges: Sequence[float | None] = REFINE_EDGES,
+                edge_peaks: Sequence[float | None] = EDGE_PEAKS, device: str = "auto",
                 progress: bool = True) -> dict:
-    """Score every (threshold, growth, PET edges, background cut) setting on the cohorts' cases;
-    returns ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the module
-    docstring for the objective). A row holds the mean curves, the mean AUCs and ``per_case``
+    """Score every (threshold, growth, PET edges and their peak, background cut) setting on the
+    cohorts' cases; returns ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the
+    module docstring for the objective). A row holds the mean curves, the mean AUCs and ``per_case``
     curves (Dice, FPV, FNV per step). ``background_cuts`` None: all of
     :data:`Task1.postprocessing.BACKGROUND_CUTS`."""
     from tqdm import tqdm
@@ -156,8 +162,11 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
     if not isinstance(method, NetworkMethod):
         raise InputError(f"--model {model}: tuning needs one network folder (nnU-Net or MONAI) whose lesion "
                          f"probability it thresholds; this is {method.name}")
-    settings = [Setting(float(t), None if g is None else float(g), cut, None if r is None else float(r))
-                for t in thresholds for g in grow for r in refine_edges for cut in cuts if g is None or g < t]
+    peaks = list(dict.fromkeys(None if p is None else float(p) for p in edge_peaks))
+    settings = [Setting(float(t), None if g is None else float(g), cut, None if r is None else float(r),
+                        None if r is None else p)
+                for t in thresholds for g in grow for r in refine_edges for p in (peaks if r is not None else [None])
+                for cut in cuts if g is None or g < t]
     scores: dict[Setting, dict] = {s: {} for s in settings}
     for case, (ct_path, pet_path, cohort) in tqdm(cases.items(), desc="validation cases", unit="case",
                                                   disable=not progress):
@@ -173,7 +182,8 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
     for setting, per_case in scores.items():
         summary = summarise(list(per_case.values()))
         rows.append({"threshold": setting.threshold, "grow_from_clicks": setting.grow,
-                     "refine_edges": setting.refine_edges, "background_cut": setting.background_cut,
+                     "refine_edges": setting.refine_edges, "edge_peak_mm": setting.edge_peak_mm,
+                     "background_cut": setting.background_cut,
                      "setting": setting.label(),
                      "objective": objective(summary), **summary, "per_case": per_case})
     rows.sort(key=lambda r: (-r["objective"], r["auc_fpv"]))
@@ -184,7 +194,7 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
 def recipe_for(best: dict, *, description: str) -> dict:
     """The recipe (version 1) that runs the model folder itself with the chosen setting."""
     setting = Setting(best["threshold"], best["grow_from_clicks"], best.get("background_cut", DEFAULT_BACKGROUND_CUT),
-                      best.get("refine_edges"))
+                      best.get("refine_edges"), best.get("edge_peak_mm"))
     return {"version": 1, "description": description, "tracer": {"classify": False},
             "routes": [{"tracer": "any", "steps": [0, TASK1_MAX_CLICKS], "models": [{"folder": "."}]}],
             "threshold": setting.threshold, "postprocessing": setting.postprocessing}
@@ -226,6 +236,11 @@ def build_parser() -> ArgumentParser:
                         help="refine_edges fractions to try (each component's edge moved to its PET contour "
                              "at that fraction from its surroundings to its peak; the network's own edges are "
                              "always tried; give none to try only those; see Task1.postprocessing)")
+    parser.add_argument("--edge_peak_mm", type=float, nargs="*", default=[p for p in EDGE_PEAKS if p is not None],
+                        metavar="MM",
+                        help="refine_edges local peak windows to try with each fraction (the peak of the "
+                             "component within that many mm of each voxel; one peak per component is always "
+                             "tried; give none to try only that)")
     parser.add_argument("--background_cut", nargs="+", default=None, choices=BACKGROUND_CUTS, metavar="CUT",
                         help=f"click rules' background cuts to try ({', '.join(BACKGROUND_CUTS)}; default all; "
                              "see Task1.postprocessing)")
@@ -256,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   phantoms=args.phantoms))
     result = tune_recipe(args.model, cohorts, thresholds=args.thresholds, grow=[None, *args.grow],
                          background_cuts=args.background_cut, refine_edges=[None, *args.refine_edges],
+                         edge_peaks=[None, *args.edge_peak_mm],
                          device=args.device)
     result["seed"] = args.seed if args.make_phantoms is not None else None
     atomic_write_json(work / TUNING_FILE, result)

@@ -38,7 +38,8 @@ def test_background_cut_variants_spare_hotter_voxels_or_the_whole_clicked_compon
     """A hot lesion (SUV 10, i < 25) grown into a cooler rim (SUV 5, i >= 25) with the background
     click in the rim close to the lesion's edge: "nearest" cuts through the lesion at the half-way
     plane; "nearest_not_hotter" cuts only the rim; "none" keeps the clicked component whole. A
-    component with a background click and no tumor click goes under every cut."""
+    component with a background click and no tumor click goes whole under every cut but
+    "not_hotter"."""
     mask = _cubes()
     pet = np.ones(mask.shape, np.float32)
     pet[20:25, 20:30, 20:30] = 10.0
@@ -52,8 +53,19 @@ def test_background_cut_variants_spare_hotter_voxels_or_the_whole_clicked_compon
     assert whole[20:30, 20:30, 20:30].all()
     for out in (nearest, not_hotter, whole):
         assert not out[32:36, 5:9, 5:9].any() and out[5:10, 5:10, 5:10].all()
+    # "not_hotter": a component that a tumor click holds is cut as by "nearest_not_hotter"; one
+    # that no tumor click holds yet (the lesion's own click has not come) loses only what is no
+    # hotter than its background click, so the lesion stays; a detection as hot as its click goes
+    held = cut_at_background_clicks(mask, tumor, background, (1.0, 1.0, 1.0), cut="not_hotter", pet=pet)
+    assert np.array_equal(held, not_hotter)
+    for cut in ("not_hotter", "nearest_not_hotter"):
+        unheld = cut_at_background_clicks(mask, [(7, 7, 7)], background, (1.0, 1.0, 1.0), cut=cut, pet=pet)
+        assert not unheld[25:30, 20:30, 20:30].any() and not unheld[32:36, 5:9, 5:9].any()
+        assert unheld[20:25, 20:30, 20:30].all() == (cut == "not_hotter") and unheld[5:10, 5:10, 5:10].all()
     with pytest.raises(ValueError, match="needs the PET"):
         cut_at_background_clicks(mask, tumor, background, (1.0, 1.0, 1.0), cut="nearest_not_hotter")
+    with pytest.raises(ValueError, match="needs the PET"):
+        cut_at_background_clicks(mask, tumor, background, (1.0, 1.0, 1.0), cut="not_hotter")
     with pytest.raises(ValueError, match="choose one of"):
         cut_at_background_clicks(mask, tumor, background, (1.0, 1.0, 1.0), cut="voronoi")
     # the chain operation passes the cut and the context's PET through

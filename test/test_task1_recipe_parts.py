@@ -350,6 +350,31 @@ def test_refine_edges_judges_each_component_against_its_own_peak():
         assert inside > 0.9 and not refined[(r > 8.5) & (r < 12.0)].any()
 
 
+def test_refine_edges_local_peak_keeps_the_cool_part_of_a_merged_component():
+    from Task1.postprocessing import refine_edges
+
+    # a hot and a cool lesion that touch: one component, one peak (20) for both
+    r_hot, hot = _blurred_ball(6.0, centre=(14, 20, 20), shape=(40, 40, 40), peak=20.0)
+    r_cool, cool = _blurred_ball(6.0, centre=(26, 20, 20), shape=(40, 40, 40), peak=4.0)
+    pet = np.maximum(hot, cool)
+    truth = (r_hot <= 6.0) | (r_cool <= 6.0)
+    cool_only = (r_cool <= 6.0) & (r_hot > 9.0)
+    spacing = (1.0, 1.0, 1.0)
+    one_peak = refine_edges(truth, pet, spacing, fraction=0.4)
+    local = refine_edges(truth, pet, spacing, fraction=0.4, peak_mm=3.0)
+    # one peak: the cool lesion's outer layer is under the hot lesion's contour and goes (and what
+    # is left of it no longer touches the component); a local peak measures it against its own
+    # uptake and keeps it
+    assert one_peak[cool_only].mean() < 0.2
+    assert local[cool_only].mean() > 0.85
+    # the hot lesion's edge is the same either way (its neighbourhood holds its own peak)
+    hot_only = (r_hot <= 8.0) & (r_cool > 9.0)
+    assert (one_peak[hot_only] == local[hot_only]).mean() > 0.97
+    # a local peak no hotter than the surroundings leaves the voxel as it is
+    flat = np.ones_like(pet)
+    assert np.array_equal(refine_edges(truth, flat, spacing, fraction=0.4, peak_mm=3.0), truth)
+
+
 # ------------------------------------------------------------------------------- recipe
 
 def _recipe(folder: Path, content: dict) -> Path:
@@ -386,6 +411,7 @@ ROUTED = {"version": 1,
     ({"postprocessing": [{"op": "refine_edges", "fraction": 1.5}]}, r"postprocessing\[0\].fraction"),
     ({"postprocessing": [{"op": "refine_edges", "fraction": 0.3, "radius": 4}]}, "unknown key"),
     ({"postprocessing": [{"op": "refine_edges", "fraction": 0.3, "reach_mm": None}]}, r"postprocessing\[0\].reach_mm"),
+    ({"postprocessing": [{"op": "refine_edges", "fraction": 0.3, "peak_mm": -2}]}, r"postprocessing\[0\].peak_mm"),
     ({"postprocessing": [{"op": "add_candidates", "min_probability": 0.3, "min_suvmax": 4, "min_volume_ml": None}]},
      r"postprocessing\[0\].min_volume_ml"),
     ({"postprocessing": [{"op": "click_rules", "background_cut": "voronoi"}]},
@@ -560,11 +586,14 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
             (cohort / sub / name).symlink_to(tiny_task1_cohort / sub / name)
     code = main(["--model", str(model), "--cohort", str(cohort), "--work", str(tmp_path / "work"),
                  "--thresholds", "0.5", "--grow", "0.2", "--background_cut", "nearest", "nearest_not_hotter",
-                 "--refine_edges", "0.3", "--device", "cpu", "--write"])
+                 "--refine_edges", "0.3", "--edge_peak_mm", "8", "--device", "cpu", "--write"])
     assert code == 0
     table = json.loads((model / "tuning.json").read_text())
-    assert sorted((str(r["grow_from_clicks"]), str(r["refine_edges"]), r["background_cut"]) for r in table["rows"]) == [
-        (grow, refine, cut) for grow in ("0.2", "None") for refine in ("0.3", "None")
+    # the peak window is tried only with PET edges: (0.3, one peak), (0.3, 8 mm), (no edges)
+    assert sorted((str(r["grow_from_clicks"]), str(r["refine_edges"]), str(r["edge_peak_mm"]), r["background_cut"])
+                  for r in table["rows"]) == [
+        (grow, refine, peak, cut) for grow in ("0.2", "None") for refine, peak in (("0.3", "8.0"), ("0.3", "None"),
+                                                                                  ("None", "None"))
         for cut in ("nearest", "nearest_not_hotter")]
     assert all(a["objective"] >= b["objective"] for a, b in zip(table["rows"], table["rows"][1:]))
     assert all(abs(r["objective"] - objective(r)) < 1e-12 for r in table["rows"])

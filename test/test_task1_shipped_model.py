@@ -60,6 +60,7 @@ def test_default_model_runs_through_its_tuned_recipe():
     assert (grow or {}).get("min_probability") == best["grow_from_clicks"]
     edges = dict(recipe.postprocessing).get("refine_edges")
     assert (edges or {}).get("fraction") == best.get("refine_edges")
+    assert (edges or {}).get("peak_mm") == best.get("edge_peak_mm")
     assert "tune_recipe" in (MODEL / "MODEL_CARD.md").read_text()
 
 
