@@ -13,9 +13,9 @@ model alike:
    A predicted 26-connected component that holds a background click and no tumor click is
    removed (cut, under ``"not_hotter"`` below). One that holds both (a lesion grown into a hot
    organ) is cut: its voxels nearer (in mm) to a background click than to every tumor click are
-   removed, and of what is left only the parts connected to a tumor click are kept. How such a component is cut is
-   ``background_cut`` (:data:`BACKGROUND_CUTS`): ``"nearest"`` as just said (the default);
-   ``"nearest_not_hotter"`` removes only those nearer voxels whose PET is at most the PET at
+   removed, and of what is left only the parts connected to a tumor click are kept. How such a
+   component is cut is ``background_cut`` (:data:`BACKGROUND_CUTS`): ``"nearest"`` as just said
+   (the default); ``"nearest_not_hotter"`` removes only those nearer voxels whose PET is at most the PET at
    their nearest background click; ``"not_hotter"`` does the same, and also cuts a component
    that holds a background click and no tumor click that way instead of removing it whole (its
    voxels no hotter than their nearest background click go, the rest stays); ``"none"`` keeps it

@@ -162,10 +162,10 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
     if not isinstance(method, NetworkMethod):
         raise InputError(f"--model {model}: tuning needs one network folder (nnU-Net or MONAI) whose lesion "
                          f"probability it thresholds; this is {method.name}")
-    peaks = list(dict.fromkeys(None if p is None else float(p) for p in edge_peaks))
-    settings = [Setting(float(t), None if g is None else float(g), cut, None if r is None else float(r),
-                        None if r is None else p)
-                for t in thresholds for g in grow for r in refine_edges for p in (peaks if r is not None else [None])
+    peaks = [None if p is None else float(p) for p in edge_peaks]
+    settings = [Setting(float(t), None if g is None else float(g), cut, None if r is None else float(r), p)
+                for t in thresholds for g in grow for r in refine_edges
+                for p in (peaks if r is not None else [None])  # a peak only with PET edges
                 for cut in cuts if g is None or g < t]
     scores: dict[Setting, dict] = {s: {} for s in settings}
     for case, (ct_path, pet_path, cohort) in tqdm(cases.items(), desc="validation cases", unit="case",
