@@ -41,7 +41,8 @@ from typing import Sequence
 
 import numpy as np
 
-from autopet_common.cli import ArgumentParser, device_name, entrypoint, seed
+from autopet_common.cli import ArgumentParser, device_name, entrypoint, non_negative_float, seed
+from autopet_common.cli import probability as probability_type  # 'probability' names the network's map here
 from autopet_common.contract import TASK1_MAX_CLICKS
 from autopet_common.errors import InputError
 from Task1.postprocessing import BACKGROUND_CUTS, DEFAULT_BACKGROUND_CUT
@@ -227,16 +228,16 @@ def build_parser() -> ArgumentParser:
                         help="training set whose generator --make_phantoms uses (Task1.train_phantom_model "
                              "--phantoms; default varied)")
     parser.add_argument("--work", default="work_dirs/tune_recipe", help="folder for phantoms and the table")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
-    parser.add_argument("--grow", type=float, nargs="*", default=[g for g in GROW if g is not None],
+    parser.add_argument("--thresholds", type=probability_type, nargs="+", default=list(THRESHOLDS))
+    parser.add_argument("--grow", type=probability_type, nargs="*", default=[g for g in GROW if g is not None],
                         help="grow_from_clicks probabilities to try (no growth is always tried; give none "
                              "to try only that)")
-    parser.add_argument("--refine_edges", type=float, nargs="*", default=[r for r in REFINE_EDGES if r is not None],
+    parser.add_argument("--refine_edges", type=probability_type, nargs="*", default=[r for r in REFINE_EDGES if r is not None],
                         metavar="FRACTION",
                         help="refine_edges fractions to try (each component's edge moved to its PET contour "
                              "at that fraction from its surroundings to its peak; the network's own edges are "
                              "always tried; give none to try only those; see Task1.postprocessing)")
-    parser.add_argument("--edge_peak_mm", type=float, nargs="*", default=[p for p in EDGE_PEAKS if p is not None],
+    parser.add_argument("--edge_peak_mm", type=non_negative_float, nargs="*", default=[p for p in EDGE_PEAKS if p is not None],
                         metavar="MM",
                         help="refine_edges local peak windows to try with each fraction (the peak of the "
                              "component within that many mm of each voxel; one peak per component is always "

@@ -618,6 +618,9 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
         main(["--model", str(model)])  # a cohort or --make_phantoms is required
     with pytest.raises(SystemExit):
         main(["--model", str(model), "--cohort", str(cohort), "--background_cut", "voronoi"])
+    for flag, value in (("--refine_edges", "1.5"), ("--grow", "-0.1"), ("--thresholds", "2"), ("--edge_peak_mm", "-3")):
+        with pytest.raises(SystemExit):  # refused by the parser, before any network pass
+            main(["--model", str(model), "--cohort", str(cohort), flag, value])
     # the same case in two cohorts is refused before any network pass, naming both folders
     assert main(["--model", str(model), "--cohort", str(cohort), str(cohort), "--work", str(tmp_path / "w2")]) == 2
     assert not (tmp_path / "w2" / "tuning.json").exists()
