@@ -210,7 +210,7 @@ def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
             _number(value, path, here, high=1.0 if key in FRACTIONS else float("inf"),
                     allow_none=defaults[key] is None)
     required = {"add_candidates": ("min_probability", "min_suvmax"), "grow_from_clicks": ("min_probability",),
-                "refine_edges": ("fraction",)}
+                "refine_edges": ("fraction",), "add_pet_regions_at_clicks": ("fraction", "radius_mm")}
     if op in required:
         for key in required[op]:
             _expect(params[key] is not None, path, f"{where}.{key}", "required")

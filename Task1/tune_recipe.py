@@ -1,5 +1,5 @@
-"""Choose a model's decision threshold, click-seeded growth, PET edges and background cut on
-validation cases, and write the recipe that runs the model with them.
+"""Choose a model's decision threshold, click-seeded growth, PET edges, PET regions at clicks and
+background cut on validation cases, and write the recipe that runs the model with them.
 
     python -m Task1.tune_recipe --model models/task1_phantom_organs --make_phantoms 8 --seed 2000 \\
         --work work_dirs/tune --write
@@ -10,12 +10,15 @@ fix: the lesion-probability ``threshold`` of the mask, ``grow_from_clicks`` (the
 ``probability >= min_probability`` that hold a tumor click are added, see
 :func:`Task1.postprocessing.grow_from_clicks`), ``refine_edges`` (each component's edge moved to
 its PET contour at a fraction from its surroundings to its peak, the component's or a local one
-within ``peak_mm``, see :func:`Task1.postprocessing.refine_edges`), and the click rules'
-``background_cut`` (how a component that holds a tumor and a background click is cut, see
+within ``peak_mm``, see :func:`Task1.postprocessing.refine_edges`), ``add_pet_regions_at_clicks``
+(at each tumor click, the lesion its PET shows at a fraction from the surroundings to the click's
+peak, when it fits in a ball of ``radius_mm``, see
+:func:`Task1.postprocessing.add_pet_regions_at_clicks`), and the click rules' ``background_cut``
+(how a component that holds a tumor and a background click is cut, see
 :mod:`Task1.postprocessing`). Each validation case runs the challenge's 11 click steps once per
-network pass; every combination of the grid is then scored on the same
-probabilities, with the recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`),
-so what is chosen is what the recipe runs. The objective is the challenge's two Dice measures
+network pass; every combination of the grid is then scored on the same probabilities, with the
+recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`), so what is chosen is
+what the recipe runs. The objective is the challenge's two Dice measures
 with their ranking weights (DSC@10 and AUC-DSC, 0.25 each): ``DSC@10 + AUC-DSC / 10``, mean over
 cases; ties go to the smaller AUC-FPV.
 
@@ -28,7 +31,7 @@ real grid). Network passes keep their sliding-window tiles between steps
 (:mod:`Task1.incremental`, exact), so full-size cases cost one full pass and the tiles that the
 clicks change. ``--write`` writes ``autopet_recipe.json``
 into the model folder (one route, the folder itself, the chosen threshold, then
-``grow_from_clicks``, ``refine_edges`` and ``click_rules``); the tuning table goes beside it as
+``grow_from_clicks``, ``refine_edges``, ``add_pet_regions_at_clicks`` and ``click_rules``); the tuning table goes beside it as
 ``tuning.json``.
 """
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Sequence
 
 import numpy as np
 
-from autopet_common.cli import ArgumentParser, device_name, entrypoint, non_negative_float, seed
+from autopet_common.cli import ArgumentParser, device_name, entrypoint, non_negative_float, positive_float, seed
 from autopet_common.cli import probability as probability_type  # 'probability' names the network's map here
 from autopet_common.contract import TASK1_MAX_CLICKS
 from autopet_common.errors import InputError
@@ -52,6 +55,8 @@ THRESHOLDS = (0.5, 0.4, 0.3)
 GROW = (None, 0.3, 0.2, 0.1)       # None: no growth
 REFINE_EDGES = (None, 0.25, 0.3, 0.35)  # None: the network's edges (Task1.postprocessing.refine_edges)
 EDGE_PEAKS = (None, 6.0)  # refine_edges' peak_mm; None: one peak per component
+PET_REGIONS = (None, 0.4)  # add_pet_regions_at_clicks' fraction; None: no PET regions at clicks
+PET_REGION_RADII = (60.0,)  # add_pet_regions_at_clicks' radius_mm, tried with each fraction
 TUNING_FILE = "tuning.json"
 
 
@@ -62,6 +67,8 @@ class Setting:
     background_cut: str = DEFAULT_BACKGROUND_CUT
     refine_edges: float | None = None  # the PET contour's fraction; None: the network's edges
     edge_peak_mm: float | None = None  # refine_edges' local peak window; None: the component's peak
+    pet_regions: float | None = None  # add_pet_regions_at_clicks' fraction; None: not run
+    pet_region_radius_mm: float | None = None  # its ball's radius
 
     @property
     def postprocessing(self) -> list[dict]:
@@ -69,6 +76,9 @@ class Setting:
         if self.refine_edges is not None:
             chain.append({"op": "refine_edges", "fraction": self.refine_edges}
                          | ({} if self.edge_peak_mm is None else {"peak_mm": self.edge_peak_mm}))
+        if self.pet_regions is not None:
+            chain.append({"op": "add_pet_regions_at_clicks", "fraction": self.pet_regions,
+                          "radius_mm": self.pet_region_radius_mm})
         return chain + [{"op": "click_rules", "protocol_rule": True, "background_cut": self.background_cut}]
 
     def label(self) -> str:
@@ -77,6 +87,8 @@ class Setting:
                 + ("" if self.refine_edges is None else f", PET edges at {self.refine_edges:g}")
                 + ("" if self.refine_edges is None or self.edge_peak_mm is None
                    else f" of the peak within {self.edge_peak_mm:g} mm")
+                + ("" if self.pet_regions is None
+                   else f", PET regions at clicks at {self.pet_regions:g} within {self.pet_region_radius_mm:g} mm")
                 + f", background cut {self.background_cut}")
 
 
@@ -131,9 +143,11 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
                 thresholds: Sequence[float] = THRESHOLDS, grow: Sequence[float | None] = GROW,
                 background_cuts: Sequence[str] | None = None,
                 refine_edges: Sequence[float | None] = REFINE_EDGES,
-                edge_peaks: Sequence[float | None] = EDGE_PEAKS, device: str = "auto",
+                edge_peaks: Sequence[float | None] = EDGE_PEAKS, pet_regions: Sequence[float | None] = PET_REGIONS,
+                pet_region_radii: Sequence[float] = PET_REGION_RADII, device: str = "auto",
                 progress: bool = True) -> dict:
-    """Score every (threshold, growth, PET edges and their peak, background cut) setting on the
+    """Score every (threshold, growth, PET edges and their peak, PET regions at clicks and their
+    radius, background cut) setting on the
     cohorts' cases; returns ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the
     module docstring for the objective). A row holds the mean curves, the mean AUCs and ``per_case``
     curves (Dice, FPV, FNV per step). ``background_cuts`` None: all of
@@ -164,9 +178,12 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
         raise InputError(f"--model {model}: tuning needs one network folder (nnU-Net or MONAI) whose lesion "
                          f"probability it thresholds; this is {method.name}")
     peaks = [None if p is None else float(p) for p in edge_peaks]
-    settings = [Setting(float(t), None if g is None else float(g), cut, None if r is None else float(r), p)
+    regions = [(None, None) if f is None else (float(f), float(radius))
+               for f in pet_regions for radius in (pet_region_radii if f is not None else [None])]
+    settings = [Setting(float(t), None if g is None else float(g), cut, None if r is None else float(r), p, *region)
                 for t in thresholds for g in grow for r in refine_edges
                 for p in (peaks if r is not None else [None])  # a peak only with PET edges
+                for region in regions
                 for cut in cuts if g is None or g < t]
     scores: dict[Setting, dict] = {s: {} for s in settings}
     for case, (ct_path, pet_path, cohort) in tqdm(cases.items(), desc="validation cases", unit="case",
@@ -184,6 +201,7 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
         summary = summarise(list(per_case.values()))
         rows.append({"threshold": setting.threshold, "grow_from_clicks": setting.grow,
                      "refine_edges": setting.refine_edges, "edge_peak_mm": setting.edge_peak_mm,
+                     "pet_regions": setting.pet_regions, "pet_region_radius_mm": setting.pet_region_radius_mm,
                      "background_cut": setting.background_cut,
                      "setting": setting.label(),
                      "objective": objective(summary), **summary, "per_case": per_case})
@@ -195,7 +213,8 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
 def recipe_for(best: dict, *, description: str) -> dict:
     """The recipe (version 1) that runs the model folder itself with the chosen setting."""
     setting = Setting(best["threshold"], best["grow_from_clicks"], best.get("background_cut", DEFAULT_BACKGROUND_CUT),
-                      best.get("refine_edges"), best.get("edge_peak_mm"))
+                      best.get("refine_edges"), best.get("edge_peak_mm"), best.get("pet_regions"),
+                      best.get("pet_region_radius_mm"))
     return {"version": 1, "description": description, "tracer": {"classify": False},
             "routes": [{"tracer": "any", "steps": [0, TASK1_MAX_CLICKS], "models": [{"folder": "."}]}],
             "threshold": setting.threshold, "postprocessing": setting.postprocessing}
@@ -242,6 +261,13 @@ def build_parser() -> ArgumentParser:
                         help="refine_edges local peak windows to try with each fraction (the peak of the "
                              "component within that many mm of each voxel; one peak per component is always "
                              "tried; give none to try only that)")
+    parser.add_argument("--pet_regions", type=probability_type, nargs="*",
+                        default=[f for f in PET_REGIONS if f is not None], metavar="FRACTION",
+                        help="add_pet_regions_at_clicks fractions to try (at each tumor click, the lesion its "
+                             "PET shows at that fraction from the surroundings to the click's peak, when it fits "
+                             "in the ball; none is always tried; give none to try only that)")
+    parser.add_argument("--pet_region_radius_mm", type=positive_float, nargs="+", default=list(PET_REGION_RADII),
+                        metavar="MM", help="the balls' radii to try with each --pet_regions fraction")
     parser.add_argument("--background_cut", nargs="+", default=None, choices=BACKGROUND_CUTS, metavar="CUT",
                         help=f"click rules' background cuts to try ({', '.join(BACKGROUND_CUTS)}; default all; "
                              "see Task1.postprocessing)")
@@ -272,7 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   phantoms=args.phantoms))
     result = tune_recipe(args.model, cohorts, thresholds=args.thresholds, grow=[None, *args.grow],
                          background_cuts=args.background_cut, refine_edges=[None, *args.refine_edges],
-                         edge_peaks=[None, *args.edge_peak_mm],
+                         edge_peaks=[None, *args.edge_peak_mm], pet_regions=[None, *args.pet_regions],
+                         pet_region_radii=args.pet_region_radius_mm,
                          device=args.device)
     result["seed"] = args.seed if args.make_phantoms is not None else None
     atomic_write_json(work / TUNING_FILE, result)

@@ -375,6 +375,50 @@ def test_refine_edges_local_peak_keeps_the_cool_part_of_a_merged_component():
     assert np.array_equal(refine_edges(truth, flat, spacing, fraction=0.4, peak_mm=3.0), truth)
 
 
+def test_pet_regions_at_clicks_fill_a_lesion_the_ball_holds_and_leave_a_larger_hot_region():
+    from Task1.postprocessing import add_pet_regions_at_clicks
+
+    # a 10 mm lesion that the network drew as a 3 mm core around its click
+    r, pet = _blurred_ball(10.0, shape=(60, 60, 60), centre=(30, 30, 30))
+    truth = r <= 10.0
+    spacing = (1.0, 1.0, 1.0)
+    drawn = r <= 3.0
+    filled = add_pet_regions_at_clicks(drawn, pet, [[30, 30, 30]], spacing, fraction=0.4, radius_mm=20.0)
+    assert filled[truth].mean() > 0.9 and (filled & ~truth).sum() < 0.15 * truth.sum()
+    assert filled[drawn].all()  # never removes a voxel
+    # a click off the peak, on the lesion's cooler part, finds the same lesion
+    off = add_pet_regions_at_clicks(drawn, pet, [[30, 30, 37]], spacing, fraction=0.4, radius_mm=20.0)
+    assert off[truth].mean() > 0.9
+    # a ball too small for the lesion: its region reaches the shell and is left alone
+    assert np.array_equal(add_pet_regions_at_clicks(drawn, pet, [[30, 30, 30]], spacing, fraction=0.4,
+                                                    radius_mm=8.0), drawn)
+    # a click in a hot region larger than the ball (an organ's slab): nothing is added
+    slab = np.where(np.abs(np.indices(pet.shape)[2] - 30) <= 12, 8.0, 1.0).astype(np.float32)
+    assert np.array_equal(add_pet_regions_at_clicks(drawn, slab, [[30, 30, 30]], spacing, fraction=0.4,
+                                                    radius_mm=10.0), drawn)
+    # a cool lesion touching a hot one, clicked at its centre: the peak within 6 mm is the hot
+    # lesion's edge, the click's own PET is under that contour, so nothing is added (from the
+    # hot neighbour a region would be a false positive)
+    r_hot, hot = _blurred_ball(10.0, shape=(80, 80, 80), centre=(40, 40, 30))
+    _, cool = _blurred_ball(4.0, shape=(80, 80, 80), centre=(40, 40, 45), peak=2.5)
+    pair = np.maximum(hot, cool)
+    near = np.sqrt(sum((g - c) ** 2 for g, c in zip(np.indices(pair.shape), (40, 40, 45)))) <= 6.0
+    assert pair[near].max() > 2 * pair[40, 40, 45]  # the hot neighbour is within the peak window
+    empty = np.zeros(pair.shape, bool)
+    assert not add_pet_regions_at_clicks(empty, pair, [[40, 40, 45]], spacing, fraction=0.4, radius_mm=30.0).any()
+    # the hot lesion's own click, with the same ball, gets the hot lesion
+    assert add_pet_regions_at_clicks(empty, pair, [[40, 40, 30]], spacing, fraction=0.4,
+                                     radius_mm=30.0)[r_hot <= 9.0].all()
+    # no tumor click (step 0), or a flat PET: unchanged
+    assert np.array_equal(add_pet_regions_at_clicks(drawn, pet, [], spacing, fraction=0.4, radius_mm=20.0), drawn)
+    flat = np.ones_like(pet)
+    assert np.array_equal(add_pet_regions_at_clicks(drawn, flat, [[30, 30, 30]], spacing, fraction=0.4,
+                                                    radius_mm=20.0), drawn)
+    # a click at the image's edge is clipped to the image, not an error
+    edge = add_pet_regions_at_clicks(np.zeros_like(drawn), pet, [[0, 0, 0]], spacing, fraction=0.4, radius_mm=20.0)
+    assert not edge[truth].any()
+
+
 # ------------------------------------------------------------------------------- recipe
 
 def _recipe(folder: Path, content: dict) -> Path:
@@ -412,6 +456,10 @@ ROUTED = {"version": 1,
     ({"postprocessing": [{"op": "refine_edges", "fraction": 0.3, "radius": 4}]}, "unknown key"),
     ({"postprocessing": [{"op": "refine_edges", "fraction": 0.3, "reach_mm": None}]}, r"postprocessing\[0\].reach_mm"),
     ({"postprocessing": [{"op": "refine_edges", "fraction": 0.3, "peak_mm": -2}]}, r"postprocessing\[0\].peak_mm"),
+    ({"postprocessing": [{"op": "add_pet_regions_at_clicks", "fraction": 0.4}]},
+     r"postprocessing\[0\].radius_mm: required"),
+    ({"postprocessing": [{"op": "add_pet_regions_at_clicks", "fraction": 1.4, "radius_mm": 60}]},
+     r"postprocessing\[0\].fraction"),
     ({"postprocessing": [{"op": "add_candidates", "min_probability": 0.3, "min_suvmax": 4, "min_volume_ml": None}]},
      r"postprocessing\[0\].min_volume_ml"),
     ({"postprocessing": [{"op": "click_rules", "background_cut": "voronoi"}]},
@@ -586,15 +634,17 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
             (cohort / sub / name).symlink_to(tiny_task1_cohort / sub / name)
     code = main(["--model", str(model), "--cohort", str(cohort), "--work", str(tmp_path / "work"),
                  "--thresholds", "0.5", "--grow", "0.2", "--background_cut", "nearest", "nearest_not_hotter",
-                 "--refine_edges", "0.3", "--edge_peak_mm", "8", "--device", "cpu", "--write"])
+                 "--refine_edges", "0.3", "--edge_peak_mm", "8", "--pet_regions", "0.5", "--pet_region_radius_mm",
+                 "30", "--device", "cpu", "--write"])
     assert code == 0
     table = json.loads((model / "tuning.json").read_text())
-    # the peak window is tried only with PET edges: (0.3, one peak), (0.3, 8 mm), (no edges)
-    assert sorted((str(r["grow_from_clicks"]), str(r["refine_edges"]), str(r["edge_peak_mm"]), r["background_cut"])
-                  for r in table["rows"]) == [
-        (grow, refine, peak, cut) for grow in ("0.2", "None") for refine, peak in (("0.3", "8.0"), ("0.3", "None"),
-                                                                                  ("None", "None"))
-        for cut in ("nearest", "nearest_not_hotter")]
+    # the peak window is tried only with PET edges: (0.3, one peak), (0.3, 8 mm), (no edges); the
+    # PET regions' radius only with a fraction: (0.5, 30 mm), (none)
+    assert sorted((str(r["grow_from_clicks"]), str(r["refine_edges"]), str(r["edge_peak_mm"]), str(r["pet_regions"]),
+                   str(r["pet_region_radius_mm"]), r["background_cut"]) for r in table["rows"]) == [
+        (grow, refine, peak, *region, cut) for grow in ("0.2", "None")
+        for refine, peak in (("0.3", "8.0"), ("0.3", "None"), ("None", "None"))
+        for region in (("0.5", "30.0"), ("None", "None")) for cut in ("nearest", "nearest_not_hotter")]
     assert all(a["objective"] >= b["objective"] for a, b in zip(table["rows"], table["rows"][1:]))
     assert all(abs(r["objective"] - objective(r)) < 1e-12 for r in table["rows"])
     recipe = load_recipe(model / "autopet_recipe.json")
@@ -618,7 +668,8 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
         main(["--model", str(model)])  # a cohort or --make_phantoms is required
     with pytest.raises(SystemExit):
         main(["--model", str(model), "--cohort", str(cohort), "--background_cut", "voronoi"])
-    for flag, value in (("--refine_edges", "1.5"), ("--grow", "-0.1"), ("--thresholds", "2"), ("--edge_peak_mm", "-3")):
+    for flag, value in (("--refine_edges", "1.5"), ("--grow", "-0.1"), ("--thresholds", "2"), ("--edge_peak_mm", "-3"),
+                        ("--pet_regions", "1.2"), ("--pet_region_radius_mm", "0")):
         with pytest.raises(SystemExit):  # refused by the parser, before any network pass
             main(["--model", str(model), "--cohort", str(cohort), flag, value])
     # the same case in two cohorts is refused before any network pass, naming both folders

@@ -61,6 +61,9 @@ def test_default_model_runs_through_its_tuned_recipe():
     edges = dict(recipe.postprocessing).get("refine_edges")
     assert (edges or {}).get("fraction") == best.get("refine_edges")
     assert (edges or {}).get("peak_mm") == best.get("edge_peak_mm")
+    regions = dict(recipe.postprocessing).get("add_pet_regions_at_clicks")
+    assert (regions or {}).get("fraction") == best.get("pet_regions")
+    assert (regions or {}).get("radius_mm") == best.get("pet_region_radius_mm")
     assert "tune_recipe" in (MODEL / "MODEL_CARD.md").read_text()
 
 
