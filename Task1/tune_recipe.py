@@ -18,9 +18,9 @@ peak, when it fits in a ball of ``radius_mm``, see
 :mod:`Task1.postprocessing`). Each validation case runs the challenge's 11 click steps once per
 network pass; every combination of the grid is then scored on the same probabilities, with the
 recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`), so what is chosen is
-what the recipe runs. The objective is the challenge's two Dice measures
-with their ranking weights (DSC@10 and AUC-DSC, 0.25 each): ``DSC@10 + AUC-DSC / 10``, mean over
-cases; ties go to the smaller AUC-FPV.
+what the recipe runs. The objective is the challenge's two Dice measures with their ranking
+weights (DSC@10 and AUC-DSC, 0.25 each): ``DSC@10 + AUC-DSC / 10``, mean over cases; ties go to
+the smaller AUC-FPV.
 
 Validation cases must not be the cases the result is reported on. ``--make_phantoms N`` writes N
 cases of the training generator (:func:`Task1.train_phantom_model.varied_phantom`) with a seed
@@ -29,9 +29,9 @@ that training did not use (training uses seed 0); ``--cohort DIR [DIR ...]`` tak
 example full-size phantoms of ``autopet-phantoms task1 --size full``, so the choice also sees the
 real grid). Network passes keep their sliding-window tiles between steps
 (:mod:`Task1.incremental`, exact), so full-size cases cost one full pass and the tiles that the
-clicks change. ``--write`` writes ``autopet_recipe.json``
-into the model folder (one route, the folder itself, the chosen threshold, then
-``grow_from_clicks``, ``refine_edges``, ``add_pet_regions_at_clicks`` and ``click_rules``); the tuning table goes beside it as
+clicks change. ``--write`` writes ``autopet_recipe.json`` into the model folder (one route, the
+folder itself, the chosen threshold, then ``grow_from_clicks``, ``refine_edges``,
+``add_pet_regions_at_clicks`` and ``click_rules``); the tuning table goes beside it as
 ``tuning.json``.
 """
 from __future__ import annotations
@@ -147,8 +147,7 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
                 pet_region_radii: Sequence[float] = PET_REGION_RADII, device: str = "auto",
                 progress: bool = True) -> dict:
     """Score every (threshold, growth, PET edges and their peak, PET regions at clicks and their
-    radius, background cut) setting on the
-    cohorts' cases; returns ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the
+    radius, background cut) setting on the cohorts' cases; returns ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the
     module docstring for the objective). A row holds the mean curves, the mean AUCs and ``per_case``
     curves (Dice, FPV, FNV per step). ``background_cuts`` None: all of
     :data:`Task1.postprocessing.BACKGROUND_CUTS`."""
