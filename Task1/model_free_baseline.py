@@ -100,17 +100,25 @@ def _points_inside(points: Iterable[Sequence[float]] | None, shape: Sequence[int
     return inside
 
 
+def _box_squared_distances(center: Sequence[int], radius_mm: float, spacing: Sequence[float],
+                           shape: Sequence[int]) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Box slices around ``center`` that hold a ball of ``radius_mm`` (clipped to ``shape``), and
+    each box voxel's squared distance to ``center`` in mm^2."""
+    slices, axes = [], []
+    for c, sp, size in zip(center, spacing, shape):
+        half = int(np.floor(radius_mm / float(sp)))
+        lo, hi = max(0, c - half), min(size, c + half + 1)
+        slices.append(slice(lo, hi))
+        axes.append((np.arange(lo, hi) - c) * float(sp))
+    di, dj, dk = np.meshgrid(*axes, indexing="ij", sparse=True)
+    return tuple(slices), di ** 2 + dj ** 2 + dk ** 2
+
+
 def _ball_box(center: Sequence[int], radius_mm: float, spacing: Sequence[float],
               shape: Sequence[int]) -> tuple[tuple[slice, ...], np.ndarray]:
     """Box slices around ``center`` that hold a ball of ``radius_mm``, and the ball mask in it."""
-    slices, axes = [], []
-    for c, sp, size in zip(center, spacing, shape):
-        half = int(np.floor(radius_mm / sp))
-        lo, hi = max(0, c - half), min(size, c + half + 1)
-        slices.append(slice(lo, hi))
-        axes.append((np.arange(lo, hi) - c) * sp)
-    di, dj, dk = np.meshgrid(*axes, indexing="ij", sparse=True)
-    return tuple(slices), (di ** 2 + dj ** 2 + dk ** 2) <= radius_mm ** 2
+    box, squared = _box_squared_distances(center, radius_mm, spacing, shape)
+    return box, squared <= radius_mm ** 2
 
 
 def _rim(ball: np.ndarray) -> np.ndarray:

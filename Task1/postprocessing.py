@@ -15,8 +15,8 @@ model alike:
    organ) is cut: its voxels nearer (in mm) to a background click than to every tumor click are
    removed, and of what is left only the parts connected to a tumor click are kept. How such a
    component is cut is ``background_cut`` (:data:`BACKGROUND_CUTS`): ``"nearest"`` as just said
-   (the default); ``"nearest_not_hotter"`` removes only those nearer voxels whose PET is at most the PET at
-   their nearest background click; ``"not_hotter"`` does the same, and also cuts a component
+   (the default); ``"nearest_not_hotter"`` removes only those nearer voxels whose PET is at most
+   the PET at their nearest background click; ``"not_hotter"`` does the same, and also cuts a component
    that holds a background click and no tumor click that way instead of removing it whole (its
    voxels no hotter than their nearest background click go, the rest stays); ``"none"`` keeps it
    whole. Why not always the first: the simulator's background region is PET above a percentile
@@ -59,19 +59,14 @@ def clicked_labels(labels: np.ndarray, point: Sequence[int], spacing: Sequence[f
                    reach_mm: float = CLICK_REACH_MM) -> set[int]:
     """Labels (> 0) of ``labels`` that a click at ``point`` holds: the label at the point, or
     when that is 0, every label within ``reach_mm`` of it (see the module docstring)."""
+    from Task1.model_free_baseline import _ball_box  # the one box-and-ball rule around a click
+
     point = tuple(int(c) for c in point)
     label = int(labels[point])
     if label:
         return {label}
-    box, offsets = [], []
-    for c, sp, n in zip(point, spacing, labels.shape):
-        half = int(np.floor(reach_mm / float(sp)))
-        lo, hi = max(0, c - half), min(n, c + half + 1)
-        box.append(slice(lo, hi))
-        offsets.append((np.arange(lo, hi) - c) * float(sp))
-    di, dj, dk = np.meshgrid(*offsets, indexing="ij", sparse=True)
-    ball = di ** 2 + dj ** 2 + dk ** 2 <= reach_mm ** 2
-    return set(np.unique(labels[tuple(box)][ball]).tolist()) - {0}
+    box, ball = _ball_box(point, reach_mm, spacing, labels.shape)
+    return set(np.unique(labels[box][ball]).tolist()) - {0}
 
 
 def all_lesions_clicked(labels: np.ndarray, tumor: Sequence[Sequence[int]],
@@ -422,21 +417,19 @@ def add_pet_regions_at_clicks(mask: np.ndarray, pet: np.ndarray, tumor: Sequence
     """
     import cc3d
 
+    from Task1.model_free_baseline import _box_squared_distances
+
     mask = np.asarray(mask, dtype=bool)
     out = mask.copy()
     if not tumor:
         return out
     pet = np.asarray(pet)
-    spacing = np.asarray([float(s) for s in spacing])
-    shell_mm = 2.0 * spacing.max()
-    reach = np.ceil(radius_mm / spacing).astype(int)
+    largest_spacing = max(float(s) for s in spacing)
+    shell_mm = 2.0 * largest_spacing
     for point in tumor:
-        point = np.asarray([int(c) for c in point])
-        low = np.maximum(point - reach, 0)
-        high = np.minimum(point + reach + 1, mask.shape)
-        box = tuple(slice(a, b) for a, b in zip(low, high))
-        axes = np.ogrid[tuple(slice(0, b - a) for a, b in zip(low, high))]
-        distance = np.sqrt(sum(((axis - c) * s) ** 2 for axis, c, s in zip(axes, point - low, spacing)))
+        point = tuple(int(c) for c in point)
+        box, squared = _box_squared_distances(point, radius_mm, spacing, mask.shape)
+        distance = np.sqrt(squared)
         values = pet[box]
         shell = (distance > radius_mm - shell_mm) & (distance <= radius_mm)
         if not shell.any():
@@ -447,12 +440,12 @@ def add_pet_regions_at_clicks(mask: np.ndarray, pet: np.ndarray, tumor: Sequence
         if peak <= surroundings:
             continue
         candidate = (values >= surroundings + fraction * (peak - surroundings)) & (distance <= radius_mm - shell_mm)
-        click = tuple(point - low)
+        click = tuple(c - b.start for c, b in zip(point, box))
         if not candidate[click]:
             continue
         parts = cc3d.connected_components(candidate.astype(np.uint8), connectivity=26)
         region = parts == parts[click]
-        if np.any(region & (distance > radius_mm - shell_mm - spacing.max())):
+        if np.any(region & (distance > radius_mm - shell_mm - largest_spacing)):
             continue
         out[box] |= region
     return out
