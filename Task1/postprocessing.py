@@ -82,17 +82,32 @@ def all_lesions_clicked(labels: np.ndarray, tumor: Sequence[Sequence[int]],
 
 def cut_at_background_clicks(mask: np.ndarray, tumor: Sequence[Sequence[int]],
                              background: Sequence[Sequence[int]], spacing: Sequence[float], *,
-                             cut: str = DEFAULT_BACKGROUND_CUT, pet: np.ndarray | None = None) -> np.ndarray:
+                             cut: str = DEFAULT_BACKGROUND_CUT, pet: np.ndarray | None = None,
+                             spare_rim: bool = False) -> np.ndarray:
     """Rule 1 of the module docstring; returns a new boolean mask. ``cut``: one of
     :data:`BACKGROUND_CUTS`; ``"nearest_not_hotter"`` and ``"not_hotter"`` need ``pet`` (same grid
-    as ``mask``)."""
+    as ``mask``).
+
+    ``spare_rim`` (only with ``"nearest_not_hotter"``): a component that no tumor click holds and
+    whose background clicks all lie on its outer voxel layer (a 6-neighbour outside it) is cut as
+    under ``"not_hotter"`` (its voxels no hotter than their nearest background click go) instead
+    of removed whole. Why: the simulator's background region starts in the blurred rim just
+    outside a hot lesion, so a prediction drawn one voxel wide holds a background click on its
+    edge before the lesion's own tumor click has come, and the whole lesion vanished for those
+    steps (a 72 ml validation lesion at step 1). A hot organ the network marks holds its
+    background click deep inside (the simulator clicks the centre of each hot region) and is still
+    removed whole."""
     import cc3d
+
+    from Task1.model_free_baseline import _rim as rim  # the one outer-layer rule
 
     if cut not in BACKGROUND_CUTS:
         raise ValueError(f"background cut {cut!r}: choose one of {', '.join(BACKGROUND_CUTS)}")
     pet_aware = cut in ("nearest_not_hotter", "not_hotter")
     if pet_aware and pet is None:
         raise ValueError(f"background cut {cut!r} needs the PET")
+    if spare_rim and cut != "nearest_not_hotter":
+        raise ValueError(f"spare_rim: only with the background cut 'nearest_not_hotter', not {cut!r}")
     mask = np.asarray(mask, dtype=bool)
     if not background or not mask.any():
         return mask.copy()
@@ -111,14 +126,16 @@ def cut_at_background_clicks(mask: np.ndarray, tumor: Sequence[Sequence[int]],
         hi = np.asarray([s.stop for s in box])
         inside = lambda p: bool(np.all(np.asarray(p) >= lo) and np.all(np.asarray(p) < hi)) and \
             bool(component[tuple(np.asarray(p) - lo)])
+        own_background = [p for p in background if inside(p)]
         if label not in held and cut != "not_hotter":
-            out[box][component] = False
-            continue
+            edge = rim(component) if spare_rim else None
+            if edge is None or not all(edge[tuple(np.asarray(p) - lo)] for p in own_background):
+                out[box][component] = False
+                continue
         if cut == "none":
             continue
         # the tumor clicks that hold this component (inside it, or within reach of it)
         own_tumor = [p for p in tumor if label in clicked_labels(labels, p, spacing)]
-        own_background = [p for p in background if inside(p)]
         grid = np.stack(np.meshgrid(*[np.arange(a, b) * s for a, b, s in zip(lo, hi, spacing)], indexing="ij"), -1)
         squared = lambda points: np.stack([np.sum((grid - np.asarray(p) * spacing) ** 2, axis=-1) for p in points])
         to_background = squared(own_background)
@@ -160,10 +177,10 @@ def keep_clicked_components(mask: np.ndarray, tumor: Sequence[Sequence[int]],
 
 def apply_click_rules(mask: np.ndarray, clicks: Mapping[str, Sequence] | None, spacing: Sequence[float],
                       *, protocol_rule: bool = True, background_cut: str = DEFAULT_BACKGROUND_CUT,
-                      pet: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
+                      pet: np.ndarray | None = None, spare_rim: bool = False) -> tuple[np.ndarray, dict[str, int]]:
     """Both rules of the module docstring; returns (uint8 0/1 mask, what was done: voxel counts
-    removed by each rule and whether the protocol rule fired). ``background_cut`` and ``pet``:
-    see :func:`cut_at_background_clicks`."""
+    removed by each rule and whether the protocol rule fired). ``background_cut``, ``pet`` and
+    ``spare_rim``: see :func:`cut_at_background_clicks`."""
     import cc3d
 
     mask = np.asarray(mask) > 0
@@ -172,7 +189,8 @@ def apply_click_rules(mask: np.ndarray, clicks: Mapping[str, Sequence] | None, s
     tumor = _points_inside((clicks or {}).get("tumor"), mask.shape)
     background = _points_inside((clicks or {}).get("background"), mask.shape)
     before = int(mask.sum())
-    mask = cut_at_background_clicks(mask, tumor, background, spacing, cut=background_cut, pet=pet)
+    mask = cut_at_background_clicks(mask, tumor, background, spacing, cut=background_cut, pet=pet,
+                                    spare_rim=spare_rim)
     after_cut = int(mask.sum())
     fired = False
     if protocol_rule and len(tumor) >= 2 and mask.any():
@@ -415,9 +433,7 @@ def add_pet_regions_at_clicks(mask: np.ndarray, pet: np.ndarray, tumor: Sequence
     :func:`refine_edges` reaches only a few mm. Never removes a voxel; without tumor clicks (step 0)
     the mask is unchanged. Run it before ``click_rules``. Distances are in mm between voxel centres.
     """
-    import cc3d
-
-    from Task1.model_free_baseline import _box_squared_distances
+    from Task1.model_free_baseline import _box_squared_distances, _connected_to
 
     mask = np.asarray(mask, dtype=bool)
     out = mask.copy()
@@ -443,8 +459,7 @@ def add_pet_regions_at_clicks(mask: np.ndarray, pet: np.ndarray, tumor: Sequence
         click = tuple(c - b.start for c, b in zip(point, box))
         if not candidate[click]:
             continue
-        parts = cc3d.connected_components(candidate.astype(np.uint8), connectivity=26)
-        region = parts == parts[click]
+        region = _connected_to(candidate, [click])
         if np.any(region & (distance > radius_mm - shell_mm - largest_spacing)):
             continue
         out[box] |= region
@@ -480,9 +495,9 @@ class Operation:
     needs_probability: bool = False
 
 
-def _click_rules(mask, context, *, protocol_rule=True, background_cut=DEFAULT_BACKGROUND_CUT):
+def _click_rules(mask, context, *, protocol_rule=True, background_cut=DEFAULT_BACKGROUND_CUT, spare_rim=False):
     out, details = apply_click_rules(mask, context.clicks, context.spacing, protocol_rule=protocol_rule,
-                                     background_cut=background_cut, pet=context.pet)
+                                     background_cut=background_cut, pet=context.pet, spare_rim=spare_rim)
     return out > 0, details
 
 
@@ -491,7 +506,8 @@ def _suv_floor(mask, context, *, floor=None):
 
 
 OPERATIONS: dict[str, Operation] = {
-    "click_rules": Operation(_click_rules, {"protocol_rule": True, "background_cut": DEFAULT_BACKGROUND_CUT}),
+    "click_rules": Operation(_click_rules, {"protocol_rule": True, "background_cut": DEFAULT_BACKGROUND_CUT,
+                                            "spare_rim": False}),
     # a recipe gives the floor per tracer ({"FDG": 1.5, "PSMA": 1.0}); its plan resolves it to "floor"
     "suv_floor": Operation(_suv_floor, {"FDG": None, "PSMA": None, "unknown": None}),
     "remove_components": Operation(

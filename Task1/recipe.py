@@ -38,9 +38,9 @@ top is run by the recipe instead of as one nnU-Net folder. Without the file noth
 - ``postprocessing``: an ordered chain of the operations of :data:`Task1.postprocessing.OPERATIONS`
   (the one registry, beside their code; run by :func:`Task1.postprocessing.run_chain`);
   per-tracer parameters are given as ``{"FDG": .., "PSMA": .., "unknown": ..}``. ``suv_floor``
-  takes its floor per tracer directly. ``click_rules`` takes ``protocol_rule`` (true or false)
-  and ``background_cut`` (one of :data:`Task1.postprocessing.BACKGROUND_CUTS`, default
-  "nearest").
+  takes its floor per tracer directly. ``click_rules`` takes ``protocol_rule`` (true or false),
+  ``background_cut`` (one of :data:`Task1.postprocessing.BACKGROUND_CUTS`, default "nearest") and
+  ``spare_rim`` (true or false, default false; true only with "nearest_not_hotter").
 
 ``python -m Task1.recipe DIR [--pet PET] [--clicks JSON]`` (and ``inference.py --explain``) prints
 what the recipe does for an input; it is the same :meth:`Recipe.plan` that a run logs.
@@ -209,6 +209,9 @@ def _operation(item: Any, path: Path, where: str) -> tuple[str, dict]:
             # tracer", and the keys below that a recipe must give (checked there)
             _number(value, path, here, high=1.0 if key in FRACTIONS else float("inf"),
                     allow_none=defaults[key] is None)
+    if op == "click_rules" and params["spare_rim"]:
+        _expect(params["background_cut"] == "nearest_not_hotter", path, f"{where}.spare_rim",
+                f"true only with the background_cut 'nearest_not_hotter', not {params['background_cut']!r}")
     required = {"add_candidates": ("min_probability", "min_suvmax"), "grow_from_clicks": ("min_probability",),
                 "refine_edges": ("fraction",), "add_pet_regions_at_clicks": ("fraction", "radius_mm")}
     if op in required:

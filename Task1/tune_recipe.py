@@ -15,7 +15,9 @@ within ``peak_mm``, see :func:`Task1.postprocessing.refine_edges`), ``add_pet_re
 peak, when it fits in a ball of ``radius_mm``, see
 :func:`Task1.postprocessing.add_pet_regions_at_clicks`), and the click rules' ``background_cut``
 (how a component that holds a tumor and a background click is cut, see
-:mod:`Task1.postprocessing`). Each validation case runs the challenge's 11 click steps once per
+:mod:`Task1.postprocessing`) and ``spare_rim`` (an unclicked component whose background clicks
+lie only on its outer voxel layer is cut, not removed whole; see
+:func:`Task1.postprocessing.cut_at_background_clicks`). Each validation case runs the challenge's 11 click steps once per
 network pass; every combination of the grid is then scored on the same probabilities, with the
 recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`), so what is chosen is
 what the recipe runs. The objective is the challenge's two Dice measures with their ranking
@@ -69,6 +71,7 @@ class Setting:
     edge_peak_mm: float | None = None  # refine_edges' local peak window; None: the component's peak
     pet_regions: float | None = None  # add_pet_regions_at_clicks' fraction; None: not run
     pet_region_radius_mm: float | None = None  # its ball's radius
+    spare_rim: bool = False  # the click rules' spare_rim (only with the cut nearest_not_hotter)
 
     @property
     def postprocessing(self) -> list[dict]:
@@ -79,7 +82,8 @@ class Setting:
         if self.pet_regions is not None:
             chain.append({"op": "add_pet_regions_at_clicks", "fraction": self.pet_regions,
                           "radius_mm": self.pet_region_radius_mm})
-        return chain + [{"op": "click_rules", "protocol_rule": True, "background_cut": self.background_cut}]
+        return chain + [{"op": "click_rules", "protocol_rule": True, "background_cut": self.background_cut}
+                        | ({"spare_rim": True} if self.spare_rim else {})]
 
     def label(self) -> str:
         return (f"threshold {self.threshold:g}, "
@@ -89,7 +93,8 @@ class Setting:
                    else f" of the peak within {self.edge_peak_mm:g} mm")
                 + ("" if self.pet_regions is None
                    else f", PET regions at clicks at {self.pet_regions:g} within {self.pet_region_radius_mm:g} mm")
-                + f", background cut {self.background_cut}")
+                + f", background cut {self.background_cut}"
+                + (" sparing a rim click's component" if self.spare_rim else ""))
 
 
 def objective(summary: dict) -> float:
@@ -144,10 +149,11 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
                 background_cuts: Sequence[str] | None = None,
                 refine_edges: Sequence[float | None] = REFINE_EDGES,
                 edge_peaks: Sequence[float | None] = EDGE_PEAKS, pet_regions: Sequence[float | None] = PET_REGIONS,
-                pet_region_radii: Sequence[float] = PET_REGION_RADII, device: str = "auto",
-                progress: bool = True) -> dict:
+                pet_region_radii: Sequence[float] = PET_REGION_RADII, spare_rim: Sequence[bool] = (False,),
+                device: str = "auto", progress: bool = True) -> dict:
     """Score every (threshold, growth, PET edges and their peak, PET regions at clicks and their
-    radius, background cut) setting on the cohorts' cases; returns ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the
+    radius, background cut and, with ``nearest_not_hotter``, each of ``spare_rim``) setting on the
+    cohorts' cases; returns ``{"rows": [...], "best": {...}}`` with rows sorted best first (see the
     module docstring for the objective). A row holds the mean curves, the mean AUCs and ``per_case``
     curves (Dice, FPV, FNV per step). ``background_cuts`` None: all of
     :data:`Task1.postprocessing.BACKGROUND_CUTS`."""
@@ -179,11 +185,13 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
     peaks = [None if p is None else float(p) for p in edge_peaks]
     regions = [(None, None) if f is None else (float(f), float(radius))
                for f in pet_regions for radius in (pet_region_radii if f is not None else [None])]
-    settings = [Setting(float(t), None if g is None else float(g), cut, None if r is None else float(r), p, *region)
+    settings = [Setting(float(t), None if g is None else float(g), cut, None if r is None else float(r), p, *region,
+                        spare)
                 for t in thresholds for g in grow for r in refine_edges
                 for p in (peaks if r is not None else [None])  # a peak only with PET edges
                 for region in regions
-                for cut in cuts if g is None or g < t]
+                for cut in cuts if g is None or g < t
+                for spare in (dict.fromkeys(bool(x) for x in spare_rim) if cut == "nearest_not_hotter" else [False])]
     scores: dict[Setting, dict] = {s: {} for s in settings}
     for case, (ct_path, pet_path, cohort) in tqdm(cases.items(), desc="validation cases", unit="case",
                                                   disable=not progress):
@@ -201,7 +209,7 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
         rows.append({"threshold": setting.threshold, "grow_from_clicks": setting.grow,
                      "refine_edges": setting.refine_edges, "edge_peak_mm": setting.edge_peak_mm,
                      "pet_regions": setting.pet_regions, "pet_region_radius_mm": setting.pet_region_radius_mm,
-                     "background_cut": setting.background_cut,
+                     "background_cut": setting.background_cut, "spare_rim": setting.spare_rim,
                      "setting": setting.label(),
                      "objective": objective(summary), **summary, "per_case": per_case})
     rows.sort(key=lambda r: (-r["objective"], r["auc_fpv"]))
@@ -213,7 +221,7 @@ def recipe_for(best: dict, *, description: str) -> dict:
     """The recipe (version 1) that runs the model folder itself with the chosen setting."""
     setting = Setting(best["threshold"], best["grow_from_clicks"], best.get("background_cut", DEFAULT_BACKGROUND_CUT),
                       best.get("refine_edges"), best.get("edge_peak_mm"), best.get("pet_regions"),
-                      best.get("pet_region_radius_mm"))
+                      best.get("pet_region_radius_mm"), bool(best.get("spare_rim", False)))
     return {"version": 1, "description": description, "tracer": {"classify": False},
             "routes": [{"tracer": "any", "steps": [0, TASK1_MAX_CLICKS], "models": [{"folder": "."}]}],
             "threshold": setting.threshold, "postprocessing": setting.postprocessing}
@@ -270,6 +278,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--background_cut", nargs="+", default=None, choices=BACKGROUND_CUTS, metavar="CUT",
                         help=f"click rules' background cuts to try ({', '.join(BACKGROUND_CUTS)}; default all; "
                              "see Task1.postprocessing)")
+    parser.add_argument("--spare_rim", action="store_true",
+                        help="also try the click rules' spare_rim with the cut nearest_not_hotter (an unclicked "
+                             "component whose background clicks lie only on its outer voxel layer is cut, not "
+                             "removed whole; see Task1.postprocessing.cut_at_background_clicks)")
     parser.add_argument("--write", action="store_true",
                         help=f"write autopet_recipe.json and {TUNING_FILE} into the model folder")
     parser.add_argument("--device", type=device_name, default="auto",
@@ -299,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          background_cuts=args.background_cut, refine_edges=[None, *args.refine_edges],
                          edge_peaks=[None, *args.edge_peak_mm], pet_regions=[None, *args.pet_regions],
                          pet_region_radii=args.pet_region_radius_mm,
-                         device=args.device)
+                         spare_rim=(False, True) if args.spare_rim else (False,), device=args.device)
     result["seed"] = args.seed if args.make_phantoms is not None else None
     atomic_write_json(work / TUNING_FILE, result)
     print(format_table(result))

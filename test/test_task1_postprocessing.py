@@ -77,6 +77,46 @@ def test_background_cut_variants_spare_hotter_voxels_or_the_whole_clicked_compon
     assert np.array_equal(chained > 0, not_hotter) and report[0]["background_cut_voxels"] > 0
 
 
+def test_spare_rim_keeps_an_unclicked_lesion_whose_background_click_is_on_its_edge():
+    """A hot lesion (SUV 10) predicted one voxel wider than itself (its rim SUV 3) with a
+    background click on that outer layer, before the lesion's own tumor click: with spare_rim the
+    click cuts the rim (no hotter than the click) and the lesion stays; without, the component
+    goes whole. A hot organ with its background click deep inside goes whole either way."""
+    from Task1.postprocessing import ChainContext, run_chain
+
+    mask = np.zeros((40, 40, 40), bool)
+    pet = np.ones(mask.shape, np.float32)
+    mask[4:13, 4:13, 4:13] = True          # the prediction: lesion 5:12 plus one rim layer
+    pet[4:13, 4:13, 4:13] = 3.0
+    pet[5:12, 5:12, 5:12] = 10.0
+    mask[20:34, 20:34, 20:34] = True       # a hot organ the network marks
+    pet[20:34, 20:34, 20:34] = 6.0
+    pet[27, 27, 27] = 5.0                  # its click is no hotter than most of it
+    tumor, background = [(38, 2, 38)], [(4, 8, 8), (27, 27, 27)]  # the tumor click is elsewhere
+    spacing = (2.0, 2.0, 3.0)
+    kept = cut_at_background_clicks(mask, tumor, background, spacing, cut="nearest_not_hotter", pet=pet,
+                                    spare_rim=True)
+    assert kept[5:12, 5:12, 5:12].all() and kept[4:13, 4:13, 4:13].sum() == 7 ** 3  # the rim layer went
+    assert not kept[20:34, 20:34, 20:34].any()
+    gone = cut_at_background_clicks(mask, tumor, background, spacing, cut="nearest_not_hotter", pet=pet)
+    assert not gone.any()
+    # a click one layer deeper is not on the rim: the component goes whole
+    deeper = cut_at_background_clicks(mask, tumor, [(5, 8, 8)], spacing, cut="nearest_not_hotter", pet=pet,
+                                      spare_rim=True)
+    assert not deeper[4:13, 4:13, 4:13].any()
+    # every background click of the component must be on its rim
+    both = cut_at_background_clicks(mask, tumor, [(4, 8, 8), (8, 8, 8)], spacing, cut="nearest_not_hotter",
+                                    pet=pet, spare_rim=True)
+    assert not both[4:13, 4:13, 4:13].any()
+    for cut in ("nearest", "not_hotter", "none"):
+        with pytest.raises(ValueError, match="spare_rim: only with the background cut"):
+            cut_at_background_clicks(mask, tumor, background, spacing, cut=cut, pet=pet, spare_rim=True)
+    context = ChainContext(pet=pet, clicks={"tumor": tumor, "background": background}, spacing=spacing)
+    chained, _ = run_chain(mask, [{"op": "click_rules", "protocol_rule": False, "background_cut": "nearest_not_hotter",
+                                   "spare_rim": True}], context)
+    assert np.array_equal(chained > 0, kept)
+
+
 def test_protocol_rule_fires_only_when_a_click_returns_to_the_first_lesion():
     mask = _cubes()
     labels = __import__("cc3d").connected_components(mask.astype(np.uint8), connectivity=26)

@@ -465,6 +465,9 @@ ROUTED = {"version": 1,
     ({"postprocessing": [{"op": "click_rules", "background_cut": "voronoi"}]},
      r"postprocessing\[0\].background_cut: expected one of"),
     ({"postprocessing": [{"op": "click_rules", "protocol_rule": "yes"}]}, r"postprocessing\[0\].protocol_rule"),
+    ({"postprocessing": [{"op": "click_rules", "spare_rim": 1}]}, r"postprocessing\[0\].spare_rim: expected true"),
+    ({"postprocessing": [{"op": "click_rules", "background_cut": "nearest", "spare_rim": True}]},
+     r"postprocessing\[0\].spare_rim: true only with the background_cut 'nearest_not_hotter'"),
     ({"test_time_augmentation": {"mirroring": "sometimes"}}, "mirroring"),
 ])
 def test_recipe_errors_name_the_file_and_key(tmp_path, change, message):
@@ -635,22 +638,25 @@ def test_tune_recipe_scores_the_grid_and_writes_a_recipe_that_runs(tmp_path, tin
     code = main(["--model", str(model), "--cohort", str(cohort), "--work", str(tmp_path / "work"),
                  "--thresholds", "0.5", "--grow", "0.2", "--background_cut", "nearest", "nearest_not_hotter",
                  "--refine_edges", "0.3", "--edge_peak_mm", "8", "--pet_regions", "0.5", "--pet_region_radius_mm",
-                 "30", "--device", "cpu", "--write"])
+                 "30", "--spare_rim", "--device", "cpu", "--write"])
     assert code == 0
     table = json.loads((model / "tuning.json").read_text())
     # the peak window is tried only with PET edges: (0.3, one peak), (0.3, 8 mm), (no edges); the
-    # PET regions' radius only with a fraction: (0.5, 30 mm), (none)
+    # PET regions' radius only with a fraction: (0.5, 30 mm), (none); spare_rim only with the cut
+    # nearest_not_hotter
     assert sorted((str(r["grow_from_clicks"]), str(r["refine_edges"]), str(r["edge_peak_mm"]), str(r["pet_regions"]),
-                   str(r["pet_region_radius_mm"]), r["background_cut"]) for r in table["rows"]) == [
-        (grow, refine, peak, *region, cut) for grow in ("0.2", "None")
+                   str(r["pet_region_radius_mm"]), r["background_cut"], r["spare_rim"]) for r in table["rows"]) == [
+        (grow, refine, peak, *region, *cut) for grow in ("0.2", "None")
         for refine, peak in (("0.3", "8.0"), ("0.3", "None"), ("None", "None"))
-        for region in (("0.5", "30.0"), ("None", "None")) for cut in ("nearest", "nearest_not_hotter")]
+        for region in (("0.5", "30.0"), ("None", "None"))
+        for cut in (("nearest", False), ("nearest_not_hotter", False), ("nearest_not_hotter", True))]
     assert all(a["objective"] >= b["objective"] for a, b in zip(table["rows"], table["rows"][1:]))
     assert all(abs(r["objective"] - objective(r)) < 1e-12 for r in table["rows"])
     recipe = load_recipe(model / "autopet_recipe.json")
     assert recipe.threshold == 0.5 and recipe.routes[0].models[0].folder == "."
     assert recipe.postprocessing[-1] == ("click_rules", {"protocol_rule": True,
-                                                          "background_cut": table["best"]["background_cut"]})
+                                                          "background_cut": table["best"]["background_cut"],
+                                                          "spare_rim": table["best"]["spare_rim"]})
     # the written recipe, run as a model folder, gives the best row's Dice on a case of the cohort
     case = table["cases"][0]
     ct, geometry = read_image(cohort / "imagesTr" / f"{case}_0000.nii.gz", np.float32)
