@@ -17,10 +17,10 @@ peak, when it fits in a ball of ``radius_mm``, see
 (how a component that holds a tumor and a background click is cut, see
 :mod:`Task1.postprocessing`) and ``spare_rim`` (an unclicked component whose background clicks
 lie only on its outer voxel layer is cut, not removed whole; see
-:func:`Task1.postprocessing.cut_at_background_clicks`). Each validation case runs the challenge's 11 click steps once per
-network pass; every combination of the grid is then scored on the same probabilities, with the
-recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`), so what is chosen is
-what the recipe runs. The objective is the challenge's two Dice measures with their ranking
+:func:`Task1.postprocessing.cut_at_background_clicks`). Each validation case runs the challenge's
+11 click steps once per network pass; every combination of the grid is then scored on the same
+probabilities, with the recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`),
+so what is chosen is what the recipe runs. The objective is the challenge's two Dice measures with their ranking
 weights (DSC@10 and AUC-DSC, 0.25 each): ``DSC@10 + AUC-DSC / 10``, mean over cases; ties go to
 the smaller AUC-FPV.
 

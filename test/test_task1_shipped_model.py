@@ -64,6 +64,9 @@ def test_default_model_runs_through_its_tuned_recipe():
     regions = dict(recipe.postprocessing).get("add_pet_regions_at_clicks")
     assert (regions or {}).get("fraction") == best.get("pet_regions")
     assert (regions or {}).get("radius_mm") == best.get("pet_region_radius_mm")
+    rules = dict(recipe.postprocessing)["click_rules"]
+    assert rules["background_cut"] == best["background_cut"]
+    assert rules["spare_rim"] == best.get("spare_rim", False)  # tables before the option: off
     assert "tune_recipe" in (MODEL / "MODEL_CARD.md").read_text()
 
 
