@@ -16,10 +16,10 @@ model alike:
    removed, and of what is left only the parts connected to a tumor click are kept. How such a
    component is cut is ``background_cut`` (:data:`BACKGROUND_CUTS`): ``"nearest"`` as just said
    (the default); ``"nearest_not_hotter"`` removes only those nearer voxels whose PET is at most
-   the PET at their nearest background click; ``"not_hotter"`` does the same, and also cuts a component
-   that holds a background click and no tumor click that way instead of removing it whole (its
-   voxels no hotter than their nearest background click go, the rest stays); ``"none"`` keeps it
-   whole. Why not always the first: the simulator's background region is PET above a percentile
+   the PET at their nearest background click; ``"not_hotter"`` does the same, and also cuts a
+   component that holds a background click and no tumor click that way instead of removing it
+   whole (its voxels no hotter than their nearest background click go, the rest stays); ``"none"``
+   keeps it whole. Why not always the first: the simulator's background region is PET above a percentile
    outside the label, which includes the blurred rim just outside a very hot lesion, so a
    background click can sit a few mm from a lesion's edge, and the half-way plane to a centre
    click then runs through the lesion. The lesion is hotter than that rim; a hot organ beside a

@@ -20,9 +20,9 @@ lie only on its outer voxel layer is cut, not removed whole; see
 :func:`Task1.postprocessing.cut_at_background_clicks`). Each validation case runs the challenge's
 11 click steps once per network pass; every combination of the grid is then scored on the same
 probabilities, with the recipe's own post-processing code (:func:`Task1.postprocessing.run_chain`),
-so what is chosen is what the recipe runs. The objective is the challenge's two Dice measures with their ranking
-weights (DSC@10 and AUC-DSC, 0.25 each): ``DSC@10 + AUC-DSC / 10``, mean over cases; ties go to
-the smaller AUC-FPV.
+so what is chosen is what the recipe runs. The objective is the challenge's two Dice measures
+with their ranking weights (DSC@10 and AUC-DSC, 0.25 each): ``DSC@10 + AUC-DSC / 10``, mean over
+cases; ties go to the smaller AUC-FPV.
 
 Validation cases must not be the cases the result is reported on. ``--make_phantoms N`` writes N
 cases of the training generator (:func:`Task1.train_phantom_model.varied_phantom`) with a seed
@@ -191,7 +191,7 @@ def tune_recipe(model: str | os.PathLike, cohorts: str | os.PathLike | Sequence[
                 for p in (peaks if r is not None else [None])  # a peak only with PET edges
                 for region in regions
                 for cut in cuts if g is None or g < t
-                for spare in (dict.fromkeys(bool(x) for x in spare_rim) if cut == "nearest_not_hotter" else [False])]
+                for spare in (spare_rim if cut == "nearest_not_hotter" else (False,))]
     scores: dict[Setting, dict] = {s: {} for s in settings}
     for case, (ct_path, pet_path, cohort) in tqdm(cases.items(), desc="validation cases", unit="case",
                                                   disable=not progress):
