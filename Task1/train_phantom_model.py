@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from autopet_common.image_io import sha256_of
 from autopet_common.cli import (ArgumentParser, entrypoint, nnunet_dataset_id, nnunet_fold, positive_float,
                                 positive_int, seed)
 # The generic steps of a CPU nnU-Net recipe (plans edit, environment, export) have one home,
@@ -202,15 +203,20 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
                         dataset_id: int = 777, n_cases: int = 60, trainer: str | None = None,
                         configuration: str = CPU_CONFIGURATION, fold: str = "0", seed: int = 0,
                         fixed_grid: bool = False, organs: bool = False, phantoms: str = "varied",
-                        network_spacing: float = CPU_SPACING[0]) -> Path:
+                        network_spacing: float = CPU_SPACING[0],
+                        pretrained_weights: str | os.PathLike | None = None) -> Path:
     """Run the steps of the module docstring; returns the model folder (``out`` if given).
     With ``organs``: the phantoms' organ maps go through ``convert_dataset --organs`` and
     ``-preprocessor_name autoPETOrganPreprocessor`` (use an organ-supervised trainer). ``trainer``
     None: ``ORGAN_TRAINER`` with ``organs``, else ``autoPETTrainerClicks_cpu`` (the two shipped models').
     ``phantoms``: the training set (:data:`PHANTOM_SETS`). ``network_spacing``: the isotropic
     voxel size (mm) of the ``3d_cpu`` configuration, the grid the network sees (the 48^3 patch
-    covers 48 such voxels; finer means less context per patch and more tiles per case)."""
+    covers 48 such voxels; finer means less context per patch and more tiles per case).
+    ``pretrained_weights``: a checkpoint, or a model folder holding one, to start from
+    (:func:`pretrained_checkpoint`; nnU-Net's ``-pretrained_weights``, with a fine-tuning trainer
+    such as ``autoPETTrainerClicks_cpu_organs_finetune``)."""
     trainer = trainer or (ORGAN_TRAINER if organs else "autoPETTrainerClicks_cpu")
+    checkpoint = None if pretrained_weights is None else pretrained_checkpoint(pretrained_weights)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     env = nnunet_environment(work, trainers=TRAINERS)
@@ -234,11 +240,30 @@ def train_phantom_model(work_dir: str | os.PathLike, out: str | os.PathLike | No
         plan_args = ["-preprocessor_name", "autoPETOrganPreprocessor"]
     model, training_seconds = plan_preprocess_train(env, log_file, dataset_id=dataset_id, dataset_name=name,
                                                     trainer=trainer, configuration=configuration, fold=fold,
-                                                    spacing=(float(network_spacing),) * 3, plan_args=plan_args)
+                                                    spacing=(float(network_spacing),) * 3, plan_args=plan_args,
+                                                    pretrained_weights=checkpoint)
     return finish_recipe(model, out, module="Task1.train_phantom_model", fold=fold, **CLICK_EXPORT, record={
         "cases": n_cases, "seed": seed, "trainer": trainer, "configuration": configuration, "fold": fold,
         "fixed_grid": fixed_grid, "organs": organs, "phantoms": phantoms,
-        "network_spacing": float(network_spacing), "training_seconds": round(training_seconds, 1)})
+        "network_spacing": float(network_spacing), "training_seconds": round(training_seconds, 1),
+        **({} if checkpoint is None else {"pretrained_weights": str(checkpoint),
+                                          "pretrained_sha256": sha256_of(checkpoint)})})
+
+
+def pretrained_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint to fine-tune from: ``path`` itself when it is a file, else the one
+    ``fold_*/checkpoint_final.pth`` of the model folder ``path``. Raises ValueError naming the
+    path when there is none, or more than one."""
+    path = Path(path)
+    if path.is_file():
+        return path.resolve()
+    found = sorted(path.glob("fold_*/checkpoint_final.pth")) if path.is_dir() else []
+    if len(found) != 1:
+        what = "no such file or folder" if not path.exists() else (
+            f"{len(found)} fold_*/checkpoint_final.pth in it" if found else "no fold_*/checkpoint_final.pth in it")
+        raise ValueError(f"--pretrained_weights {path}: {what}; give a checkpoint file or a model folder "
+                         "with one fold")
+    return found[0].resolve()
 
 
 @entrypoint("python -m Task1.train_phantom_model")
@@ -276,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--network_spacing", type=positive_float, default=CPU_SPACING[0], metavar="MM",
                         help=f"isotropic voxel size of the {CPU_CONFIGURATION} configuration, the grid the network "
                              f"sees (default {CPU_SPACING[0]:g} mm, the shipped models'; the patch stays 48^3 voxels)")
+    parser.add_argument("--pretrained_weights", metavar="PATH", default=None,
+                        help="start from this checkpoint, or the one checkpoint of this model folder (nnU-Net's "
+                             "-pretrained_weights: every weight but the output layers; use a fine-tuning trainer such "
+                             "as autoPETTrainerClicks_cpu_organs_finetune)")
     parser.add_argument("--fixed_grid", action="store_true",
                         help="identical tiny 40x40x32 phantoms instead of the varied set (pipeline checks)")
     args = parser.parse_args(argv)
@@ -286,7 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = train_phantom_model(args.work_dir, args.out, dataset_id=args.dataset_id, n_cases=args.cases,
                                     trainer=args.trainer, configuration=args.configuration, fold=args.fold,
                                     seed=args.seed, fixed_grid=args.fixed_grid, organs=args.organs,
-                                    phantoms=args.phantoms, network_spacing=args.network_spacing)
+                                    phantoms=args.phantoms, network_spacing=args.network_spacing,
+                                    pretrained_weights=args.pretrained_weights)
+    except ValueError as exc:  # a --pretrained_weights without a checkpoint
+        parser.error(str(exc))
     except RuntimeError as exc:  # a stock nnU-Net command failed: its log is named in the message
         print(f"python -m Task1.train_phantom_model: error: {exc}", file=sys.stderr)
         return 1

@@ -102,12 +102,14 @@ def run_logged(command: list[str], env: dict, log_file: Path) -> None:
 def plan_preprocess_train(env: dict, log_file: Path, *, dataset_id: int, dataset_name: str, trainer: str,
                           configuration: str = CPU_CONFIGURATION, fold: str = "0",
                           spacing: Sequence[float] = CPU_SPACING, patch_size: Sequence[int] = CPU_PATCH_SIZE,
-                          plan_args: Sequence[str] = ()) -> tuple[Path, float]:
+                          plan_args: Sequence[str] = (), pretrained_weights: str | os.PathLike | None = None
+                          ) -> tuple[Path, float]:
     """The stock commands of a recipe, each logged to ``log_file``: ``nnUNetv2_plan_and_preprocess
     -c 3d_fullres`` (with ``plan_args``); for any other ``configuration`` first ``--no_pp``, then
     :func:`add_cpu_configuration` (``spacing``, ``patch_size``) and ``nnUNetv2_preprocess -c
-    configuration``; then ``nnUNetv2_train ... -tr trainer -device cpu``. Returns the training
-    output folder and the seconds ``nnUNetv2_train`` took."""
+    configuration``; then ``nnUNetv2_train ... -tr trainer -device cpu`` (with
+    ``-pretrained_weights`` when given: a checkpoint to start from). Returns the training output
+    folder and the seconds ``nnUNetv2_train`` took."""
     import time
 
     bin_dir = Path(sys.executable).parent
@@ -123,7 +125,8 @@ def plan_preprocess_train(env: dict, log_file: Path, *, dataset_id: int, dataset
                    env, log_file)
     started = time.perf_counter()
     run_logged([str(bin_dir / "nnUNetv2_train"), str(dataset_id), configuration, str(fold), "-tr", trainer,
-                "-device", "cpu"], training_environment(env), log_file)
+                "-device", "cpu"] + (["-pretrained_weights", str(pretrained_weights)] if pretrained_weights else []),
+               training_environment(env), log_file)
     model = (Path(env["nnUNet_results"]) / f"Dataset{dataset_id:03d}_{dataset_name}"
              / f"{trainer}__nnUNetPlans__{configuration}")
     return model, time.perf_counter() - started

@@ -152,6 +152,59 @@ def test_network_spacing_reaches_the_cpu_configuration(tmp_path, monkeypatch, ca
     assert refused.value.code == 2 and "--network_spacing" in capsys.readouterr().err
 
 
+def test_pretrained_weights_reach_nnunet_train_and_the_record(tmp_path, monkeypatch, capsys):
+    """--pretrained_weights: a model folder resolves to its one checkpoint, which nnUNetv2_train
+    gets as -pretrained_weights and training_recipe.json records with its sha256; a folder
+    without one, or with two, is refused before any phantom is written."""
+    import autopet_common.nnunet_recipe as recipe
+    import Task1.train_phantom_model as train
+    from autopet_common.image_io import sha256_of
+    from Task1.trainers.autoPETClickTrainers import (autoPETTrainerClicks_cpu_organs_finetune,
+                                                      autoPETTrainerClicks_cpu_organs_lesionpatches)
+
+    model = tmp_path / "model"
+    (model / "fold_0").mkdir(parents=True)
+    (model / "fold_0" / "checkpoint_final.pth").write_bytes(b"weights")
+    calls = {}
+
+    def fake_run_logged(command, env, log_file):
+        calls.setdefault("commands", []).append(command)
+        if Path(command[0]).name == "nnUNetv2_plan_and_preprocess":
+            folder = Path(env["nnUNet_preprocessed"]) / "Dataset791_PhantomClicks"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "nnUNetPlans.json").write_text(json.dumps(
+                {"plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {"architecture": {"arch_kwargs": {}}}}}))
+
+    written = []
+    monkeypatch.setattr(recipe, "run_logged", fake_run_logged)
+    monkeypatch.setattr(train, "run_logged", lambda command, env, log_file: None)
+    monkeypatch.setattr(train, "write_training_phantoms", lambda out, *a, **k: written.append(out) or Path(out))
+    monkeypatch.setattr(train, "finish_recipe", lambda model, out, **k: calls.setdefault("record", k["record"]))
+    assert train.main(["--cases", "5", "--work_dir", str(tmp_path / "work"), "--dataset_id", "791",
+                       "--pretrained_weights", str(model)]) == 0
+    checkpoint = (model / "fold_0" / "checkpoint_final.pth").resolve()
+    train_command = calls["commands"][-1]
+    assert Path(train_command[0]).name == "nnUNetv2_train"
+    assert train_command[train_command.index("-pretrained_weights") + 1] == str(checkpoint)
+    assert calls["record"]["pretrained_weights"] == str(checkpoint)
+    assert calls["record"]["pretrained_sha256"] == sha256_of(checkpoint)
+
+    (model / "fold_1").mkdir()
+    (model / "fold_1" / "checkpoint_final.pth").write_bytes(b"other")
+    for bad, reason in ((model, "2 fold_*/checkpoint_final.pth"), (tmp_path / "missing", "no such file")):
+        written.clear()
+        with pytest.raises(SystemExit) as refused:
+            train.main(["--cases", "5", "--work_dir", str(tmp_path / "work"), "--pretrained_weights", str(bad)])
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and str(bad) in err and reason in err and not written
+
+    # the fine-tuning schedule: the default model's trainer with fewer epochs from a lower rate
+    base = autoPETTrainerClicks_cpu_organs_lesionpatches
+    assert autoPETTrainerClicks_cpu_organs_finetune.epochs < base.epochs
+    assert autoPETTrainerClicks_cpu_organs_finetune.learning_rate < base.learning_rate
+    assert autoPETTrainerClicks_cpu_organs_finetune.foreground_sampling_classes == base.foreground_sampling_classes
+
+
 def test_small_lesions_set_is_the_varied_set_with_lesions_down_to_3_mm():
     from autopet_common.errors import InputError
     from Task1.train_phantom_model import PHANTOM_SETS, varied_phantom

@@ -387,6 +387,18 @@ class autoPETTrainerClicks_cpu_organs_randomised(autoPETTrainerClicks_cpu_organs
     epochs = 75
 
 
+class autoPETTrainerClicks_cpu_organs_finetune(autoPETTrainerClicks_cpu_organs_lesionpatches):
+    """``_cpu_organs_lesionpatches`` for fine-tuning a trained model (``nnUNetv2_train
+    -pretrained_weights``, ``Task1.train_phantom_model --pretrained_weights``): 40 epochs from a
+    quarter of the learning rate, so that a model that already segments the standard anatomy
+    learns a harder training set (``--phantoms mostly_varied``) without starting over. nnU-Net
+    loads every weight but the output layers (``seg_layers``), which start anew: the organ classes
+    of the new set may differ."""
+
+    epochs = 40
+    learning_rate = 5e-4
+
+
 class autoPETTrainerClicks_organs(autoPETTrainerClicks):
     """nnU-Net's schedule with organ supervision (see ``autoPETTrainerClicks_cpu_organs``)."""
 
