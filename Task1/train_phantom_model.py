@@ -38,9 +38,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from autopet_common.image_io import sha256_of
 from autopet_common.cli import (ArgumentParser, entrypoint, nnunet_dataset_id, nnunet_fold, positive_float,
                                 positive_int, seed)
+from autopet_common.image_io import sha256_of
 # The generic steps of a CPU nnU-Net recipe (plans edit, environment, export) have one home,
 # autopet_common/nnunet_recipe.py; Task 2's recipe uses them too.
 from autopet_common.nnunet_recipe import (CPU_CONFIGURATION, CPU_SPACING, finish_recipe,  # noqa: F401
