@@ -393,7 +393,8 @@ class autoPETTrainerClicks_cpu_organs_finetune(autoPETTrainerClicks_cpu_organs_l
     quarter of the learning rate, so that a model that already segments the standard anatomy
     learns a harder training set (``--phantoms mostly_varied``) without starting over. nnU-Net
     loads every weight but the output layers (``seg_layers``), which start anew: the organ classes
-    of the new set may differ."""
+    of the new set may differ. The default fine-tuned this way on the mostly-varied set did worse
+    than the default on validation (models/task1_phantom_organs/MODEL_CARD.md, "Fifth try")."""
 
     epochs = 40
     learning_rate = 5e-4
