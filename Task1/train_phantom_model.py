@@ -101,12 +101,14 @@ def write_phantom_source(out_dir: str | os.PathLike, n_cases: int = 5, seed: int
     return out
 
 
-def varied_phantom(seed: int, n: int, *, max_voxels: int = 176, lesion_radius_min_mm: float | None = None):
+def varied_phantom(seed: int, n: int, *, max_voxels: int = 176, lesion_radius_min_mm: float | None = None,
+                   organ_decoys: bool = False):
     """Case ``n`` of the varied training set of ``seed``: a :class:`~autopet_common.phantoms.PetCtCase`
     with random tracer (alternating), grid, spacing, field of view, body position, lesions and
     :class:`~autopet_common.phantoms.PetVariation`. Deterministic in (seed, n).
     ``lesion_radius_min_mm``: the smallest lesion radius (default: the grid's; see ``PetVariation``);
-    the same random draws, so only the lesions change."""
+    the same random draws, so only the lesions change. ``organ_decoys``: add 1..3 organ-sized hot
+    structures without a label (``PetVariation.organ_decoys``), drawn apart, so all else stays."""
     import dataclasses
 
     import numpy as np
@@ -121,10 +123,12 @@ def varied_phantom(seed: int, n: int, *, max_voxels: int = 176, lesion_radius_mi
     fov = np.array([rng.uniform(420.0, 720.0)] * 2 + [rng.uniform(550.0, 1000.0)])
     shape = np.clip(np.round(fov / spacing), 32, max_voxels).astype(int)
     n_lesions = 0 if rng.random() < 0.1 else int(rng.integers(1, 13))
+    decoys = int(np.random.default_rng([seed, n, 20261207]).integers(1, 4)) if organ_decoys else 0
     case = make_petct_case(tracer=tracer, seed=[seed, n], n_lesions=n_lesions, shape=tuple(shape),
                            spacing=tuple(spacing), case_id=f"phantom_{n:03d}",
                            variation=dataclasses.replace(PetVariation.random(rng),
-                                                         lesion_radius_min_mm=lesion_radius_min_mm))
+                                                         lesion_radius_min_mm=lesion_radius_min_mm,
+                                                         organ_decoys=decoys))
     # body position and extent: keep a random run of 60-100 % of the slices, and pad air on one
     # side of each in-plane axis (0-20 %), so the body is not always centred and complete
     keep = int(round(shape[2] * rng.uniform(0.6, 1.0)))
@@ -176,9 +180,17 @@ def small_lesions_phantom(seed: int, n: int):
     return varied_phantom(seed, n, lesion_radius_min_mm=3.0)
 
 
+def organ_decoys_phantom(seed: int, n: int):
+    """Case ``n`` of the varied set with 1..3 organ-sized hot structures that carry no label, anywhere
+    in the body (hard negatives: the organs of a body the network never saw are hot and large; issue
+    33). Everything else is :func:`varied_phantom`'s case, draw for draw."""
+    return varied_phantom(seed, n, organ_decoys=True)
+
+
 # --phantoms: training set name -> case maker (seed, n)
 PHANTOM_SETS = {"varied": varied_phantom, "randomised": randomised_phantom, "mixed": mixed_phantom,
-                "mostly_varied": mostly_varied_phantom, "small_lesions": small_lesions_phantom}
+                "mostly_varied": mostly_varied_phantom, "small_lesions": small_lesions_phantom,
+                "organ_decoys": organ_decoys_phantom}
 
 
 def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, *,
@@ -296,8 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "models/task1_phantom and models/task1_phantom_organs), randomised "
                              "(domain-randomised anatomy, uptake, field of view and physics, "
                              "autopet_common/phantoms/randomised.py), mixed (every third case varied, the others "
-                             "randomised), mostly_varied (every third case randomised, the others varied) or "
-                             "small_lesions (varied, with lesions from 3 mm radius on every grid)")
+                             "randomised), mostly_varied (every third case randomised, the others varied), "
+                             "small_lesions (varied, with lesions from 3 mm radius on every grid) or organ_decoys "
+                             "(varied, plus 1-3 unlabelled hot organ-sized structures per case)")
     parser.add_argument("--network_spacing", type=positive_float, default=CPU_SPACING[0], metavar="MM",
                         help=f"isotropic voxel size of the {CPU_CONFIGURATION} configuration, the grid the network "
                              f"sees (default {CPU_SPACING[0]:g} mm, the shipped models'; the patch stays 48^3 voxels)")

@@ -45,6 +45,32 @@ def test_varied_training_phantoms_span_spacing_and_position():
     assert np.array_equal(first.pet, cases[2].pet)  # deterministic in (seed, n)
 
 
+def test_organ_decoys_are_hot_organ_sized_unlabelled_and_change_nothing_else():
+    from scipy.ndimage import label as connected
+
+    from Task1.train_phantom_model import organ_decoys_phantom, varied_phantom
+
+    plain, decoyed = varied_phantom(0, 3, max_voxels=64), varied_phantom(0, 3, max_voxels=64, organ_decoys=True)
+    assert np.array_equal(plain.label, decoyed.label)  # no lesion moved, no decoy labelled
+    assert np.array_equal(plain.geometry.spacing, decoyed.geometry.spacing)
+    # the decoys' own generator: the noise, and so every voxel far from them, is unchanged
+    assert not np.array_equal(plain.pet, decoyed.pet)
+    assert np.count_nonzero(plain.pet == decoyed.pet) > 0.5 * plain.pet.size
+    assert np.array_equal(organ_decoys_phantom(0, 2).pet, varied_phantom(0, 2, organ_decoys=True).pet)
+
+    # painted on a quiet background: a decoy is a hot blob larger than any lesion can be
+    body = make_petct_case("small", "FDG", seed=5, n_lesions=0, variation=PetVariation(pet_fwhm_mm=1.0))
+    hot = PetVariation(pet_fwhm_mm=1.0, organ_decoys=2, organ_decoy_suv_range=(40.0, 41.0))
+    case = make_petct_case("small", "FDG", seed=5, n_lesions=0, variation=hot)
+    assert not case.label.any()
+    blobs, count = connected((case.pet > 30.0) & (body.pet < 30.0))
+    assert count >= 1
+    voxel_ml = float(np.prod(case.geometry.spacing)) / 1000.0
+    largest_lesion_ml = 4.0 / 3.0 * np.pi * (25.0 * 1.25) ** 3 / 1000.0
+    sizes = np.bincount(blobs.ravel())[1:] * voxel_ml
+    assert sizes.max() > largest_lesion_ml
+
+
 def test_suv_conversion_names_pet_nonorm_and_the_trainer_finds_it(tmp_path):
     from Task1.convert_dataset import convert_dataset
     from Task1.train_phantom_model import write_phantom_source

@@ -220,6 +220,11 @@ class PetVariation:
     drawn from ``distractor_suv_range``. ``lesion_radius_min_mm``: the smallest lesion radius
     (default ``None``: the grid's largest spacing, at least 3 mm, so that no lesion is smaller
     than a voxel; a smaller value gives a coarse grid sub-voxel lesions, as a fine grid has).
+    ``organ_decoys``: hot structures the size of an organ (volume log-uniform in
+    ``organ_decoy_ml_range``, larger than any lesion), of near-uniform uptake from
+    ``organ_decoy_suv_range``, anywhere in the body, with no label: an organ of another body,
+    which a model must not call a lesion for being hot (issue 33). They draw from
+    a generator of their own, so every other draw of the phantom stays as it was.
     """
 
     organ_uptake_scale: dict[str, float] | None = None
@@ -230,6 +235,9 @@ class PetVariation:
     distractors: int = 0
     distractor_suv_range: tuple[float, float] = (2.0, 8.0)
     lesion_radius_min_mm: float | None = None
+    organ_decoys: int = 0
+    organ_decoy_ml_range: tuple[float, float] = (250.0, 2000.0)
+    organ_decoy_suv_range: tuple[float, float] = (2.0, 30.0)
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> "PetVariation":
@@ -265,6 +273,43 @@ def _paint_distractors(pet, label, r2, spacing, rng, count: int, suv_range) -> i
             mask = (q <= 1.0) & (r2[sl] <= 1.0)
             suv = float(rng.uniform(*suv_range))
             pet[sl][mask] = np.maximum(pet[sl][mask], suv * (1.0 - 0.3 * np.clip(q[mask], 0, 1)))
+            placed += 1
+            break
+    return placed
+
+
+def _paint_organ_decoys(ct, pet, label, r2, spacing, rng, count: int, ml_range, suv_range) -> int:
+    """Paint ``count`` organ-sized hot ellipsoids (no label) inside the body, clear of every lesion
+    by 2 voxels; returns how many were placed. Half keep the CT under them, half get a soft-tissue
+    HU of their own (-10..60), as an organ does. Volume log-uniform in ``ml_range`` (ml), axis
+    ratios 0.6..1.6, axis-aligned; uptake ``suv`` x (0.9..1.1 across the structure)."""
+    shape = np.asarray(pet.shape)
+    spacing = np.asarray(spacing, dtype=float)
+    placed = 0
+    for _ in range(count):
+        for _attempt in range(30):
+            volume_mm3 = 1000.0 * math.exp(rng.uniform(math.log(ml_range[0]), math.log(ml_range[1])))
+            ratios = rng.uniform(0.6, 1.6, size=3)
+            semi_mm = ratios * (volume_mm3 / (4.0 / 3.0 * math.pi * float(np.prod(ratios)))) ** (1.0 / 3.0)
+            centre = rng.uniform(0.05, 0.95, size=3) * (shape - 1)
+            if r2[tuple(np.round(centre).astype(int))] > 0.6:
+                continue
+            sl, q = ellipsoid_q(tuple(int(s) for s in shape), centre, semi_mm / spacing)
+            if sl is None:
+                continue
+            margin = 1.0 + 2.0 / float(np.min(semi_mm / spacing))
+            if label[sl][q <= margin * margin].any():
+                continue
+            mask = (q <= 1.0) & (r2[sl] <= 1.0)
+            if not mask.any():
+                continue
+            suv = float(math.exp(rng.uniform(math.log(suv_range[0]), math.log(suv_range[1]))))
+            gradient = _unit_vector(rng) * 0.1
+            grid = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in sl], indexing="ij"), axis=-1)
+            along = ((grid - centre) / (semi_mm / spacing)) @ gradient
+            pet[sl][mask] = np.maximum(pet[sl][mask], (suv * (1.0 + along[mask])).astype(np.float32))
+            if rng.random() < 0.5:
+                ct[sl][mask] = np.float32(rng.uniform(-10.0, 60.0))
             placed += 1
             break
     return placed
@@ -326,6 +371,10 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
     lesions = describe_lesions(label, painted, geometry)
     if variation.distractors:
         _paint_distractors(pet, label, r2, spacing3, rng, variation.distractors, variation.distractor_suv_range)
+    if variation.organ_decoys:
+        # a generator of their own (spawn leaves rng's state alone): the noise below stays the same
+        _paint_organ_decoys(ct, pet, label, r2, spacing3, rng.spawn(1)[0], variation.organ_decoys,
+                            variation.organ_decoy_ml_range, variation.organ_decoy_suv_range)
 
     # Partial-volume blur after placing the lesions, then count-dependent noise.
     sigma_vox = (variation.pet_fwhm_mm / 2.3548) / spacing3
