@@ -48,6 +48,7 @@ def test_varied_training_phantoms_span_spacing_and_position():
 def test_organ_decoys_are_hot_organ_sized_unlabelled_and_change_nothing_else():
     from scipy.ndimage import label as connected
 
+    from autopet_common.phantoms.task1 import LESION_RADIUS_MAX_MM
     from Task1.train_phantom_model import organ_decoys_phantom, varied_phantom
 
     plain, decoyed = varied_phantom(0, 3, max_voxels=64), varied_phantom(0, 3, max_voxels=64, organ_decoys=True)
@@ -66,7 +67,7 @@ def test_organ_decoys_are_hot_organ_sized_unlabelled_and_change_nothing_else():
     blobs, count = connected((case.pet > 30.0) & (body.pet < 30.0))
     assert count >= 1
     voxel_ml = float(np.prod(case.geometry.spacing)) / 1000.0
-    largest_lesion_ml = 4.0 / 3.0 * np.pi * (25.0 * 1.25) ** 3 / 1000.0
+    largest_lesion_ml = 4.0 / 3.0 * np.pi * (LESION_RADIUS_MAX_MM * 1.25) ** 3 / 1000.0  # radii x0.75-1.25
     sizes = np.bincount(blobs.ravel())[1:] * voxel_ml
     assert sizes.max() > largest_lesion_ml
 

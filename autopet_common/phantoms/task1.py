@@ -279,8 +279,8 @@ def _paint_distractors(pet, label, r2, spacing, rng, count: int, suv_range) -> i
 
 
 def _paint_organ_decoys(ct, pet, label, r2, spacing, rng, count: int, ml_range, suv_range) -> int:
-    """Paint ``count`` organ-sized hot ellipsoids (no label) inside the body, clear of every lesion
-    by 2 voxels; returns how many were placed. Half keep the CT under them, half get a soft-tissue
+    """Paint ``count`` organ-sized hot ellipsoids (no label) inside the body, overlapping no lesion
+    and clear of lesions by 2 voxels inside their bounding box; returns how many were placed. Half keep the CT under them, half get a soft-tissue
     HU of their own (-10..60), as an organ does. Volume log-uniform in ``ml_range`` (ml), axis
     ratios 0.6..1.6, axis-aligned; uptake ``suv`` x (0.9..1.1 across the structure)."""
     shape = np.asarray(pet.shape)
@@ -294,10 +294,13 @@ def _paint_organ_decoys(ct, pet, label, r2, spacing, rng, count: int, ml_range, 
             centre = rng.uniform(0.05, 0.95, size=3) * (shape - 1)
             if r2[tuple(np.round(centre).astype(int))] > 0.6:
                 continue
-            sl, q = ellipsoid_q(tuple(int(s) for s in shape), centre, semi_mm / spacing)
+            semi = semi_mm / spacing
+            sl, q = ellipsoid_q(tuple(int(s) for s in shape), centre, semi)
             if sl is None:
                 continue
-            margin = 1.0 + 2.0 / float(np.min(semi_mm / spacing))
+            # clearance: no lesion voxel within the ellipsoid grown by 2 voxels, looked for inside
+            # the decoy's own bounding box only (a lesion just past its faces may come closer)
+            margin = 1.0 + 2.0 / float(semi.min())
             if label[sl][q <= margin * margin].any():
                 continue
             mask = (q <= 1.0) & (r2[sl] <= 1.0)
@@ -306,7 +309,7 @@ def _paint_organ_decoys(ct, pet, label, r2, spacing, rng, count: int, ml_range, 
             suv = float(math.exp(rng.uniform(math.log(suv_range[0]), math.log(suv_range[1]))))
             gradient = _unit_vector(rng) * 0.1
             grid = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in sl], indexing="ij"), axis=-1)
-            along = ((grid - centre) / (semi_mm / spacing)) @ gradient
+            along = ((grid - centre) / semi) @ gradient
             pet[sl][mask] = np.maximum(pet[sl][mask], (suv * (1.0 + along[mask])).astype(np.float32))
             if rng.random() < 0.5:
                 ct[sl][mask] = np.float32(rng.uniform(-10.0, 60.0))
