@@ -15,7 +15,9 @@ patch, float32):
 0. follow-up CT (HU);
 1. baseline CT carried onto the patch through the lesion's transform (the global registration
    refined around the lesion, :func:`Task2.pipeline.carry_lesions`), -1024 HU outside it;
-2. that baseline lesion's mask carried the same way (0/1; zeros for a new lesion);
+2. that baseline lesion's mask carried the same way (0/1; zeros for a new lesion); at step 2,
+   where a new click lies inside a clicked lesion's carried mask (a split,
+   :mod:`Task2.lesion_splits`), each of the two clicks' share of that mask;
 3. follow-up point blob: a Gaussian of peak 1 at the follow-up click (zeros at step 1);
 4. baseline point blob: a Gaussian of peak 1 at the lesion's carried baseline centre (zeros for
    a new lesion);
@@ -111,13 +113,13 @@ class PatchMaker:
         sl = self._objects[label - 1]
         return to_sitk((self.carried.instances[sl] == label).astype(np.uint8), self.baseline_geometry.sub_grid(sl))
 
-    def patch(self, lesion_id: int, centre, label: int | None, followup_click: bool) -> LesionPatch:
-        """The patch of lesion ``lesion_id`` centred on ``centre``; ``label``: its baseline
-        instance (None for a new lesion); ``followup_click``: whether ``centre`` is a click."""
+    def patch(self, lesion_id: int, centre, lesion, followup_click: bool) -> LesionPatch:
+        """The patch of lesion ``lesion_id`` centred on ``centre``; ``lesion``: the carried
+        shape it starts from (a :class:`~Task2.segmentation.CarriedLesion`, None for a new
+        lesion); ``followup_click``: whether ``centre`` is a click."""
         from .registration import resample_image_region
 
         geometry, spacing = self.followup_geometry, self.followup_geometry.spacing
-        lesion = self.carried.lesions.get(label) if label is not None else None
         half = lesion_half_size_mm(lesion, spacing) if lesion is not None else PATCH_HALF_SIZE_MM
         region = patch_region(centre, spacing, geometry.shape, half)
         shape = tuple(s.stop - s.start for s in region)
@@ -128,8 +130,11 @@ class PatchMaker:
         channels[1] = resample_image_region(self.carried.baseline_image, geometry, region, transform,
                                             nearest=False, default=AIR_HU)
         if lesion is not None:
-            channels[2] = resample_image_region(self._lesion_mask_image(label), geometry, region, transform,
-                                                nearest=True) > 0
+            if lesion.split:  # its share of a lesion that split (Task2.lesion_splits)
+                channels[2] = _pasted(lesion.mask, lesion.region, region)
+            else:
+                channels[2] = resample_image_region(self._lesion_mask_image(lesion.label), geometry, region,
+                                                    transform, nearest=True) > 0
             channels[4] = gaussian_blob(shape, lesion.centre - start, spacing)
         if followup_click:
             channels[3] = gaussian_blob(shape, np.asarray(centre, float) - start, spacing)
@@ -144,12 +149,24 @@ class PatchMaker:
 
     def step_patches(self, followup_points: Mapping[int, np.ndarray] | None = None) -> list[LesionPatch]:
         """Step 1 (no points): one patch per carried baseline lesion at its carried centre.
-        Step 2: one patch per follow-up click; the baseline lesion of the same id, if any,
-        fills channels 1, 2 and 4."""
+        Step 2: one patch per follow-up click; the carried shape it starts from, if any (its
+        baseline lesion's, or its share of one that split: ``carried.priors``), fills channels 1, 2 and 4."""
         carried = self.carried
         points = carried.followup_points if followup_points is None else followup_points
         if not points:
-            return [self.patch(carried.ids[label], lesion.centre, label, followup_click=False)
+            return [self.patch(carried.ids[label], lesion.centre, lesion, followup_click=False)
                     for label, lesion in sorted(carried.lesions.items())]
-        return [self.patch(lesion_id, point, carried.baseline_label(lesion_id), followup_click=True)
+        return [self.patch(lesion_id, point, carried.priors.get(int(lesion_id)), followup_click=True)
                 for lesion_id, point in sorted(points.items())]
+
+
+def _pasted(mask: np.ndarray, mask_region: tuple[slice, ...], region: tuple[slice, ...]) -> np.ndarray:
+    """``mask`` (on the follow-up sub-grid ``mask_region``) on the sub-grid ``region``, zeros
+    where it does not reach."""
+    out = np.zeros(tuple(s.stop - s.start for s in region), dtype=np.float32)
+    lo = [max(a.start, b.start) for a, b in zip(mask_region, region)]
+    hi = [min(a.stop, b.stop) for a, b in zip(mask_region, region)]
+    if all(h > low for low, h in zip(lo, hi)):
+        out[tuple(slice(low - r.start, h - r.start) for low, h, r in zip(lo, hi, region))] = \
+            mask[tuple(slice(low - m.start, h - m.start) for low, h, m in zip(lo, hi, mask_region))]
+    return out

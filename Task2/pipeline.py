@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 from autopet_common.errors import InputError
 from autopet_common.image_io import Geometry, to_sitk
 
+from .lesion_splits import split_priors
 from .lesion_ids import instance_ids
 from .registration import (RegistrationParameters, carry_points, refine_locally, register_ct,
                            resample_region, resample_to_followup, transform_to_dict)
@@ -122,6 +123,10 @@ class CarriedBaseline:
     registration: Any  # Task2.registration.RegistrationResult
     baseline_image: Any  # SimpleITK baseline CT (made once)
     timings: dict = field(default_factory=dict)
+    # step 2: lesion id -> the carried shape its click starts from, after splits
+    # (Task2.lesion_splits.split_priors), and the splits found as (split-off id, from id)
+    priors: dict = field(default_factory=dict)
+    splits: list = field(default_factory=list)
 
     @property
     def step(self) -> int:
@@ -173,8 +178,14 @@ def carry_baseline(baseline_ct: np.ndarray, baseline_geometry: Geometry, baselin
     lesions = carry_lesions(instances, models, baseline_geometry, followup_geometry, followup_img,
                             baseline_img, reg.transform, local_refinement)
     ids = instance_ids(baseline_mask, instances, id_to_label, reserved=set(fu_points))
+    priors, splits = {}, []
+    if fu_points:
+        priors, splits = split_priors(lesions, ids, fu_points, followup_geometry.spacing)
+        for lesion_id, parent in splits:
+            log.info("step 2: lesion %s split from lesion %s (its click lies in the carried lesion)",
+                     lesion_id, parent)
     timings["carry_s"] = time.perf_counter() - t0
-    return CarriedBaseline(fu_points, outside, instances, ids, lesions, reg, baseline_img, timings)
+    return CarriedBaseline(fu_points, outside, instances, ids, lesions, reg, baseline_img, timings, priors, splits)
 
 
 def segment_followup(baseline_ct: np.ndarray, baseline_geometry: Geometry,
@@ -235,10 +246,11 @@ def segment_carried_lesion(followup_ct: np.ndarray, spacing, lesion) -> np.ndarr
 
 def segment_clicked_lesion(followup_ct: np.ndarray, spacing, carried: CarriedBaseline, lesion_id: int,
                            point) -> np.ndarray:
-    """Step 2, model-free: the lesion a follow-up click names, from its carried baseline lesion
-    when there is one (:func:`~Task2.segmentation.segment_with_prior`), else as a new lesion
+    """Step 2, model-free: the lesion a follow-up click names, from the carried shape it starts
+    from when there is one (its baseline lesion's, or its share of a lesion that split: ``carried.priors``;
+    :func:`~Task2.segmentation.segment_with_prior`), else as a new lesion
     (:func:`~Task2.segmentation.segment_new_lesion`). A boolean mask on the follow-up grid."""
-    lesion = carried.lesions.get(carried.baseline_label(lesion_id))
+    lesion = carried.priors.get(int(lesion_id))
     if lesion is not None:
         return segment_with_prior(followup_ct, spacing, lesion, point)
     return segment_new_lesion(followup_ct, spacing, point)

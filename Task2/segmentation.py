@@ -141,7 +141,8 @@ class CarriedLesion:
     """A baseline lesion carried onto the follow-up grid: a boolean ``mask`` on the follow-up
     sub-grid ``region`` (tuple of slices), its carried centre (follow-up voxel index), the
     baseline intensity model, and the transform (follow-up -> baseline, SimpleITK) that carried
-    it (the global one, refined around this lesion)."""
+    it (the global one, refined around this lesion). ``split``: the mask is this lesion's share
+    of a baseline lesion that split at step 2 (:mod:`Task2.lesion_splits`)."""
 
     label: int
     region: tuple[slice, ...]
@@ -149,6 +150,7 @@ class CarriedLesion:
     centre: np.ndarray
     model: LesionModel
     transform: Any = None
+    split: bool = False
 
 
 def _scaled_shape(prior: CarriedLesion, box: tuple[slice, ...], centre: np.ndarray,
