@@ -36,12 +36,12 @@ def split_between(lesion: CarriedLesion, clicks: Mapping[int, Sequence[float]], 
     nearest click in mm; per id the lesion with its share (ids whose share is empty are left
     out)."""
     ids = list(clicks)
-    voxels = np.argwhere(lesion.mask) + [s.start for s in lesion.region]
+    local = np.argwhere(lesion.mask)
+    voxels = local + [s.start for s in lesion.region]
     points = np.asarray([clicks[i] for i in ids], dtype=float)
     d2 = (((voxels[:, None, :] - points[None, :, :]) * np.asarray(spacing, float)) ** 2).sum(axis=2)
     nearest = np.argmin(d2, axis=1)
     out = {}
-    local = voxels - [s.start for s in lesion.region]
     for n, lesion_id in enumerate(ids):
         chosen = local[nearest == n]
         if chosen.size == 0:

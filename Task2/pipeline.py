@@ -135,15 +135,6 @@ class CarriedBaseline:
     def carried_points(self) -> dict[int, list[float]]:
         return {self.ids[label]: [float(x) for x in lesion.centre] for label, lesion in self.lesions.items()}
 
-    def baseline_label(self, lesion_id: int) -> int | None:
-        """The baseline instance a lesion id names (a step-2 click's id), or None for a new
-        lesion: the one rule both methods use (ids from the mask's values or the baseline points,
-        :func:`Task2.lesion_ids.instance_ids`)."""
-        for label, known in self.ids.items():
-            if known == int(lesion_id):
-                return label
-        return None
-
 
 def carry_baseline(baseline_ct: np.ndarray, baseline_geometry: Geometry, baseline_mask: np.ndarray,
                    followup_ct: np.ndarray, followup_geometry: Geometry, baseline_points: Mapping[int, Any],

@@ -280,9 +280,10 @@ def _paint_distractors(pet, label, r2, spacing, rng, count: int, suv_range) -> i
 
 def _paint_organ_decoys(ct, pet, label, r2, spacing, rng, count: int, ml_range, suv_range) -> int:
     """Paint ``count`` organ-sized hot ellipsoids (no label) inside the body, overlapping no lesion
-    and clear of lesions by 2 voxels inside their bounding box; returns how many were placed. Half keep the CT under them, half get a soft-tissue
-    HU of their own (-10..60), as an organ does. Volume log-uniform in ``ml_range`` (ml), axis
-    ratios 0.6..1.6, axis-aligned; uptake ``suv`` x (0.9..1.1 across the structure)."""
+    and clear of lesions by 2 voxels inside their bounding box; returns how many were placed. Half
+    keep the CT under them, half get a soft-tissue HU of their own (-10..60), as an organ does.
+    Volume log-uniform in ``ml_range`` (ml), axis ratios 0.6..1.6, axis-aligned; uptake ``suv`` x
+    (0.9..1.1 across the structure)."""
     shape = np.asarray(pet.shape)
     spacing = np.asarray(spacing, dtype=float)
     placed = 0
