@@ -7,12 +7,13 @@ Every lesion is segmented inside a box around its point, never on the whole scan
 
 - Intensity model of a baseline lesion (:func:`baseline_lesion_models`): mean and sd of the
   baseline CT inside it, median of a ring around it ("surround").
-- Lesion with a baseline counterpart (:func:`segment_with_prior`; step 1 at the carried
-  centre, step 2 at the click): the carried baseline shape is scaled about the point
-  (0.35x..1.9x) and the scale is chosen by summed evidence: each voxel votes
-  ``sign * (HU - threshold)`` (threshold halfway between lesion and surround, votes clipped),
-  which works near the noise level where thresholding single voxels fails; a scale other than
-  1 must win by a significant margin (:func:`fit_scale`). With enough contrast the boundary is
+- Lesion with a baseline counterpart (:func:`segment_with_prior`; step 1 at the carried centre,
+  step 2 at the click): the carried baseline shape is scaled about the point (0.35x..1.9x) and
+  the scale is chosen by summed evidence: each voxel votes ``sign * (HU - threshold)``
+  (threshold halfway between lesion and surround, votes clipped), which works near the noise
+  level where thresholding single voxels fails, and a voxel far past the lesion's own intensity
+  (bone beside a soft-tissue lesion, :func:`beyond_lesion`) votes against; a scale other than 1
+  must win by a significant margin (:func:`fit_scale`). With enough contrast the boundary is
   then refined by thresholding the smoothed CT (~2 mm Gaussian) within one voxel of the fitted
   shape. Step 1 drops a lesion whose fitted shape no longer shows the baseline contrast
   (vanished).
@@ -167,6 +168,22 @@ def _scaled_shape(prior: CarriedLesion, box: tuple[slice, ...], centre: np.ndarr
 SCALES = tuple(sorted(set([1.0] + [float(s) for s in np.geomspace(0.35, 1.9, 19)])))
 
 
+def _vote_limit(model: LesionModel) -> float:
+    """How far one voxel's vote in :func:`fit_scale` may go either way (HU): half the contrast,
+    at least 2 of the lesion's sds."""
+    return max(abs(model.contrast) / 2.0, 2.0 * model.sd_hu)
+
+
+def beyond_lesion(values: np.ndarray, model: LesionModel) -> np.ndarray:
+    """Voxels past the lesion's own intensity, on the side away from its surround, by more than
+    the surround lies on the other side (twice :func:`_vote_limit`, so at least 4 of the
+    lesion's sds): bone or a contrast-filled vessel beside a soft-tissue lesion, neither lesion
+    nor its surround. Why so far: the sd comes from the baseline lesion's few voxels and can
+    underestimate the noise, and a lesion voxel taken for something else costs a full vote."""
+    sign = 1.0 if model.contrast >= 0 else -1.0
+    return sign * (np.asarray(values, dtype=np.float32) - model.mean_hu) > 2.0 * _vote_limit(model)
+
+
 def fit_scale(raw: np.ndarray, shapes: dict[float, np.ndarray], model: LesionModel,
               significance: float = 2.0) -> tuple[float, float]:
     """Pick the scale whose shape best separates lesion-like from surround-like voxels.
@@ -174,14 +191,18 @@ def fit_scale(raw: np.ndarray, shapes: dict[float, np.ndarray], model: LesionMod
     Score(s) = sum over the shape's voxels of ``sign * (v - threshold)``, clipped to
     ``+-half``, threshold halfway between lesion and surround intensity. Summing over many
     voxels makes it work at contrasts near the noise level, where thresholding single voxels
-    fails. A scale other than 1 (no change since baseline) must beat scale 1 by
-    ``significance`` times the noise of the score difference (noise sd of one voxel's evidence
-    times the square root of the number of voxels that differ), so noise alone does not
-    resize a lesion. Returns ``(best scale, best score)``."""
+    fails. A voxel :func:`beyond_lesion` votes ``-half``: a one-sided vote would count bone
+    beside a soft-tissue lesion as the most lesion-like voxel of all and let a shrunk lesion's
+    shape grow into it (:func:`_grow` already keeps to a band around the lesion). A scale other than 1 (no change
+    since baseline) must beat scale 1 by ``significance`` times the noise of the score
+    difference (noise sd of one voxel's evidence times the square root of the number of voxels
+    that differ), so noise alone does not resize a lesion. Returns ``(best scale, best
+    score)``."""
     threshold = (model.mean_hu + model.surround_hu) / 2.0
     sign = 1.0 if model.contrast >= 0 else -1.0
-    half = max(abs(model.contrast) / 2.0, 2.0 * model.sd_hu)
+    half = _vote_limit(model)
     evidence = np.clip(sign * (raw - threshold), -half, half)
+    evidence[beyond_lesion(raw, model)] = -half
     sigma_e = min(model.sd_hu, half)
     reference_scale = min(shapes, key=lambda s: abs(np.log(s)))
     reference = shapes[reference_scale]
@@ -239,9 +260,12 @@ def segment_with_prior(followup_ct: np.ndarray, spacing: Sequence[float], prior:
         scale, _ = fit_scale(raw, shapes, model)
         fitted = shapes[scale]
     if detect and abs(model.contrast) >= 0.5 * model.sd_hu:
-        ring = ndi.binary_dilation(fitted, _ball(np.maximum(1.0, 2.0 * spacing.min() / spacing))) & ~fitted
-        if ring.any():
-            measured = float(raw[fitted].mean() - raw[ring].mean())
+        # bone beside the lesion is neither lesion nor surround: it must not hide the contrast
+        other = beyond_lesion(raw, model)
+        ring = ndi.binary_dilation(fitted, _ball(np.maximum(1.0, 2.0 * spacing.min() / spacing))) & ~fitted & ~other
+        kept = fitted & ~other
+        if ring.any() and kept.any():
+            measured = float(raw[kept].mean() - raw[ring].mean())
             if measured * np.sign(model.contrast) < 0.4 * abs(model.contrast):
                 return out  # the baseline lesion's contrast is gone: vanished
     sigmas = smoothing_sigmas(spacing)
