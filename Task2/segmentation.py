@@ -193,11 +193,11 @@ def fit_scale(raw: np.ndarray, shapes: dict[float, np.ndarray], model: LesionMod
     voxels makes it work at contrasts near the noise level, where thresholding single voxels
     fails. A voxel :func:`beyond_lesion` votes ``-half``: a one-sided vote would count bone
     beside a soft-tissue lesion as the most lesion-like voxel of all and let a shrunk lesion's
-    shape grow into it (:func:`_grow` already keeps to a band around the lesion). A scale other than 1 (no change
-    since baseline) must beat scale 1 by ``significance`` times the noise of the score
-    difference (noise sd of one voxel's evidence times the square root of the number of voxels
-    that differ), so noise alone does not resize a lesion. Returns ``(best scale, best
-    score)``."""
+    shape grow into it (:func:`_grow` already keeps to a band around the lesion). A scale other
+    than 1 (no change since baseline) must beat scale 1 by ``significance`` times the noise of
+    the score difference (noise sd of one voxel's evidence times the square root of the number
+    of voxels that differ), so noise alone does not resize a lesion. Returns ``(best scale,
+    best score)``."""
     threshold = (model.mean_hu + model.surround_hu) / 2.0
     sign = 1.0 if model.contrast >= 0 else -1.0
     half = _vote_limit(model)
@@ -262,7 +262,8 @@ def segment_with_prior(followup_ct: np.ndarray, spacing: Sequence[float], prior:
     if detect and abs(model.contrast) >= 0.5 * model.sd_hu:
         # bone beside the lesion is neither lesion nor surround: it must not hide the contrast
         other = beyond_lesion(raw, model)
-        ring = ndi.binary_dilation(fitted, _ball(np.maximum(1.0, 2.0 * spacing.min() / spacing))) & ~fitted & ~other
+        ring = ndi.binary_dilation(fitted, _ball(np.maximum(1.0, 2.0 * spacing.min() / spacing)))
+        ring &= ~fitted & ~other
         kept = fitted & ~other
         if ring.any() and kept.any():
             measured = float(raw[kept].mean() - raw[ring].mean())
