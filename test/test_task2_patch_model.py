@@ -289,9 +289,14 @@ def test_patch_trainers_found_by_nnunet():
     code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
             "c = f('autoPETTrainerLongitudinalPatches_cpu'); s = f('autoPETTrainerLongitudinalPatches_smoke')\n"
             "print('FOUND', c.optimizer_name, c.training_seed, c.inference_mirroring, c.run_final_validation, "
-            "s.epochs, s.iterations_per_epoch, f('autoPETTrainerLongitudinal_5epochs').epochs)")
+            "s.epochs, s.iterations_per_epoch, f('autoPETTrainerLongitudinal_5epochs').epochs)\n"
+            "l = f('autoPETTrainerLongitudinalPatches_cpu160')\n"
+            "print('LONG', l.epochs, c.epochs, [getattr(l, a) == getattr(c, a) for a in "
+            "('iterations_per_epoch', 'learning_rate', 'training_seed', 'optimizer_name', 'p_proposal_noise')])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "FOUND adamw 0 False False 2 2 5" in done.stdout, done.stderr[-2000:]
+    # the longer schedule changes the epochs only
+    assert "LONG 160 80 [True, True, True, True, True]" in done.stdout, done.stdout[-2000:]
 
 
 def test_identity_registration_is_an_ablation(tiny_longitudinal_pair):

@@ -150,6 +150,14 @@ class autoPETTrainerLongitudinalPatches_cpuProposalNoise(autoPETTrainerLongitudi
     p_proposal_noise = 0.5
 
 
+class autoPETTrainerLongitudinalPatches_cpu160(autoPETTrainerLongitudinalPatches_cpu):
+    """``_cpu`` run to 160 epochs, twice the shipped schedule and past the recipe's 60 minutes (issue 34,
+    fourteenth round, a diagnostic: an 80-epoch run continued with ``nnUNetv2_train ... --c`` from its
+    fold folder copied under this trainer's name; not shipped: held-out step 2 0.806 against 0.800, +0.013 over the pipeline)."""
+
+    epochs = 160
+
+
 class autoPETTrainerLongitudinalPatches_smoke(autoPETTrainerLongitudinalPatches_cpu):
     """Pipeline check: 2 epochs of 2 iterations."""
 
