@@ -1,6 +1,6 @@
 """Benchmark of Task 2 methods on held-out longitudinal phantom pairs: Dice, FPV, FNV, ids, time.
 
-    .venv/bin/python benchmarks/bench_task2_model.py [--pairs 8] [--real 2] [--model DIR]
+    .venv/bin/python benchmarks/bench_task2_model.py [--pairs 8] [--real 2] [--model DIR] [--methods combination]
 
 1. Held-out pairs, never used in training (the shipped model trained on pairs of seed 0):
    ``--pairs`` pairs of seed ``--seed`` (default 1000), alternating between the
@@ -12,17 +12,17 @@
    lesion model and growth; no merging or splitting), to see how a method does on pairs of a
    generator it was not built on.
 2. Methods, in this process, each on the same inputs, steps 1 (no follow-up clicks) and 2 (one
-   click per follow-up lesion):
+   click per follow-up lesion; ``--methods`` picks the learned-model rows by their short names):
    - ``registration + propagation``: the model-free pipeline
      (:func:`Task2.pipeline.segment_followup`: registration, carrying, intensity and shape
      model) - the reference;
-   - ``learned model alone``: the lesion-patch network
+   - ``learned model alone`` (``alone``): the lesion-patch network
      (:class:`Task2.patch_model.PatchModelSegmenter`) with its patches placed and its baseline
      channels carried through the scanners' coordinates only (identity transform, no
      registration);
-   - ``registration places, network segments``: the same network, with the registration
+   - ``registration places, network segments`` (``placed``): the same network, with the registration
      (global + per-lesion refinement) placing each patch and carrying the baseline channels;
-   - ``combination``: that, and at step 2 the model-free segmentation of every clicked lesion
+   - ``combination`` (``combination``): that, and at step 2 the model-free segmentation of every clicked lesion
      the network left empty (what ``--model`` runs, ``click_fallback``).
 3. Scores per pair and step with the project's metrics (Dice, FPV and FNV in ml of the binary
    masks; :func:`evaluation_metrics.evaluate.lesion_tracking` for the ids), averaged over pairs;
@@ -52,6 +52,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 REFERENCE = "registration + propagation"
+# --methods: short name -> table row of a learned-model method (module docstring, 2); the reference always runs
+LEARNED_METHODS = {"alone": "learned model alone", "placed": "registration places, network segments",
+                   "combination": "combination"}
 
 
 def heldout_pairs(n_pairs: int, n_real: int, seed: int, anatomy: str = "standard"):
@@ -165,10 +168,15 @@ def run(method, pair, points: dict) -> tuple[np.ndarray, float]:
     return result.labels, time.perf_counter() - started
 
 
-def methods(model: str | None) -> dict:
+def methods(model: str | None, keep=tuple(LEARNED_METHODS)) -> dict:
+    """Table row -> method: the reference, then the learned-model rows named in ``keep``
+    (short names of :data:`LEARNED_METHODS`) when ``model`` is given."""
     from Task2.pipeline import segment_followup
     from Task2.registration import RegistrationParameters
 
+    unknown = sorted(set(keep) - set(LEARNED_METHODS))
+    if unknown:
+        raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(LEARNED_METHODS)}")
     out = {REFERENCE: segment_followup}
     if model:
         from Task2.patch_model import PatchModelSegmenter
@@ -182,6 +190,8 @@ def methods(model: str | None) -> dict:
         out["learned model alone"] = without_registration
         out["registration places, network segments"] = segmenter.segment
         out["combination"] = combined.segment
+        out = {row: method for row, method in out.items()
+               if row == REFERENCE or row in {LEARNED_METHODS[name] for name in keep}}
     return out
 
 
@@ -207,15 +217,22 @@ def main(argv=None) -> int:
                         help="standard: pairs of the training generator (other seeds); second: pairs of the second "
                              "anatomy (autopet_common.phantoms.second_anatomy.second_anatomy_pair), another body, "
                              "lesion model and growth that no training pair has, on the same grids")
+    parser.add_argument("--methods", default=",".join(LEARNED_METHODS),
+                        help=f"comma-separated subset of {','.join(LEARNED_METHODS)} (the learned-model rows; "
+                             "the model-free reference is always measured); fewer rows take less time")
     parser.add_argument("--json", default=None, help="also write the per-pair rows here")
     parser.add_argument("--per_lesion", action="store_true",
                         help="also print per-lesion tables by status and size (module docstring, 4)")
     args = parser.parse_args(argv)
+    keep = tuple(name.strip() for name in args.methods.split(",") if name.strip())
+    unknown = sorted(set(keep) - set(LEARNED_METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(LEARNED_METHODS)}")
 
     import contextlib
 
     with contextlib.redirect_stdout(sys.stderr):  # nnU-Net's loading chatter stays out of the tables
-        runners = methods(args.model or None)
+        runners = methods(args.model or None, keep)
     rows = []
     for name, pair in heldout_pairs(args.pairs, args.real, args.seed, args.anatomy):
         for method, segment in runners.items():

@@ -412,3 +412,26 @@ def test_shipped_model_segments_held_out_pair_with_truth_ids(tmp_path):
     step1 = _run_pair(pair_dir, tmp_path, SHIPPED, 1)
     assert set(np.unique(step1)) - {0} <= truth_ids | {int(v) for v in np.unique(read_image(next(
         (pair_dir / "input" / "images" / "primary-baseline-ct-tumor-lesion-seg").iterdir()))[0]) if v}
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no shipped Task 2 model")
+def test_task2_benchmark_runs_the_learned_rows_asked_for(capsys):
+    """bench_task2_model.py --methods: the reference always, then only the learned-model rows named;
+    an unknown name is refused before any pair is made (exit 2, the names to choose from)."""
+    benchmarks = str(REPO / "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        import bench_task2_model as bench
+    finally:
+        sys.path.remove(benchmarks)
+
+    assert list(bench.methods(str(SHIPPED), ("combination",))) == [bench.REFERENCE, "combination"]
+    assert list(bench.methods(str(SHIPPED))) == [bench.REFERENCE, "learned model alone",
+                                                 "registration places, network segments", "combination"]
+    assert list(bench.methods(None, ("alone",))) == [bench.REFERENCE]
+    with pytest.raises(ValueError, match="unknown everything"):
+        bench.methods(str(SHIPPED), ("everything",))
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--methods", "combination,everything", "--pairs", "0", "--real", "0"])
+    assert exited.value.code == 2
+    assert "unknown everything; choose from alone, placed, combination" in capsys.readouterr().err
