@@ -170,7 +170,8 @@ def run(method, pair, points: dict) -> tuple[np.ndarray, float]:
 
 def methods(model: str | None, keep=tuple(LEARNED_METHODS)) -> dict:
     """Table row -> method: the reference, then the learned-model rows named in ``keep``
-    (short names of :data:`LEARNED_METHODS`) when ``model`` is given."""
+    (short names of :data:`LEARNED_METHODS`) when ``model`` is given; only the networks those rows
+    use are loaded. Raises ValueError on a name that is not one of them."""
     from Task2.pipeline import segment_followup
     from Task2.registration import RegistrationParameters
 
@@ -178,20 +179,22 @@ def methods(model: str | None, keep=tuple(LEARNED_METHODS)) -> dict:
     if unknown:
         raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(LEARNED_METHODS)}")
     out = {REFERENCE: segment_followup}
-    if model:
-        from Task2.patch_model import PatchModelSegmenter
+    if not model:
+        return out
+    from Task2.patch_model import PatchModelSegmenter
 
+    if {"alone", "placed"} & set(keep):
         segmenter = PatchModelSegmenter(model, "cpu", click_fallback=False)
-        combined = PatchModelSegmenter(model, "cpu")
 
         def without_registration(*args):
             return segmenter.segment(*args, RegistrationParameters(identity=True), local_refinement=False)
 
-        out["learned model alone"] = without_registration
-        out["registration places, network segments"] = segmenter.segment
-        out["combination"] = combined.segment
-        out = {row: method for row, method in out.items()
-               if row == REFERENCE or row in {LEARNED_METHODS[name] for name in keep}}
+        if "alone" in keep:
+            out[LEARNED_METHODS["alone"]] = without_registration
+        if "placed" in keep:
+            out[LEARNED_METHODS["placed"]] = segmenter.segment
+    if "combination" in keep:
+        out[LEARNED_METHODS["combination"]] = PatchModelSegmenter(model, "cpu").segment
     return out
 
 
@@ -225,14 +228,14 @@ def main(argv=None) -> int:
                         help="also print per-lesion tables by status and size (module docstring, 4)")
     args = parser.parse_args(argv)
     keep = tuple(name.strip() for name in args.methods.split(",") if name.strip())
-    unknown = sorted(set(keep) - set(LEARNED_METHODS))
-    if unknown:
-        parser.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(LEARNED_METHODS)}")
 
     import contextlib
 
     with contextlib.redirect_stdout(sys.stderr):  # nnU-Net's loading chatter stays out of the tables
-        runners = methods(args.model or None, keep)
+        try:
+            runners = methods(args.model or None, keep)
+        except ValueError as exc:  # an unknown --methods name, refused before any model loads
+            parser.error(str(exc))
     rows = []
     for name, pair in heldout_pairs(args.pairs, args.real, args.seed, args.anatomy):
         for method, segment in runners.items():

@@ -415,9 +415,10 @@ def test_shipped_model_segments_held_out_pair_with_truth_ids(tmp_path):
 
 
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="no shipped Task 2 model")
-def test_task2_benchmark_runs_the_learned_rows_asked_for(capsys):
-    """bench_task2_model.py --methods: the reference always, then only the learned-model rows named;
-    an unknown name is refused before any pair is made (exit 2, the names to choose from)."""
+def test_task2_benchmark_runs_the_learned_rows_asked_for(capsys, monkeypatch):
+    """bench_task2_model.py --methods: the reference always, then only the learned-model rows named,
+    loading only the networks they use; an unknown name is refused before any pair is made (exit 2,
+    the names to choose from)."""
     benchmarks = str(REPO / "benchmarks")
     sys.path.insert(0, benchmarks)
     try:
@@ -425,7 +426,15 @@ def test_task2_benchmark_runs_the_learned_rows_asked_for(capsys):
     finally:
         sys.path.remove(benchmarks)
 
+    import Task2.patch_model
+
+    loaded = []
+    real_segmenter = Task2.patch_model.PatchModelSegmenter
+    monkeypatch.setattr(Task2.patch_model, "PatchModelSegmenter",
+                        lambda *args, **kwargs: loaded.append(kwargs) or real_segmenter(*args, **kwargs))
     assert list(bench.methods(str(SHIPPED), ("combination",))) == [bench.REFERENCE, "combination"]
+    assert loaded == [{}]  # the combination's network only (click fallback on, the default)
+    monkeypatch.setattr(Task2.patch_model, "PatchModelSegmenter", real_segmenter)
     assert list(bench.methods(str(SHIPPED))) == [bench.REFERENCE, "learned model alone",
                                                  "registration places, network segments", "combination"]
     assert list(bench.methods(None, ("alone",))) == [bench.REFERENCE]
