@@ -34,7 +34,8 @@
 
 Prints Markdown tables (mean over cases; AUC by the trapezoid rule over steps 0..10; time per
 step is the median over cases of the in-process time per step), the click criterion of issue
-33: the share of the step-0 error the clicks remove, (DSC@10 - DSC@0) / (1 - DSC@0), and where
+33: the share of the step-0 error the clicks remove, (DSC@10 - DSC@0) / (1 - DSC@0), each case's
+DSC@0, DSC@10 and AUC-DSC with the means' standard errors (how far one case moves a mean), and where
 the Dice is lost at steps 0 and 10 (:func:`evaluation_metrics.breakdown.error_breakdown`:
 the Dice each kind of error costs, mean over cases with lesions; boundary = the first voxel layer),
 and at step 10 in how many cases each click rule acted (:func:`click_rules_done`).
@@ -174,7 +175,11 @@ def summarise(result: dict) -> dict:
     rules = {"cases": len(cases), "protocol_rule_fired": int(sum(fired)),
              "background_cut_acted": int(sum(c["click_rules"][last]["background_cut_voxels"] > 0 for c in cases)),
              "spurious_cost_unfired": float(np.nanmean(unfired)) if unfired else float("nan")}
-    return {"per_step": per_step, "auc": auc, "dice_cost": dice_cost, "click_rules": rules,
+    # each case's ends of the curve: the spread behind the means, so that a difference between
+    # recipes can be read against how much one case moves the mean
+    per_case = {case: {"dice_0": c["dice"][0], "dice_10": c["dice"][-1], "auc_dice": interactive_auc(c["dice"])}
+                for case, c in result["cases"].items()}
+    return {"per_step": per_step, "auc": auc, "dice_cost": dice_cost, "click_rules": rules, "per_case": per_case,
             "seconds_per_step": statistics.median(c["seconds_per_step"] for c in cases),
             "peak_rss_mb": result["peak_rss_mb"], "load_s": result["load_s"]}
 
@@ -227,6 +232,16 @@ def identity_check(model: str, cohort: Path, work: Path, n_cases: int) -> dict:
             "speedup": timings["process"] / timings["in_process"]}
 
 
+def mean_and_standard_error(values) -> tuple[float, float]:
+    """Mean over cases with a value (NaN, a case without lesions, left out) and its standard error,
+    the sample standard deviation over sqrt(n); NaN where fewer than two cases have a value."""
+    v = np.asarray([x for x in values if x == x], float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    error = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+    return float(v.mean()), error
+
+
 def _f(value: float, digits: int = 3) -> str:
     return "nan" if value != value else f"{value:.{digits}f}"
 
@@ -251,6 +266,19 @@ def print_tables(summaries: dict, reference: str, n_cases: int, cohort_kind: str
         d0, d10 = s["per_step"]["dice"][0], s["per_step"]["dice"][-1]
         share = (d10 - d0) / (1 - d0) if d0 < 1 else float("nan")
         print(f"- {name}: {share:.0%} of the error removed, gain {d10 - d0:+.3f}")
+    print("\nPer case (the spread behind the means; standard error of the mean DSC = sd / sqrt(cases)):\n")
+    print("| method | case | DSC@0 | DSC@10 | AUC-DSC | clicks remove |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, s in summaries.items():
+        for case, c in s["per_case"].items():
+            share = (c["dice_10"] - c["dice_0"]) / (1 - c["dice_0"]) if c["dice_0"] < 1 else float("nan")
+            print(f"| {name} | {case} | {_f(c['dice_0'])} | {_f(c['dice_10'])} | {_f(c['auc_dice'])} | "
+                  f"{_f(share * 100, 0)} % |")
+    print()
+    for name, s in summaries.items():
+        spread = {k: mean_and_standard_error([c[k] for c in s["per_case"].values()]) for k in ("dice_0", "dice_10")}
+        print(f"- {name}: DSC@0 {_f(spread['dice_0'][0])} +- {_f(spread['dice_0'][1])}, "
+              f"DSC@10 {_f(spread['dice_10'][0])} +- {_f(spread['dice_10'][1])} (mean +- standard error)")
     from evaluation_metrics.breakdown import ERROR_KINDS
 
     print("\nWhere the Dice is lost (`evaluation_metrics.breakdown`): the Dice each kind of error costs, "

@@ -201,3 +201,41 @@ def test_benchmark_reads_what_the_click_rules_did_from_the_chain_report():
         pet=context.pet, clicks={"tumor": [(7, 7, 7)], "background": []}, spacing=(1.0, 1.0, 1.0)))
     assert click_rules_done(report) == {"protocol_rule_fired": 0, "background_cut_voxels": 0}
     assert click_rules_done([]) == {"protocol_rule_fired": 0, "background_cut_voxels": 0}
+
+
+def test_benchmark_reports_each_case_and_the_means_standard_error(capsys):
+    """benchmarks/bench_task1_model.py keeps each case's curve ends in its summary (and --json) and
+    prints them with the means' standard errors: two cases of known Dice, one without lesions
+    (NaN) left out of the spread."""
+    import sys
+    from pathlib import Path
+
+    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        from bench_task1_model import mean_and_standard_error, print_tables, summarise
+    finally:
+        sys.path.remove(benchmarks)
+
+    mean, error = mean_and_standard_error([0.6, 0.8, float("nan")])
+    assert mean == pytest.approx(0.7) and error == pytest.approx(np.std([0.6, 0.8], ddof=1) / np.sqrt(2))
+    assert np.isnan(mean_and_standard_error([0.5])[1]) and np.isnan(mean_and_standard_error([])[0])
+
+    errors = {"boundary_mm": 1.0, "true_positive": 9.0, "missed": 0.0, "boundary_fn": 1.0, "inner_fn": 0.0,
+              "spurious": 0.0, "boundary_fp": 0.0, "spread_fp": 0.0}
+    rules = {"protocol_rule_fired": 0, "background_cut_voxels": 0}
+
+    def case(dice):
+        return {"dice": dice, "fpv": [0.0] * 11, "fnv": [0.0] * 11, "errors": {"0": errors, "10": errors},
+                "click_rules": {"0": rules, "10": rules}, "seconds_per_step": 1.0}
+
+    result = {"cases": {"A": case([0.6] * 10 + [0.8]), "B": case([0.8] * 10 + [1.0])}, "peak_rss_mb": 100.0,
+              "load_s": 0.1}
+    summary = summarise(result)
+    assert summary["per_case"]["A"] == {"dice_0": 0.6, "dice_10": 0.8, "auc_dice": pytest.approx(6.1)}
+    assert summary["per_case"]["B"]["dice_10"] == 1.0
+    print_tables({"m": summary}, "m", 2, "standard")
+    out = capsys.readouterr().out
+    assert "| m | A | 0.600 | 0.800 | 6.100 | 50 % |" in out  # (0.8 - 0.6) / (1 - 0.6)
+    assert "| m | B | 0.800 | 1.000 | 8.100 | 100 % |" in out
+    assert "DSC@0 0.700 +- 0.100, DSC@10 0.900 +- 0.100 (mean +- standard error)" in out
