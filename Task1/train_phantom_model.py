@@ -102,13 +102,14 @@ def write_phantom_source(out_dir: str | os.PathLike, n_cases: int = 5, seed: int
 
 
 def varied_phantom(seed: int, n: int, *, max_voxels: int = 176, lesion_radius_min_mm: float | None = None,
-                   organ_decoys: bool = False):
+                   organ_decoys: bool = False, bone_free: bool = False):
     """Case ``n`` of the varied training set of ``seed``: a :class:`~autopet_common.phantoms.PetCtCase`
     with random tracer (alternating), grid, spacing, field of view, body position, lesions and
     :class:`~autopet_common.phantoms.PetVariation`. Deterministic in (seed, n).
     ``lesion_radius_min_mm``: the smallest lesion radius (default: the grid's; see ``PetVariation``);
     the same random draws, so only the lesions change. ``organ_decoys``: add 1..3 organ-sized hot
-    structures without a label (``PetVariation.organ_decoys``), drawn apart, so all else stays."""
+    structures without a label (``PetVariation.organ_decoys``), drawn apart, so all else stays.
+    ``bone_free``: no bones (``PetVariation.bone_free``), which draws nothing, so all else stays."""
     import dataclasses
 
     import numpy as np
@@ -128,7 +129,7 @@ def varied_phantom(seed: int, n: int, *, max_voxels: int = 176, lesion_radius_mi
                            spacing=tuple(spacing), case_id=f"phantom_{n:03d}",
                            variation=dataclasses.replace(PetVariation.random(rng),
                                                          lesion_radius_min_mm=lesion_radius_min_mm,
-                                                         organ_decoys=decoys))
+                                                         organ_decoys=decoys, bone_free=bone_free))
     # body position and extent: keep a random run of 60-100 % of the slices, and pad air on one
     # side of each in-plane axis (0-20 %), so the body is not always centred and complete
     keep = int(round(shape[2] * rng.uniform(0.6, 1.0)))
@@ -187,10 +188,21 @@ def organ_decoys_phantom(seed: int, n: int):
     return varied_phantom(seed, n, organ_decoys=True)
 
 
+def bone_free_half_phantom(seed: int, n: int):
+    """Case ``n`` of the varied set, without bones in about half of the cases (a draw of its own,
+    ``[seed, n, 20261208]``). At step 0 the default marks the hot organs of a body without bones
+    (set (c) of issue 33 has none), and on 8 FDG validation phantoms of its own generator with the
+    bones made soft tissue its step-0 false positives grow from 0-0.7 ml to 7-21 ml a case; so
+    bones may be what it places organs by. Everything else is :func:`varied_phantom`'s case, draw for draw."""
+    import numpy as np
+
+    return varied_phantom(seed, n, bone_free=bool(np.random.default_rng([seed, n, 20261208]).random() < 0.5))
+
+
 # --phantoms: training set name -> case maker (seed, n)
 PHANTOM_SETS = {"varied": varied_phantom, "randomised": randomised_phantom, "mixed": mixed_phantom,
                 "mostly_varied": mostly_varied_phantom, "small_lesions": small_lesions_phantom,
-                "organ_decoys": organ_decoys_phantom}
+                "organ_decoys": organ_decoys_phantom, "bone_free_half": bone_free_half_phantom}
 
 
 def write_training_phantoms(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, *,
@@ -309,8 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(domain-randomised anatomy, uptake, field of view and physics, "
                              "autopet_common/phantoms/randomised.py), mixed (every third case varied, the others "
                              "randomised), mostly_varied (every third case randomised, the others varied), "
-                             "small_lesions (varied, with lesions from 3 mm radius on every grid) or organ_decoys "
-                             "(varied, plus 1-3 unlabelled hot organ-sized structures per case)")
+                             "small_lesions (varied, with lesions from 3 mm radius on every grid), organ_decoys "
+                             "(varied, plus 1-3 unlabelled hot organ-sized structures per case) or bone_free_half "
+                             "(varied, about half of the cases without bones)")
     parser.add_argument("--network_spacing", type=positive_float, default=CPU_SPACING[0], metavar="MM",
                         help=f"isotropic voxel size of the {CPU_CONFIGURATION} configuration, the grid the network "
                              f"sees (default {CPU_SPACING[0]:g} mm, the shipped models'; the patch stays 48^3 voxels)")

@@ -84,7 +84,8 @@ def test_mixed_training_set_alternates_generators(tmp_path):
     from autopet_common.image_io import read_image
     from Task1.train_phantom_model import PHANTOM_SETS, varied_phantom, write_training_phantoms
 
-    assert set(PHANTOM_SETS) == {"varied", "randomised", "mixed", "mostly_varied", "small_lesions", "organ_decoys"}
+    assert set(PHANTOM_SETS) == {"varied", "randomised", "mixed", "mostly_varied", "small_lesions", "organ_decoys",
+                                "bone_free_half"}
     source = write_training_phantoms(tmp_path / "source", 2, seed=0, progress=False, organs=True, phantoms="mixed")
     # case 0 is the varied set's case 0, case 1 a randomised one (its own grid)
     label0, geometry0 = read_image(source / "labelsTr" / "phantom_000.nii.gz")

@@ -72,6 +72,27 @@ def test_organ_decoys_are_hot_organ_sized_unlabelled_and_change_nothing_else():
     assert sizes.max() > largest_lesion_ml
 
 
+def test_bone_free_phantoms_lose_their_bones_and_nothing_else():
+    """PetVariation.bone_free: no voxel is bone-dense any more and the bone boxes leave the organ
+    map; lesions, the other organs and the noise draws are the plain case's. bone_free_half draws
+    its own coin per case, so both kinds are in the set."""
+    from autopet_common.phantoms.anatomy import BONES
+    from Task1.train_phantom_model import bone_free_half_phantom, varied_phantom
+
+    plain, free = varied_phantom(0, 3, max_voxels=64), varied_phantom(0, 3, max_voxels=64, bone_free=True)
+    assert plain.ct.max() > 400 and free.ct.max() < 200  # bone 450-900 HU; soft tissue and lesions below
+    assert set(BONES) & set(plain.organ_boxes) and not set(BONES) & set(free.organ_boxes)
+    assert set(plain.organ_boxes) - set(free.organ_boxes) == set(BONES) & set(plain.organ_boxes)
+    assert np.array_equal(plain.label, free.label) and plain.uptake == free.uptake
+    bone = np.zeros(plain.ct.shape, bool)
+    for name in set(BONES) & set(plain.organ_boxes):
+        box = plain.organ_boxes[name]
+        bone[box.slices] |= box.mask
+    assert np.array_equal(plain.ct[~bone & (plain.label == 0)], free.ct[~bone & (plain.label == 0)])
+    kinds = {bone_free_half_phantom(0, n).ct.max() < 200 for n in range(6)}
+    assert kinds == {True, False}
+
+
 def test_suv_conversion_names_pet_nonorm_and_the_trainer_finds_it(tmp_path):
     from Task1.convert_dataset import convert_dataset
     from Task1.train_phantom_model import write_phantom_source

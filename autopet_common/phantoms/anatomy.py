@@ -78,6 +78,8 @@ HOT_ORGANS = {"FDG": ("bladder", "kidney_right", "kidney_left", "heart"),
 
 SOFT_TISSUE_HU, FAT_HU, AIR_HU = 40.0, -100.0, -1000.0
 SOFT_TISSUE_SUV, FAT_SUV, MARROW_SUV = 1.0, 0.6, 1.3
+# the organ boxes build_anatomy paints as bone (CT 450-900 HU; spine and pelvis with marrow uptake)
+BONES = ("ribs", "skull", "spine", "pelvis_right", "pelvis_left")
 
 
 @dataclass

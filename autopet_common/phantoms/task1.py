@@ -16,8 +16,8 @@ import numpy as np
 from ..errors import InputError
 from ..image_io import Geometry, atomic_write_json, write_image
 from ..organ_classes import ORGAN_CLASSES_FILE, TOTALSEGMENTATOR_TOTAL
-from .anatomy import (HOT_ORGANS, ORGANS, Box, body_profile, body_r2, build_anatomy,
-                      ellipsoid_q, norm_to_index, norm_to_voxels)
+from .anatomy import (BONES, HOT_ORGANS, ORGANS, SOFT_TISSUE_HU, SOFT_TISSUE_SUV, Box, body_profile, body_r2,
+                      build_anatomy, ellipsoid_q, norm_to_index, norm_to_voxels)
 from .common import add_ct_noise, make_rng, resolve_grid, seed_label
 
 TRACERS = ("FDG", "PSMA")
@@ -225,6 +225,10 @@ class PetVariation:
     ``organ_decoy_suv_range``, anywhere in the body, with no label: an organ of another body,
     which a model must not call a lesion for being hot (issue 33). They draw from
     a generator of their own, so every other draw of the phantom stays as it was.
+    ``bone_free``: the bones (:data:`~.anatomy.BONES`) become soft tissue in CT and PET before
+    lesions, blur and noise, and leave the organ boxes: a body without a skeleton, as another
+    generator may draw it, so that a model cannot place organs by the bones alone (issue 33).
+    It draws nothing, so every other draw of the phantom stays as it was.
     """
 
     organ_uptake_scale: dict[str, float] | None = None
@@ -238,6 +242,7 @@ class PetVariation:
     organ_decoys: int = 0
     organ_decoy_ml_range: tuple[float, float] = (250.0, 2000.0)
     organ_decoy_suv_range: tuple[float, float] = (2.0, 30.0)
+    bone_free: bool = False
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> "PetVariation":
@@ -342,6 +347,12 @@ def make_petct_case(size: str | None = "tiny", tracer: str = "FDG", seed: Any = 
     rng = make_rng(seed)
     anatomy = build_anatomy(shape3, spacing3, rng, tracer, uptake_scale=variation.organ_uptake_scale)
     ct, pet, r2 = anatomy.ct, anatomy.pet, anatomy.r2
+    if variation.bone_free:
+        for name in BONES:
+            box = anatomy.organs.pop(name, None)
+            if box is not None:
+                ct[box.slices][box.mask] = SOFT_TISSUE_HU
+                pet[box.slices][box.mask] = SOFT_TISSUE_SUV
     if empty:
         n_lesions = 0
     elif n_lesions is None:
