@@ -232,6 +232,12 @@ def identity_check(model: str, cohort: Path, work: Path, n_cases: int) -> dict:
             "speedup": timings["process"] / timings["in_process"]}
 
 
+def error_removed(dice_0: float, dice_10: float) -> float:
+    """Issue 33's click criterion: the share of the step-0 error the clicks remove,
+    (DSC@10 - DSC@0) / (1 - DSC@0); NaN when step 0 left no error."""
+    return (dice_10 - dice_0) / (1 - dice_0) if dice_0 < 1 else float("nan")
+
+
 def mean_and_standard_error(values) -> tuple[float, float]:
     """Mean over cases with a value (NaN, a case without lesions, left out) and its standard error,
     the sample standard deviation over sqrt(n); NaN where fewer than two cases have a value."""
@@ -264,14 +270,13 @@ def print_tables(summaries: dict, reference: str, n_cases: int, cohort_kind: str
           "gain DSC@10 - DSC@0:\n")
     for name, s in summaries.items():
         d0, d10 = s["per_step"]["dice"][0], s["per_step"]["dice"][-1]
-        share = (d10 - d0) / (1 - d0) if d0 < 1 else float("nan")
-        print(f"- {name}: {share:.0%} of the error removed, gain {d10 - d0:+.3f}")
+        print(f"- {name}: {error_removed(d0, d10):.0%} of the error removed, gain {d10 - d0:+.3f}")
     print("\nPer case (the spread behind the means; standard error of the mean DSC = sd / sqrt(cases)):\n")
     print("| method | case | DSC@0 | DSC@10 | AUC-DSC | clicks remove |")
     print("|---|---|---:|---:|---:|---:|")
     for name, s in summaries.items():
         for case, c in s["per_case"].items():
-            share = (c["dice_10"] - c["dice_0"]) / (1 - c["dice_0"]) if c["dice_0"] < 1 else float("nan")
+            share = error_removed(c["dice_0"], c["dice_10"])
             print(f"| {name} | {case} | {_f(c['dice_0'])} | {_f(c['dice_10'])} | {_f(c['auc_dice'])} | "
                   f"{_f(share * 100, 0)} % |")
     print()
